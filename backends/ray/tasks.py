@@ -1,0 +1,242 @@
+"""Modal Functions as Ray tasks: options from `Resources`, three task kinds, and result handles.
+
+Each prepared function owns up to three Ray remote functions, created lazily: one input per task,
+a chunk of inputs per task (`.map` groups small inputs), and a streaming generator. Their closures
+hold the function's `Invocation`, so Ray exports the user's code once and each call ships only its
+arguments, exactly like a raw `ray.remote` function.
+
+Ray's own `max_retries` stays on for system failures (a worker process or node dying); user
+exceptions come back as values and are retried by the caller with Modal's backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import cloudpickle
+import ray
+import ray.exceptions as rex
+
+from modal_ray.exception import InvalidError, SerializationError
+from modal_ray import config
+from modal_ray.specs import FunctionSpec, Resources
+from modal_ray.worker import Invocation
+
+from .errors import translate
+
+SYSTEM_RETRIES = 3
+
+
+def task_options(resources: Resources, runtime_env: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    opts: dict[str, Any] = {"num_cpus": resources.num_cpus, "name": name, "max_retries": SYSTEM_RETRIES}
+    if resources.num_gpus:
+        opts["num_gpus"] = resources.num_gpus
+    if resources.memory_bytes:
+        opts["memory"] = resources.memory_bytes
+    if resources.accelerator_type:
+        opts["accelerator_type"] = resources.accelerator_type
+    if resources.label_selector is not None:
+        opts["label_selector"] = dict(resources.label_selector)
+    if resources.fallback_label_selectors:
+        opts["fallback_strategy"] = [{"label_selector": dict(s)} for s in resources.fallback_label_selectors]
+    if runtime_env:
+        opts["runtime_env"] = runtime_env
+    return opts
+
+
+def check_feasible(resources: Resources, what: str) -> None:
+    """Refuse a request that no live node can ever satisfy, instead of pending forever."""
+    if not config.check_feasible():
+        return
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if not nodes:
+        return
+
+    def fits(node: dict[str, Any]) -> bool:
+        res = node.get("Resources", {})
+        if res.get("CPU", 0) < resources.num_cpus:
+            return False
+        if resources.num_gpus and res.get("GPU", 0) < resources.num_gpus:
+            return False
+        if resources.memory_bytes and res.get("memory", 0) < resources.memory_bytes:
+            return False
+        if resources.accelerator_type and f"accelerator_type:{resources.accelerator_type}" not in res:
+            return False
+        selectors = [resources.label_selector, *resources.fallback_label_selectors]
+        if resources.label_selector is not None or resources.fallback_label_selectors:
+            labels = node.get("Labels", {}) or {}
+            return any(all(labels.get(k) == v for k, v in (s or {}).items()) for s in selectors)
+        return True
+
+    if any(fits(n) for n in nodes):
+        return
+    have = []
+    for n in nodes:
+        res = n.get("Resources", {})
+        accel = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
+        have.append(
+            f"CPU={res.get('CPU', 0):g} GPU={res.get('GPU', 0):g}"
+            f" memory={res.get('memory', 0) / 2**20:.0f}MiB" + (f" accelerators={accel}" if accel else "")
+        )
+    want = f"cpu={resources.num_cpus:g}"
+    if resources.memory_bytes:
+        want += f", memory={resources.memory_bytes // 2**20}MiB"
+    if resources.num_gpus:
+        want += f", gpu={resources.gpu_spec}"
+    raise InvalidError(
+        f"{what} asks for {want}, but no node of this Ray cluster can ever provide it "
+        f"(nodes: {'; '.join(have)}). Lower the request or add such a node; on an autoscaling "
+        "cluster set MODAL_RAY_CHECK_FEASIBLE=0 to let the request wait for new nodes."
+    )
+
+
+def _argument_error(exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> Exception:
+    """Name the argument Ray could not serialize."""
+    for i, a in enumerate(args):
+        try:
+            cloudpickle.dumps(a)
+        except Exception as e:
+            return SerializationError(
+                f"Argument {i} of {what} ({type(a).__name__}) cannot be serialized with cloudpickle: {e}"
+            )
+    for k, v in kwargs.items():
+        try:
+            cloudpickle.dumps(v)
+        except Exception as e:
+            return SerializationError(
+                f"Keyword argument {k!r} of {what} ({type(v).__name__}) cannot be serialized with cloudpickle: {e}"
+            )
+    return SerializationError(f"The arguments of {what} cannot be serialized: {exc}")
+
+
+class RayPending:
+    __slots__ = ("_fut", "ref", "what")
+
+    def __init__(self, ref: ray.ObjectRef, what: str) -> None:
+        self.ref = ref
+        self.what = what
+        self._fut: asyncio.Future[Any] | None = None
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return ray.get(self.ref, timeout=timeout)
+        except rex.GetTimeoutError:
+            raise TimeoutError(f"{self.what} is not finished yet") from None
+        except rex.RayError as exc:
+            raise translate(exc, self.what) from None
+
+    def future(self) -> asyncio.Future[Any]:
+        """An asyncio future on the running loop (created once)."""
+        if self._fut is None:
+            self._fut = asyncio.wrap_future(self.ref.future())
+        return self._fut
+
+    async def result_async(self) -> Any:
+        try:
+            return await self.future()
+        except rex.RayError as exc:
+            raise translate(exc, self.what) from None
+
+    def done(self) -> bool:
+        ready, _ = ray.wait([self.ref], timeout=0)
+        return bool(ready)
+
+    def cancel(self, force: bool = False) -> None:
+        try:
+            ray.cancel(self.ref, force=force)
+        except (rex.RayError, ValueError, TypeError):
+            pass
+
+
+class RayPendingStream:
+    def __init__(self, gen: Any, what: str) -> None:
+        self._gen = gen
+        self.what = what
+
+    def __iter__(self) -> Iterator[Any]:
+        try:
+            for ref in self._gen:
+                yield ray.get(ref)
+        except rex.RayError as exc:
+            raise translate(exc, self.what) from None
+
+    async def __aiter__(self) -> AsyncIterator[Any]:
+        try:
+            async for ref in self._gen:
+                yield await ref
+        except rex.RayError as exc:
+            raise translate(exc, self.what) from None
+
+    def cancel(self) -> None:
+        try:
+            ray.cancel(self._gen, force=True)
+        except (rex.RayError, ValueError, TypeError):
+            pass
+
+
+class RayPrepared:
+    """A Modal Function bound to Ray task options; remote functions are made on first use."""
+
+    def __init__(self, spec: FunctionSpec, invocation: Invocation) -> None:
+        self.spec = spec
+        self.invocation = invocation
+        self.what = f"Function {spec.tag!r}" if spec.tag else "the function"
+        self._options = task_options(spec.resources, dict(spec.runtime_env), spec.tag or "modal")
+        if spec.max_calls:
+            self._options["max_calls"] = spec.max_calls
+        self._one: Any = None
+        self._chunk: Any = None
+        self._stream: Any = None
+
+    def _remote(self, kind: str) -> Any:
+        inv = self.invocation
+        if kind == "one":
+
+            def run(args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Any:
+                return inv.run_one(args, kwargs, call_id, input_id)
+
+            opts = self._options
+        elif kind == "chunk":
+
+            def run(items: list[Any], call_id: str, first: int) -> Any:  # type: ignore[misc]
+                return inv.run_chunk(items, call_id, first)
+
+            opts = self._options
+        else:
+
+            def run(args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Any:  # type: ignore[misc]
+                yield from inv.run_gen(args, kwargs, call_id, input_id)
+
+            opts = {**self._options, "num_returns": "streaming"}
+        run.__name__ = run.__qualname__ = (self.spec.tag or "modal").replace(".", "_")
+        return ray.remote(run).options(**opts)
+
+    def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> RayPending:
+        if self._one is None:
+            self._one = self._remote("one")
+        try:
+            return RayPending(self._one.remote(args, kwargs, call_id, input_id), self.what)
+        except TypeError as exc:
+            raise _argument_error(exc, args, kwargs, self.what) from None
+
+    def submit_chunk(self, items: list[tuple[tuple[Any, ...], dict[str, Any]]], call_id: str, first: int) -> RayPending:
+        if self._chunk is None:
+            self._chunk = self._remote("chunk")
+        try:
+            return RayPending(self._chunk.remote(items, call_id, first), self.what)
+        except TypeError as exc:
+            for args, kwargs in items:
+                err = _argument_error(exc, args, kwargs, self.what)
+                if "Argument" in str(err) or "argument" in str(err):
+                    raise err from None
+            raise SerializationError(f"The inputs of {self.what} cannot be serialized: {exc}") from None
+
+    def submit_stream(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> RayPendingStream:
+        if self._stream is None:
+            self._stream = self._remote("stream")
+        try:
+            return RayPendingStream(self._stream.remote(args, kwargs, call_id, input_id), self.what)
+        except TypeError as exc:
+            raise _argument_error(exc, args, kwargs, self.what) from None

@@ -1,0 +1,420 @@
+"""`modal.App`: registers functions and entrypoints, and runs them as an ephemeral app.
+
+`with app.run():` (or `modal run`) connects to Ray, marks the app running so its functions may be
+called, and on exit cancels what it started that is still running (spawned calls, background
+maps), as Modal stops an ephemeral app when its client leaves. Functions are prepared lazily, on
+their first call, so starting an app costs only the Ray connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from modal_ray.exception import InvalidError, UnimplementedError
+
+from . import config, output
+from .function import Function, FunctionCall
+from .function_options import FunctionOptions
+from .ids import new_id
+from .secret import Secret
+from .synchronizer import dual, dual_static, run_async, run_sync
+from .warn import warn_once
+
+
+class LocalEntrypoint:
+    """A function run on the local machine by `modal run` (`@app.local_entrypoint()`)."""
+
+    __module__ = "modal.app"
+
+    def __init__(self, raw_f: Callable[..., Any], app: App, name: str) -> None:
+        self.raw_f = raw_f
+        self.app = app
+        self.name = name
+        self.__doc__ = raw_f.__doc__
+        self.__wrapped__ = raw_f
+
+    @property
+    def info(self) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.raw_f(*args, **kwargs)
+
+
+class _RunContext:
+    """What `app.run()` returns: a sync and async context manager."""
+
+    def __init__(self, app: App, detach: bool, environment_name: str | None) -> None:
+        self._app = app
+        self._detach = detach
+        self._environment_name = environment_name
+
+    def __enter__(self) -> App:
+        run_sync(self._app._start(self._detach, self._environment_name), "App.run")
+        return self._app
+
+    def __exit__(self, *exc: Any) -> None:
+        run_sync(self._app._stop(), "App.run")
+
+    async def __aenter__(self) -> App:
+        await run_async(self._app._start(self._detach, self._environment_name))
+        return self._app
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await run_async(self._app._stop())
+
+
+class App:
+    """A group of functions that run together (`modal run`) or are deployed together."""
+
+    __module__ = "modal.app"
+
+    _all_apps: weakref.WeakSet[App] = weakref.WeakSet()
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        tags: dict[str, str] | None = None,
+        image: Any = None,
+        secrets: Sequence[Secret] = [],  # noqa: B006 - Modal's signature
+        volumes: Mapping[Any, Any] = {},  # noqa: B006
+        include_source: bool = True,
+        **deprecated: Any,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise InvalidError("App name must be a string.")
+        if deprecated:
+            raise InvalidError(
+                f"Unknown App options: {', '.join(sorted(deprecated))}. Modal 1.x takes name, tags,"
+                " image, secrets, volumes and include_source."
+            )
+        for s in secrets:
+            if not isinstance(s, Secret):
+                raise InvalidError(f"`secrets=` takes modal.Secret objects, not {type(s).__name__}.")
+        self._name = name
+        self._tags = dict(tags or {})
+        self._image = image
+        self._secrets = list(secrets)
+        self._volumes = dict(volumes)
+        self._include_source = include_source
+        self._functions: dict[str, Function[..., Any]] = {}
+        self._classes: dict[str, Any] = {}
+        self._entrypoints: dict[str, LocalEntrypoint] = {}
+        self._web_endpoints: list[str] = []
+        self._running = False
+        self._environment = config.DEFAULT_ENVIRONMENT
+        self._app_id: str | None = None
+        self._description: str | None = name
+        self._hydrated: weakref.WeakSet[Function[..., Any]] = weakref.WeakSet()
+        self._spawned: weakref.WeakSet[FunctionCall[Any]] = weakref.WeakSet()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._detach = False
+        App._all_apps.add(self)
+
+    def __repr__(self) -> str:
+        return f"App({self._name!r})" if self._name else "App()"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in ("_hydrated", "_spawned", "_background"):
+            state[key] = None
+        state["_running"] = False
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._hydrated = weakref.WeakSet()
+        self._spawned = weakref.WeakSet()
+        self._background = set()
+
+    def __getattr__(self, name: str) -> Any:
+        # `app.my_function` looked up Modal 0.x style.
+        functions = self.__dict__.get("_functions", {})
+        if name in functions:
+            return functions[name]
+        raise AttributeError(f"'App' object has no attribute {name!r}")
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def app_id(self) -> str | None:
+        return self._app_id
+
+    @property
+    def description(self) -> str | None:
+        return self._description
+
+    def set_description(self, description: str) -> None:
+        self._description = description
+
+    @property
+    def image(self) -> Any:
+        return self._image
+
+    @image.setter
+    def image(self, value: Any) -> None:
+        self._image = value
+
+    @property
+    def registered_functions(self) -> dict[str, Function[..., Any]]:
+        return dict(self._functions)
+
+    @property
+    def registered_classes(self) -> dict[str, Any]:
+        return dict(self._classes)
+
+    @property
+    def registered_entrypoints(self) -> dict[str, LocalEntrypoint]:
+        return dict(self._entrypoints)
+
+    @property
+    def registered_web_endpoints(self) -> list[str]:
+        return list(self._web_endpoints)
+
+    @property
+    def is_interactive(self) -> bool:
+        return False
+
+    @property
+    def sandboxes(self) -> Any:
+        raise UnimplementedError("Sandboxes are not supported by this version of modal-ray yet.")
+
+    @property
+    def logs(self) -> Any:
+        raise UnimplementedError("App logs stream to the terminal under `modal run`; use Ray's dashboard otherwise.")
+
+    # -- registration ------------------------------------------------------------------------
+
+    def function(
+        self,
+        *,
+        image: Any = None,
+        schedule: Any = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | list[str] | None = None,
+        serialized: bool = False,
+        network_file_systems: dict[Any, Any] = {},  # noqa: B006
+        volumes: dict[Any, Any] = {},  # noqa: B006
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        proxy: Any = None,
+        retries: Any = None,
+        timeout: int = 300,
+        startup_timeout: int | None = None,
+        name: str | None = None,
+        is_generator: bool | None = None,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
+        routing_region: str | None = None,
+        nonpreemptible: bool = False,
+        enable_memory_snapshot: bool = False,
+        block_network: bool = False,
+        restrict_modal_access: bool = False,
+        single_use_containers: bool = False,
+        i6pn: bool | None = None,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        _experimental_restrict_output: bool = False,
+        max_inputs: int | None = None,
+        # Deprecated spellings, still accepted with a warning:
+        keep_warm: int | None = None,
+        concurrency_limit: int | None = None,
+        container_idle_timeout: int | None = None,
+        allow_concurrent_inputs: int | None = None,
+        _experimental_buffer_containers: int | None = None,
+    ) -> Callable[[Callable[..., Any]], Function[..., Any]]:
+        """Decorator that registers a Modal Function on this app."""
+        options = {k: v for k, v in locals().items() if k not in ("self",)}
+        if callable(image) and not hasattr(image, "_runtime_env"):
+            raise InvalidError(
+                "`@app.function` was used without parentheses; write `@app.function()`."
+            )
+        deprecated = ("keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs", "_experimental_buffer_containers")
+        for key in deprecated:
+            if options[key] is None:
+                options.pop(key)
+
+        def decorator(f: Callable[..., Any]) -> Function[..., Any]:
+            raw_f, partial_opts = _unwrap_partial(f)
+            if isinstance(raw_f, Function):
+                raise InvalidError(f"{raw_f!r} is already a Modal Function; decorate it only once.")
+            if not callable(raw_f):
+                raise InvalidError(f"`@app.function` decorates a function, not {type(raw_f).__name__}.")
+            if isinstance(raw_f, type):
+                raise InvalidError(f"Use `@app.cls()` to decorate class {raw_f.__name__}.")
+            kwargs = {**options, **partial_opts}
+            tag = kwargs.pop("name", None) or raw_f.__qualname__
+            kwargs["name"] = tag
+            opts = FunctionOptions.from_decorator(raw_f, kwargs)
+            fn: Function[..., Any] = Function(raw_f, opts, self, tag)
+            if tag in self._functions and self._functions[tag].get_raw_f() is not raw_f:
+                warn_once(f"dup:{self._name}:{tag}", f"App {self._name!r} already has a function {tag!r}; replacing it.")
+            self._functions[tag] = fn
+            return fn
+
+        return decorator
+
+    def local_entrypoint(self, *, name: str | None = None) -> Callable[[Callable[..., Any]], LocalEntrypoint]:
+        """Decorator for a function that `modal run` calls on the local machine."""
+        if callable(name):
+            raise InvalidError("`@app.local_entrypoint` was used without parentheses; write `@app.local_entrypoint()`.")
+
+        def decorator(f: Callable[..., Any]) -> LocalEntrypoint:
+            tag = name or f.__qualname__
+            entry = LocalEntrypoint(f, self, tag)
+            self._entrypoints[tag] = entry
+            return entry
+
+        return decorator
+
+    def cls(self, **kwargs: Any) -> Callable[[Any], Any]:
+        raise UnimplementedError(
+            "`@app.cls` needs container pools on Ray Serve, which this version of modal-ray does not"
+            " provide yet. Use `@app.function` for now."
+        )
+
+    def server(self, **kwargs: Any) -> Callable[[Any], Any]:
+        raise UnimplementedError("`@app.server` is not supported by this version of modal-ray yet.")
+
+    def include(self, other_app: App, inherit_tags: bool = True) -> App:
+        """Add another app's functions and entrypoints to this one (later names win)."""
+        for tag, fn in other_app._functions.items():
+            self._functions[tag] = fn
+            fn._app = self
+        self._entrypoints.update(other_app._entrypoints)
+        self._classes.update(other_app._classes)
+        if inherit_tags:
+            self._tags = {**other_app._tags, **self._tags}
+        return self
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        name: str | None = None,
+        client: Any = None,
+        detach: bool = False,
+        interactive: bool = False,
+        environment_name: str | None = None,
+    ) -> _RunContext:
+        """Run the app ephemerally for the duration of a `with` (or `async with`) block."""
+        if interactive:
+            warn_once("interactive", "Interactive mode is not supported on Ray; running normally.")
+        if name is not None:
+            self._description = name
+        return _RunContext(self, detach, environment_name)
+
+    async def _start(self, detach: bool, environment_name: str | None) -> None:
+        from modal_ray.backends import get_backend
+
+        if self._running:
+            raise InvalidError(f"{self!r} is already running.")
+        self._environment = config.environment_name(environment_name)
+        await asyncio.get_running_loop().run_in_executor(None, get_backend().connect, self._environment)
+        self._app_id = new_id("ap")
+        self._detach = detach
+        self._running = True
+        output.status(f"✓ Initialized app {self._app_id} on {get_backend().describe()}.")
+
+    async def _stop(self) -> None:
+        if not self._running:
+            return
+        try:
+            if self._detach:
+                # Background work must finish before this process may leave.
+                if self._background:
+                    await asyncio.gather(*self._background, return_exceptions=True)
+                pending = [fc._task for fc in list(self._spawned) if not fc._task.done()]
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+            else:
+                for task in list(self._background):
+                    task.cancel()
+                for fc in list(self._spawned):
+                    if not fc._task.done():
+                        await fc.cancel.aio()
+        finally:
+            self._running = False
+            for fn in list(self._hydrated):
+                fn._forget()
+            self._hydrated = weakref.WeakSet()
+            self._spawned = weakref.WeakSet()
+            self._background = set()
+            output.status(f"✓ App {self._app_id} stopped.")
+
+    @dual
+    async def deploy(
+        self,
+        *,
+        name: str | None = None,
+        environment_name: str | None = None,
+        tag: str = "",
+        client: Any = None,
+        strategy: str = "rolling",
+    ) -> App:
+        raise UnimplementedError(
+            "Deployed apps (`app.deploy()` / `modal deploy`) are not supported by this version of"
+            " modal-ray yet; use `modal run` or `with app.run():`."
+        )
+
+    @dual
+    async def stop(self, *, client: Any = None) -> None:
+        await self._stop()
+
+    @dual_static
+    async def lookup(
+        name: str, *, client: Any = None, environment_name: str | None = None, create_if_missing: bool = False
+    ) -> App:
+        """Look up a deployed app by name."""
+        raise UnimplementedError(f"App.lookup({name!r}) needs deployed apps, which are not supported yet.")
+
+    @dual
+    async def get_tags(self, *, client: Any = None) -> dict[str, str]:
+        return dict(self._tags)
+
+    @dual
+    async def set_tags(self, tags: Mapping[str, str], *, client: Any = None) -> None:
+        self._tags.update(tags)
+
+    @dual
+    async def get_dashboard_url(self) -> str:
+        return ""
+
+    @dual
+    async def info(self, refresh: bool = False) -> Any:
+        from modal.types import AppInfo
+
+        return AppInfo(app_id=self._app_id, name=self._name, state="running" if self._running else "stopped")
+
+    @dual
+    async def stats(self, *, since: Any = None, until: Any = None) -> Any:
+        from modal.types import AppStats
+
+        return AppStats(num_functions=len(self._functions), num_running=len(self._hydrated))
+
+
+def _unwrap_partial(f: Any) -> tuple[Any, dict[str, Any]]:
+    """`@modal.concurrent` / `@modal.batched` leave options on a partial function."""
+    opts = getattr(f, "_modal_options", None)
+    raw = getattr(f, "raw_f", None)
+    if opts is not None and raw is not None:
+        return raw, dict(opts)
+    return f, {}
+
+
+__all__ = ["App", "LocalEntrypoint"]

@@ -1,0 +1,74 @@
+"""Client-side configuration: environment variables first, then `~/.modal.toml`-style defaults.
+
+| variable | meaning | default |
+|---|---|---|
+| `MODAL_RAY_ADDRESS` / `RAY_ADDRESS` | Ray cluster to connect to | unset: start an embedded local Ray |
+| `MODAL_ENVIRONMENT` | Modal environment (Ray namespace `modal-<env>`) | `main` |
+| `MODAL_RAY_STATE` | state store root (registry, secrets, ...) | `~/.modal-ray` |
+| `MODAL_RAY_NUM_CPUS` / `MODAL_RAY_NUM_GPUS` | logical resources of the embedded Ray | detected |
+| `MODAL_RAY_PACKAGES` | `install` image packages through runtime_env, or only `check` them | `install` |
+| `MODAL_RAY_CHECK_FEASIBLE` | refuse resource requests no node can satisfy (`0` on autoscaling clusters) | `1` |
+| `MODAL_TRACEBACK` | full tracebacks from the CLI | unset |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from modal_ray.exception import InvalidError
+
+DEFAULT_ENVIRONMENT = "main"
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def ray_address() -> str | None:
+    return os.environ.get("MODAL_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
+def environment_name(explicit: str | None = None) -> str:
+    name = explicit or os.environ.get("MODAL_ENVIRONMENT") or DEFAULT_ENVIRONMENT
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 64:
+        raise InvalidError(
+            f"Invalid environment name {name!r}: use up to 64 letters, digits, '-', '_' or '.'."
+        )
+    return name
+
+
+def namespace_for(environment: str) -> str:
+    return f"modal-{environment}"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get("MODAL_RAY_STATE") or Path.home() / ".modal-ray").expanduser()
+
+
+def embedded_num_cpus() -> float | None:
+    raw = os.environ.get("MODAL_RAY_NUM_CPUS")
+    return float(raw) if raw else None
+
+
+def embedded_num_gpus() -> float | None:
+    raw = os.environ.get("MODAL_RAY_NUM_GPUS")
+    return float(raw) if raw else None
+
+
+def packages_mode() -> str:
+    mode = os.environ.get("MODAL_RAY_PACKAGES", "install").strip().lower()
+    if mode not in ("install", "check"):
+        raise InvalidError(f"MODAL_RAY_PACKAGES must be 'install' or 'check', not {mode!r}.")
+    return mode
+
+
+def check_feasible() -> bool:
+    return _flag("MODAL_RAY_CHECK_FEASIBLE", True)
+
+
+def show_traceback() -> bool:
+    return _flag("MODAL_TRACEBACK", False)

@@ -1,0 +1,711 @@
+"""`modal.Function` and `modal.FunctionCall` on top of the backend seam.
+
+A Function is created by `@app.function` and becomes callable once its app runs (or, inside a
+worker, on first use). Preparing it resolves the image, secrets and resources into a
+`FunctionSpec` + `Invocation` and hands them to the backend once; every call after that only
+submits arguments.
+
+Calls:
+- `.remote` blocks for one result. Without a retry policy it takes a fast path that never touches
+  the private event loop (the round trip is then the engine's own); with one it runs the async
+  retry loop.
+- `.map` / `.starmap` / `.for_each` / `.spawn_map` run `MapEngine`.
+- `.spawn` returns a `FunctionCall` whose result is an asyncio task on the private loop.
+- `.remote_gen` streams a generator's items as the worker yields them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+import sys
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from typing_extensions import ParamSpec
+
+from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
+from modal_ray.backends import get_backend
+
+from . import config, context, output
+from .errors import RemoteFailure, UserCodeException, is_failure
+from .ids import new_id
+from .mapping import Failed, MapEngine
+from .specs import FunctionSpec, RetryPolicy
+from .synchronizer import (
+    check_blocking_call,
+    dual,
+    dual_static,
+    iter_async,
+    iter_sync,
+    run_async,
+    run_sync,
+)
+from .warn import deprecation
+from .worker import FunctionRef, Invocation
+
+if TYPE_CHECKING:
+    from .app import App
+    from .function_options import FunctionOptions
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class FunctionCall(Generic[R]):
+    """A handle on a spawned call: poll or wait for its result, or cancel it."""
+
+    __module__ = "modal.functions"
+
+    _registry: weakref.WeakValueDictionary[str, FunctionCall[Any]] = weakref.WeakValueDictionary()
+
+    def __init__(self, object_id: str, task: asyncio.Task[R], function: Function[..., R] | None) -> None:
+        self._object_id = object_id
+        self._task = task
+        self._function = function
+        self._pending: list[Any] = []
+        FunctionCall._registry[object_id] = self
+
+    def __repr__(self) -> str:
+        return f"FunctionCall({self._object_id!r})"
+
+    @property
+    def object_id(self) -> str:
+        return self._object_id
+
+    @property
+    def client(self) -> None:
+        return None
+
+    async def _wait(self, timeout: float | None) -> R:
+        if timeout is None:
+            return await asyncio.shield(self._task)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{self._object_id} has no result yet (waited {timeout:g}s)") from None
+
+    @dual
+    async def get(self, timeout: float | None = None, *, index: int = 0) -> R:
+        """Wait for the result; builtin `TimeoutError` if it is not ready within `timeout` seconds."""
+        if index != 0:
+            raise InvalidError("`FunctionCall.get(index=...)` only applies to `spawn_map` calls.")
+        return await self._wait(timeout)
+
+    @dual
+    async def iter(self, *, start: int = 0, end: int | None = None) -> AsyncIterator[R]:
+        yield await self._wait(None)
+
+    @dual
+    async def num_inputs(self) -> int:
+        return 1
+
+    @dual
+    async def cancel(self, terminate_containers: bool = False) -> None:
+        """Stop the call. `terminate_containers=True` also kills the worker running it."""
+        for pending in self._pending:
+            pending.cancel(force=terminate_containers)
+        self._task.cancel()
+
+    @dual
+    async def get_call_graph(self) -> list[Any]:
+        from modal.call_graph import InputInfo, InputStatus
+
+        status = InputStatus.PENDING
+        if self._task.done():
+            status = (
+                InputStatus.TERMINATED
+                if self._task.cancelled()
+                else InputStatus.FAILURE
+                if self._task.exception() is not None
+                else InputStatus.SUCCESS
+            )
+        name = self._function._tag if self._function else ""
+        module = getattr(self._function._raw_f, "__module__", "") if self._function else ""
+        return [InputInfo(f"in-{self._object_id[3:]}-0", self._object_id, "", status, name, module, [])]
+
+    @dual
+    async def get_dashboard_url(self) -> str:
+        return ""
+
+    @dual
+    async def hydrate(self, client: Any = None) -> FunctionCall[R]:
+        return self
+
+    @property
+    def logs(self) -> Any:
+        raise NotImplementedError("`FunctionCall.logs` is not available on Ray; use the Ray dashboard.")
+
+    @staticmethod
+    def _lookup(function_call_id: str) -> FunctionCall[Any]:
+        call = FunctionCall._registry.get(function_call_id)
+        if call is None:
+            raise NotFoundError(
+                f"No FunctionCall {function_call_id!r} in this process. Calls can be looked up by id"
+                " only in the process that spawned them in this version of modal-ray."
+            )
+        return call
+
+    @dual_static
+    async def from_id(function_call_id: str, client: Any = None) -> FunctionCall[Any]:
+        """Rebuild a handle from `FunctionCall.object_id`."""
+        return FunctionCall._lookup(function_call_id)
+
+    @dual_static
+    async def gather(*function_calls: FunctionCall[T]) -> Sequence[T]:
+        """Wait for every call; raise the first failure (cancelling the rest)."""
+        try:
+            return list(await asyncio.gather(*(asyncio.shield(fc._task) for fc in function_calls)))
+        except BaseException:
+            for fc in function_calls:
+                fc._task.cancel()
+            raise
+
+
+def _zip_inputs(iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    for args in zip(*iterables):
+        yield args, kwargs
+
+
+async def _aiter_sync(it: Iterator[T]) -> AsyncIterator[T]:
+    for x in it:
+        yield x
+
+
+async def _zip_async(iterables: tuple[Any, ...], kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Zip sync and async iterables; async ones are advanced on the loop that owns them."""
+    iters: list[Any] = []
+    for it in iterables:
+        iters.append(it.__aiter__() if hasattr(it, "__aiter__") else iter(it))
+    while True:
+        args = []
+        for it in iters:
+            if hasattr(it, "__anext__"):
+                try:
+                    if loop is not None and loop is not asyncio.get_running_loop():
+                        fut = asyncio.run_coroutine_threadsafe(it.__anext__(), loop)
+                        value = await asyncio.wrap_future(fut)
+                    else:
+                        value = await it.__anext__()
+                except StopAsyncIteration:
+                    return
+            else:
+                try:
+                    value = next(it)
+                except StopIteration:
+                    return
+            args.append(value)
+        yield tuple(args), kwargs
+
+
+async def _star_inputs(
+    iterable: Any, kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None
+) -> AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    async for (args,), kw in _zip_async((iterable,), kwargs, loop):
+        yield tuple(args), kw
+
+
+def _length_hint(iterables: tuple[Any, ...]) -> int | None:
+    hints = [operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables]
+    known = [h for h in hints if h >= 0]
+    return min(known) if known and len(known) == len(hints) else None
+
+
+class Function(Generic[P, R]):
+    """A Modal Function: call it remotely with `.remote`, `.map`, `.spawn`, ..."""
+
+    __module__ = "modal.functions"
+
+    def __init__(self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str) -> None:
+        self._raw_f = raw_f
+        self._options = options
+        self._app = app
+        self._tag = tag
+        self._is_generator = options.is_generator
+        self._object_id = new_id("fu")
+        self._prepared: Any = None
+        self._spec: FunctionSpec | None = None
+        self._lock = threading.Lock()
+        self._spawned: weakref.WeakSet[FunctionCall[Any]] = weakref.WeakSet()
+        self.__doc__ = getattr(raw_f, "__doc__", None)
+        self.__wrapped__ = raw_f
+
+    def __repr__(self) -> str:
+        return f"Function({self._tag!r})"
+
+    # -- pickling: by reference where the module is importable, else by value -------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_prepared"] = None
+        state["_lock"] = None
+        state["_spawned"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._spawned = weakref.WeakSet()
+
+    # -- metadata ------------------------------------------------------------------------
+
+    @property
+    def object_id(self) -> str:
+        return self._object_id
+
+    @property
+    def app(self) -> App | None:
+        return self._app
+
+    @property
+    def client(self) -> None:
+        return None
+
+    @property
+    def is_generator(self) -> bool:
+        return self._is_generator
+
+    @property
+    def info(self) -> Any:
+        return self._options
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        """The Python function wrapped by this Modal Function."""
+        return self._raw_f
+
+    @dual
+    async def hydrate(self, client: Any = None) -> Function[P, R]:
+        self._ensure_prepared()
+        return self
+
+    @dual
+    async def get_web_url(self) -> str | None:
+        return None
+
+    @dual
+    async def get_dashboard_url(self) -> str:
+        return ""
+
+    # -- preparation ---------------------------------------------------------------------
+
+    def _function_ref(self) -> Any:
+        """How the worker finds the code: by import (as Modal does) or by value."""
+        raw = self._raw_f
+        module_name = getattr(raw, "__module__", None)
+        if self._options.serialized or not module_name or module_name == "__main__":
+            return raw
+        module = sys.modules.get(module_name)
+        qualname = getattr(raw, "__qualname__", "")
+        if module is None or "<locals>" in qualname:
+            return raw
+        obj: Any = module
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if obj is self or obj is raw:
+            return FunctionRef(module_name, qualname)
+        return raw
+
+    def _ensure_prepared(self) -> Any:
+        prepared = self._prepared
+        if prepared is not None:
+            return prepared
+        with self._lock:
+            if self._prepared is not None:
+                return self._prepared
+            app = self._app
+            if context.is_local() and (app is None or not app._running):
+                raise ExecutionError(
+                    f"Function {self._tag!r} has not been hydrated: its app is not running. Call it"
+                    " inside `with app.run():`, or run the file with `modal run`."
+                )
+            environment = app._environment if app is not None and app._running else config.environment_name()
+            backend = get_backend()
+            backend.connect(environment)
+            spec, invocation = self._options.build(self._tag, self._raw_f, self._function_ref(), app, environment)
+            self._spec = spec
+            self._prepared = backend.prepare(spec, invocation)
+            if app is not None:
+                app._hydrated.add(self)
+            return self._prepared
+
+    def _forget(self) -> None:
+        """Called when the app stops: the next run prepares again."""
+        self._prepared = None
+
+    # -- single calls --------------------------------------------------------------------
+
+    def _check_not_generator(self, method: str) -> None:
+        if self._is_generator:
+            raise InvalidError(
+                f"`Function.{method}` cannot be used on generator function {self._tag!r};"
+                " use `.remote_gen(...)`."
+            )
+
+    def _raise(self, failure: RemoteFailure) -> Any:
+        raise failure.to_exception(self._tag)
+
+    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any], fc: FunctionCall[Any] | None = None) -> Any:
+        prepared = self._ensure_prepared()
+        assert self._spec is not None
+        retries = self._spec.retries
+        call_id = fc.object_id if fc is not None else new_id("fc")
+        input_id = call_id.replace("fc-", "in-", 1) + "-0"
+        attempt = 0
+        while True:
+            pending = prepared.submit(args, kwargs, call_id, input_id)
+            if fc is not None:
+                fc._pending.append(pending)
+            try:
+                value = await pending.result_async()
+                error: BaseException | None = value.to_exception(self._tag) if is_failure(value) else None
+            except asyncio.CancelledError:
+                pending.cancel(force=False)
+                raise
+            except ExecutionError as exc:
+                error = exc
+            finally:
+                if fc is not None:
+                    fc._pending.remove(pending)
+            if error is None:
+                return value
+            if retries is None or attempt >= retries.max_retries:
+                raise error
+            attempt += 1
+            await asyncio.sleep(retries.delay_for(attempt))
+
+    def _remote_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        self._check_not_generator("remote")
+        prepared = self._ensure_prepared()
+        assert self._spec is not None
+        if self._spec.retries is not None:
+            return run_sync(self._call_async(args, kwargs), f"{self._tag}.remote")
+        check_blocking_call(f"{self._tag}.remote")
+        value = prepared.submit(args, kwargs, new_id("fc"), "in-0").result()
+        if type(value) is RemoteFailure:
+            raise value.to_exception(self._tag)
+        return value
+
+    @property
+    def remote(self) -> _Caller[P, R]:
+        """Run the function remotely and wait for its result (`.remote.aio` to await)."""
+        return _Caller(self)
+
+    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in this process."""
+        return self._raw_f(*args, **kwargs)  # type: ignore[no-any-return]
+
+    @dual
+    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
+        """Start a call without waiting; returns a `FunctionCall`."""
+        self._check_not_generator("spawn")
+        self._ensure_prepared()
+        call_id = new_id("fc")
+        holder: list[FunctionCall[Any]] = []
+
+        async def _run() -> Any:
+            await asyncio.sleep(0)
+            return await self._call_async(args, kwargs, holder[0])
+
+        task = asyncio.get_running_loop().create_task(_run())
+        fc: FunctionCall[R] = FunctionCall(call_id, task, self)
+        holder.append(fc)
+        self._spawned.add(fc)
+        if self._app is not None:
+            self._app._spawned.add(fc)
+        return fc
+
+    # -- generators ----------------------------------------------------------------------
+
+    async def _gen_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        if not self._is_generator:
+            raise InvalidError(
+                f"`Function.remote_gen` is for generator functions; {self._tag!r} is not one. Use `.remote(...)`."
+            )
+        prepared = self._ensure_prepared()
+        call_id = new_id("fc")
+        stream = prepared.submit_stream(args, kwargs, call_id, call_id.replace("fc-", "in-", 1) + "-0")
+        try:
+            async for item in stream:
+                if type(item) is RemoteFailure:
+                    raise item.to_exception(self._tag)
+                yield item
+        finally:
+            stream.cancel()
+
+    @dual
+    async def remote_gen(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """Call a generator function remotely; items stream back as the worker yields them."""
+        async for item in self._gen_async(args, kwargs):
+            yield item
+
+    # -- maps ----------------------------------------------------------------------------
+
+    async def _map_batches(
+        self,
+        inputs: AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]],
+        *,
+        ordered: bool,
+        length_hint: int | None,
+    ) -> AsyncIterator[list[tuple[int, Any]]]:
+        self._check_not_generator("map")
+        prepared = self._ensure_prepared()
+        assert self._spec is not None
+        backend = get_backend()
+        max_tasks = max(8, int(2 * backend.total_cpus()))
+        if self._spec.max_containers:
+            max_tasks = min(max_tasks, self._spec.max_containers)
+        engine = MapEngine(
+            prepared,
+            backend,
+            inputs,
+            call_id=new_id("fc"),
+            ordered=ordered,
+            retries=self._spec.retries,
+            max_tasks=max_tasks,
+            length_hint=length_hint,
+        )
+        progress = output.MapProgress(f"{self._tag} map", length_hint)
+        try:
+            async for batch in engine.run():
+                progress.advance(len(batch))
+                yield batch
+        finally:
+            progress.close()
+
+    def _outcomes(self, batch: list[tuple[int, Any]], return_exceptions: bool, wrap: bool | None) -> list[Any]:
+        out = []
+        for _, outcome in batch:
+            if isinstance(outcome, Failed):
+                err = outcome.error
+                exc = err.to_exception(self._tag) if isinstance(err, RemoteFailure) else err
+                if not return_exceptions:
+                    raise exc
+                if wrap is None:
+                    deprecation(
+                        "map-wrap-exceptions",
+                        "`return_exceptions=True` returns exceptions wrapped in UserCodeException; pass"
+                        " `wrap_returned_exceptions=False` to get the original exceptions (the future default).",
+                    )
+                out.append(UserCodeException(exc) if wrap is not False else exc)
+            else:
+                out.append(outcome)
+        return out
+
+    async def _map_async(
+        self,
+        iterables: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        order_outputs: bool,
+        return_exceptions: bool,
+        wrap: bool | None,
+        caller_loop: asyncio.AbstractEventLoop | None = None,
+        star: bool = False,
+    ) -> AsyncIterator[list[Any]]:
+        inputs: AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]
+        if star:
+            inputs = _star_inputs(iterables[0], kwargs, caller_loop)
+        elif any(hasattr(it, "__aiter__") for it in iterables):
+            inputs = _zip_async(iterables, kwargs, caller_loop)
+        else:
+            inputs = _aiter_sync(_zip_inputs(iterables, kwargs))
+        batches = self._map_batches(inputs, ordered=order_outputs, length_hint=_length_hint(iterables))
+        async for batch in batches:
+            yield self._outcomes(batch, return_exceptions, wrap)
+
+    @property
+    def map(self) -> _Mapper:
+        """Parallel map over one iterable per argument; lazy, ordered unless `order_outputs=False`."""
+        return _Mapper(self, star=False)
+
+    @property
+    def starmap(self) -> _Mapper:
+        """Like `map`, but each input is a tuple spread over the arguments."""
+        return _Mapper(self, star=True)
+
+    @dual
+    async def for_each(self, *input_iterators: Any, kwargs: dict[str, Any] = {}, ignore_exceptions: bool = False) -> None:  # noqa: B006
+        """Run the function over the inputs and discard the results; block until all finish."""
+        async for _ in self._map_async(input_iterators, dict(kwargs), False, ignore_exceptions, False):
+            pass
+
+    @dual
+    async def spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
+        """Submit a map in the background and return once the inputs are taken; no results."""
+        self._check_not_generator("spawn_map")
+        self._ensure_prepared()
+        materialized = [list(it) for it in input_iterators]
+
+        async def _drain() -> None:
+            async for _ in self._map_async(tuple(materialized), dict(kwargs), False, True, False):
+                pass
+
+        task = asyncio.get_running_loop().create_task(_drain())
+        if self._app is not None:
+            self._app._background.add(task)
+
+    @dual
+    async def experimental_spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> FunctionCall[Any]:  # noqa: B006
+        materialized = [list(it) for it in input_iterators]
+
+        async def _collect() -> list[Any]:
+            out: list[Any] = []
+            async for batch in self._map_async(tuple(materialized), dict(kwargs), True, False, False):
+                out.extend(batch)
+            return out
+
+        self._ensure_prepared()
+        task = asyncio.get_running_loop().create_task(_collect())
+        return FunctionCall(new_id("fc"), task, self)
+
+    # -- options and scaling ---------------------------------------------------------------
+
+    def with_options(self, **overrides: Any) -> Function[P, R]:
+        """A copy of this Function with some options overridden (its own pool of workers)."""
+        return Function(self._raw_f, self._options.override(**overrides), self._app, self._tag)
+
+    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function[P, R]:
+        return Function(
+            self._raw_f,
+            self._options.override(max_inputs_concurrent=max_inputs, target_inputs=target_inputs),
+            self._app,
+            self._tag,
+        )
+
+    def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Function[P, R]:
+        return Function(
+            self._raw_f,
+            self._options.override(batch_max_size=max_batch_size, batch_wait_ms=wait_ms),
+            self._app,
+            self._tag,
+        )
+
+    @dual
+    async def update_autoscaler(
+        self,
+        *,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+    ) -> Any:
+        """Change scaling at runtime. For task-backed functions only `max_containers` applies."""
+        if max_containers is not None:
+            self._options = self._options.override(max_containers=max_containers)
+            if self._spec is not None:
+                from dataclasses import replace
+
+                self._spec = replace(self._spec, max_containers=max_containers)
+        return None
+
+    @dual
+    async def get_current_stats(self) -> Any:
+        from modal.types import FunctionStats
+
+        running = sum(1 for fc in self._spawned if not fc._task.done())
+        return FunctionStats(backlog=0, num_total_runners=running)
+
+    # -- lookups of deployed functions arrive with `modal deploy` -----------------------------
+
+    @classmethod
+    def from_name(cls, app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None, client: Any = None) -> Function[..., Any]:
+        raise NotFoundError(
+            f"Function.from_name({app_name!r}, {name!r}): deployed apps (`modal deploy`) are not"
+            " supported by this version of modal-ray yet; run the app with `modal run` instead."
+        )
+
+    @classmethod
+    def from_id(cls, function_id: str, *, client: Any = None) -> Function[..., Any]:
+        raise NotFoundError(f"No Function with id {function_id!r} in this process.")
+
+
+class _Caller(Generic[P, R]):
+    """`f.remote(...)` blocks; `await f.remote.aio(...)` awaits."""
+
+    __slots__ = ("_f",)
+
+    def __init__(self, f: Function[P, R]) -> None:
+        self._f = f
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._f._remote_sync(args, kwargs)  # type: ignore[no-any-return]
+
+    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._f._check_not_generator("remote")
+        return await run_async(self._f._call_async(args, kwargs))  # type: ignore[no-any-return]
+
+
+class _Mapper:
+    """`f.map(...)` / `f.starmap(...)`: a lazy iterator, or an async one with `.aio`."""
+
+    __slots__ = ("_f", "_star")
+
+    def __init__(self, f: Function[..., Any], star: bool) -> None:
+        self._f = f
+        self._star = star
+
+    def _iterables(self, input_iterators: tuple[Any, ...]) -> tuple[Any, ...]:
+        if self._star and len(input_iterators) != 1:
+            raise InvalidError("`starmap` takes exactly one iterable of argument tuples.")
+        if not self._star and not input_iterators:
+            raise InvalidError("`map` needs at least one input iterable.")
+        return input_iterators
+
+    def __call__(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> Iterator[Any]:
+        iterables = self._iterables(input_iterators)
+        for it in iterables:
+            if hasattr(it, "__aiter__"):
+                raise InvalidError("Async iterables can only be used with `.map.aio(...)`.")
+        return _flatten(
+            iter_sync(
+                self._f._map_async(
+                    iterables,
+                    dict(kwargs),
+                    order_outputs,
+                    return_exceptions,
+                    wrap_returned_exceptions,
+                    star=self._star,
+                ),
+                f"{self._f._tag}.map",
+            )
+        )
+
+    async def aio(
+        self,
+        *input_iterators: Any,
+        kwargs: dict[str, Any] = {},  # noqa: B006
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> AsyncIterator[Any]:
+        iterables = self._iterables(input_iterators)
+        loop = asyncio.get_running_loop()
+        agen = self._f._map_async(
+            iterables,
+            dict(kwargs),
+            order_outputs,
+            return_exceptions,
+            wrap_returned_exceptions,
+            loop,
+            star=self._star,
+        )
+        async for batch in iter_async(agen):
+            for item in batch:
+                yield item
+
+
+def _flatten(batches: Iterator[list[Any]]) -> Iterator[Any]:
+    for batch in batches:
+        yield from batch
+
+
+__all__ = ["Function", "FunctionCall"]

@@ -1,0 +1,287 @@
+"""The options of `@app.function(...)`: validated at decoration, compiled when the app runs.
+
+Every keyword of Modal 1.6.4's `App.function` is accepted. What maps to Ray is honoured
+(resources, timeout, retries, secrets, env, image, max_containers, single-use containers); what is
+meaningless off Modal (`region=`, `cloud=`, `proxy=`, ...) warns once; what needs a later part of
+modal-ray (volumes, container pools) raises when the function is first used, saying so.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from modal_ray.exception import InvalidError, UnimplementedError
+
+from .resources import parse_resources
+from .secret import Secret, merge_secrets
+from .specs import FunctionSpec, Resources, RetryPolicy
+from .warn import deprecation, warn_once
+from .worker import Invocation
+
+if TYPE_CHECKING:
+    from .app import App
+
+MAX_TIMEOUT = 24 * 60 * 60
+
+# Parameters that mean nothing on a Ray cluster: accepted, with one warning each.
+_CLOUD_ONLY = {
+    "cloud": "Ray places work on the cluster's own nodes",
+    "region": "Ray places work on the cluster's own nodes",
+    "routing_region": "requests are routed by the cluster itself",
+    "proxy": "egress goes through the cluster's own network",
+    "nonpreemptible": "preemption depends on the cluster's nodes",
+    "enable_memory_snapshot": "memory snapshots are a Modal platform feature; functions start normally",
+    "block_network": "Ray tasks cannot be cut off from the network (sandboxes can)",
+    "restrict_modal_access": "it is not a security boundary on Ray",
+    "ephemeral_disk": "Ray does not reserve disk per task",
+    "startup_timeout": "Ray starts workers itself",
+}
+
+
+def _check_timeout(timeout: Any) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise InvalidError(f"Invalid timeout {timeout!r}: expected seconds as a number.")
+    if not 0 < timeout <= MAX_TIMEOUT:
+        raise InvalidError(f"Invalid timeout {timeout!r}: it must be more than 0 and at most 24 hours.")
+    return float(timeout)
+
+
+def to_retry_policy(retries: Any) -> RetryPolicy | None:
+    if retries is None:
+        return None
+    if isinstance(retries, bool):
+        raise InvalidError("`retries=` takes an int or modal.Retries, not a bool.")
+    if isinstance(retries, int):
+        # Modal: an int means that many retries with a fixed 1 s delay.
+        return RetryPolicy(max_retries=retries, backoff_coefficient=1.0, initial_delay=1.0)
+    policy = getattr(retries, "_policy", None)
+    if isinstance(policy, RetryPolicy):
+        return policy
+    raise InvalidError(f"`retries=` takes an int or modal.Retries, not {type(retries).__name__}.")
+
+
+@dataclass(frozen=True)
+class FunctionOptions:
+    """Validated decorator options; `override()` gives `with_options` its copy."""
+
+    image: Any = None
+    env: Mapping[str, str | None] | None = None
+    secrets: tuple[Secret, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    gpu: Any = None
+    cpu: Any = None
+    memory: Any = None
+    timeout: float = 300.0
+    retries: RetryPolicy | None = None
+    max_containers: int | None = None
+    min_containers: int | None = None
+    buffer_containers: int | None = None
+    scaledown_window: int | None = None
+    max_calls: int | None = None
+    volumes: Mapping[Any, Any] = field(default_factory=dict)
+    network_file_systems: Mapping[Any, Any] = field(default_factory=dict)
+    schedule: Any = None
+    serialized: bool = False
+    include_source: bool | None = None
+    is_generator: bool = False
+    is_async: bool = False
+    max_inputs_concurrent: int | None = None
+    target_inputs: int | None = None
+    batch_max_size: int | None = None
+    batch_wait_ms: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_decorator(cls, raw_f: Callable[..., Any], kwargs: dict[str, Any]) -> FunctionOptions:
+        kw = dict(kwargs)
+        _apply_deprecated(kw)
+        for name, why in _CLOUD_ONLY.items():
+            value = kw.pop(name, None)
+            if value not in (None, False, {}, [], ()):
+                warn_once(f"param:{name}", f"`{name}=` has no effect on Ray: {why}.", stacklevel=4)
+        is_generator = kw.pop("is_generator", None)
+        if is_generator is None:
+            is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
+        secrets = kw.pop("secrets", None) or ()
+        if isinstance(secrets, Secret) or not isinstance(secrets, Sequence | set | frozenset):
+            raise InvalidError("`secrets=` takes a list of modal.Secret objects.")
+        for s in secrets:
+            if not isinstance(s, Secret):
+                raise InvalidError(f"`secrets=` takes modal.Secret objects, not {type(s).__name__}.")
+        env = kw.pop("env", None)
+        if env is not None:
+            if not isinstance(env, Mapping) or any(
+                not isinstance(k, str) or (v is not None and not isinstance(v, str)) for k, v in env.items()
+            ):
+                raise InvalidError("`env=` takes a dict of str to str (or None).")
+        cpu, memory, gpu = kw.pop("cpu", None), kw.pop("memory", None), kw.pop("gpu", None)
+        resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu)
+        max_containers = kw.pop("max_containers", None)
+        if max_containers is not None and (not isinstance(max_containers, int) or max_containers < 1):
+            raise InvalidError(f"Invalid max_containers {max_containers!r}: must be a positive int.")
+        max_calls = kw.pop("max_inputs", None)
+        if kw.pop("single_use_containers", False):
+            max_calls = 1
+        if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 1):
+            raise InvalidError(f"Invalid max_inputs {max_calls!r}: must be a positive int.")
+        opts = cls(
+            image=kw.pop("image", None),
+            env=env,
+            secrets=tuple(secrets),
+            resources=resources,
+            gpu=gpu,
+            cpu=cpu,
+            memory=memory,
+            timeout=_check_timeout(kw.pop("timeout", 300)),
+            retries=to_retry_policy(kw.pop("retries", None)),
+            max_containers=max_containers,
+            min_containers=kw.pop("min_containers", None),
+            buffer_containers=kw.pop("buffer_containers", None),
+            scaledown_window=kw.pop("scaledown_window", None),
+            max_calls=max_calls,
+            volumes=kw.pop("volumes", None) or {},
+            network_file_systems=kw.pop("network_file_systems", None) or {},
+            schedule=kw.pop("schedule", None),
+            serialized=bool(kw.pop("serialized", False)),
+            include_source=kw.pop("include_source", None),
+            is_generator=bool(is_generator),
+            is_async=inspect.iscoroutinefunction(raw_f),
+            max_inputs_concurrent=kw.pop("max_inputs_concurrent", None),
+            target_inputs=kw.pop("target_inputs", None),
+        )
+        for name in ("i6pn", "experimental_options", "_experimental_restrict_output", "name"):
+            kw.pop(name, None)
+        if kw:
+            raise InvalidError(f"Unknown @app.function options: {', '.join(sorted(kw))}")
+        return opts
+
+    def override(self, **kw: Any) -> FunctionOptions:
+        """`with_options(...)`: scalars replace, resources are re-parsed."""
+        changes: dict[str, Any] = {}
+        if {"cpu", "memory", "gpu"} & kw.keys():
+            cpu = kw.pop("cpu", None) or self.cpu
+            memory = kw.pop("memory", None) or self.memory
+            gpu = kw.pop("gpu", None) or self.gpu
+            changes.update(cpu=cpu, memory=memory, gpu=gpu, resources=parse_resources(cpu=cpu, memory=memory, gpu=gpu))
+        _apply_deprecated(kw)
+        for name, why in _CLOUD_ONLY.items():
+            if kw.pop(name, None) not in (None, False):
+                warn_once(f"param:{name}", f"`{name}=` has no effect on Ray: {why}.")
+        if "timeout" in kw:
+            t = kw.pop("timeout")
+            if t is not None:
+                changes["timeout"] = _check_timeout(t)
+        if "retries" in kw:
+            r = kw.pop("retries")
+            if r is not None:
+                changes["retries"] = to_retry_policy(r)
+        if "secrets" in kw:
+            s = kw.pop("secrets")
+            if s is not None:
+                changes["secrets"] = tuple(s)
+        for key in list(kw):
+            value = kw.pop(key)
+            if value is None or value == {}:
+                continue
+            if key not in self.__dataclass_fields__:
+                raise InvalidError(f"Unknown option {key!r} for `with_options`.")
+            changes[key] = value
+        return replace(self, **changes)
+
+    # -- compilation when the app runs ---------------------------------------------------------
+
+    def check_supported(self, tag: str) -> None:
+        if self.volumes or self.network_file_systems:
+            raise UnimplementedError(
+                f"Function {tag!r} mounts volumes, which this version of modal-ray does not support"
+                " yet. Remove `volumes=` / `network_file_systems=` or wait for Volume support."
+            )
+        container_features = {
+            "@modal.concurrent": self.max_inputs_concurrent,
+            "@modal.batched": self.batch_max_size,
+        }
+        used = [name for name, v in container_features.items() if v]
+        if used:
+            raise UnimplementedError(
+                f"Function {tag!r} uses {', '.join(used)}, which needs container pools on Ray Serve;"
+                " this version of modal-ray runs plain functions only."
+            )
+        for name in ("min_containers", "buffer_containers", "scaledown_window"):
+            if getattr(self, name):
+                warn_once(
+                    f"scaling:{name}",
+                    f"`{name}=` applies to warm container pools, which this version of modal-ray"
+                    " does not keep for plain functions (each input runs as a Ray task).",
+                )
+
+    def build(
+        self,
+        tag: str,
+        raw_f: Callable[..., Any],
+        target: Any,
+        app: App | None,
+        environment: str,
+    ) -> tuple[FunctionSpec, Invocation]:
+        from .image import default_image
+
+        self.check_supported(tag)
+        image = self.image or (app._image if app is not None else None) or default_image()
+        image._emit_warnings()
+        runtime_env = dict(image._runtime_env())
+        secrets = list(app._secrets) if app is not None else []
+        secrets += list(self.secrets)
+        env = merge_secrets(secrets)
+        env.update({k: v for k, v in (self.env or {}).items() if v is not None})
+        spec = FunctionSpec(
+            tag=tag,
+            app_name=app.name if app is not None else None,
+            is_generator=self.is_generator,
+            is_async=self.is_async,
+            timeout=self.timeout,
+            retries=self.retries,
+            resources=self.resources,
+            max_containers=self.max_containers,
+            runtime_env=runtime_env,
+            include_source=self.include_source if self.include_source is not None else True,
+            serialized=self.serialized,
+            max_calls=self.max_calls,
+        )
+        invocation = Invocation(
+            tag=tag,
+            target=target,
+            timeout=self.timeout,
+            environment=environment,
+            env=env,
+            setup=image._worker_setup(),
+            is_async=self.is_async,
+        )
+        return spec, invocation
+
+
+_DEPRECATED = {
+    "keep_warm": "min_containers",
+    "concurrency_limit": "max_containers",
+    "container_idle_timeout": "scaledown_window",
+    "_experimental_buffer_containers": "buffer_containers",
+}
+
+
+def _apply_deprecated(kw: dict[str, Any]) -> None:
+    for old, new in _DEPRECATED.items():
+        if old in kw:
+            value = kw.pop(old)
+            deprecation(f"param:{old}", f"`{old}=` is deprecated; use `{new}=` instead.", stacklevel=4)
+            if value is not None and kw.get(new) is None:
+                kw[new] = value
+    if "allow_concurrent_inputs" in kw:
+        value = kw.pop("allow_concurrent_inputs")
+        deprecation(
+            "param:allow_concurrent_inputs",
+            "`allow_concurrent_inputs=` is deprecated; use the `@modal.concurrent(max_inputs=...)` decorator.",
+            stacklevel=4,
+        )
+        if value:
+            kw["max_inputs_concurrent"] = value

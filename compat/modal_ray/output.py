@@ -1,0 +1,73 @@
+"""`modal.enable_output()`: status lines and map progress, silent unless enabled.
+
+`modal run` enables output for the whole run; a script enables it with the context manager.
+Progress bars use rich and write to stderr, so a program's own stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+_depth = 0
+_show_progress = True
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def enable_output(show_progress: bool = True) -> Iterator[None]:
+    global _depth, _show_progress
+    with _lock:
+        _depth += 1
+        previous = _show_progress
+        _show_progress = show_progress
+    try:
+        yield
+    finally:
+        with _lock:
+            _depth -= 1
+            _show_progress = previous
+
+
+def is_enabled() -> bool:
+    return _depth > 0
+
+
+def status(message: str) -> None:
+    """A one-line status message ("✓ Initialized. ...") when output is on."""
+    if _depth > 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+class MapProgress:
+    """A progress bar for one `.map`, or nothing when output is off."""
+
+    def __init__(self, label: str, total: int | None) -> None:
+        self._progress: Any = None
+        self._task: Any = None
+        if _depth > 0 and _show_progress:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=sys.stderr),
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(label, total=total)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,1 @@
+"""serve_adapters: arrives with its issue (web endpoints / volumes)."""

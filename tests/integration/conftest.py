@@ -1,0 +1,15 @@
+"""Integration tests share one real local Ray, started once per session (the notebook path:
+`ray.init(...)` is called first, and modal-ray uses that connection as it is)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.ray_cluster import ray_session  # noqa: F401 - fixture
+
+
+@pytest.fixture(autouse=True)
+def _ray(ray_session: None) -> Iterator[None]:  # noqa: F811
+    yield

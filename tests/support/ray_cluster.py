@@ -1,0 +1,25 @@
+"""The one local Ray of an integration test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=4,
+        num_gpus=1,
+        resources={"accelerator_type:T4": 1},
+        include_dashboard=False,
+        object_store_memory=512 * 1024 * 1024,
+        logging_level="ERROR",
+        namespace="modal-main",
+    )
+    yield
+    ray.shutdown()

@@ -1,0 +1,1 @@
+"""volumes: arrives with its issue (web endpoints / volumes)."""
