@@ -41,11 +41,19 @@ class PendingStream(Protocol):
 class Prepared(Protocol):
     """A function made ready to run on the engine (options resolved, code exported once)."""
 
-    def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Pending: ...
+    def submit(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
+    ) -> Pending:
+        """One input. Without `call_id` the worker makes its own ids (the `.remote` fast path)."""
 
-    def submit_chunk(self, items: list[tuple[tuple[Any, ...], dict[str, Any]]], call_id: str, first: int) -> Pending: ...
+    def submit_chunk(
+        self, args_list: list[tuple[Any, ...]], kwargs: dict[str, Any], call_id: str, first: int
+    ) -> Pending:
+        """Inputs `first`, `first + 1`, ... sharing `kwargs`; the value is (outcomes, seconds)."""
 
-    def submit_stream(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> PendingStream: ...
+    def submit_stream(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+    ) -> PendingStream: ...
 
 
 class Backend(Protocol):
@@ -53,7 +61,9 @@ class Backend(Protocol):
 
     def prepare(self, spec: FunctionSpec, invocation: Invocation) -> Prepared: ...
 
-    async def wait_any(self, pendings: list[Pending], timeout: float | None = None) -> list[Pending]: ...
+    async def wait_any(
+        self, pendings: list[Pending], timeout: float | None = None
+    ) -> list[Pending]: ...
 
     def total_cpus(self) -> float: ...
 

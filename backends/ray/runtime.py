@@ -18,8 +18,8 @@ import threading
 
 import ray
 
-from modal_ray.exception import ConnectionError as ModalConnectionError
 from modal_ray import config
+from modal_ray.exception import ConnectionError as ModalConnectionError
 
 _lock = threading.Lock()
 _mode: str | None = None  # "user" | "address" | "embedded"
@@ -70,7 +70,9 @@ def connect(environment: str) -> str:
                 )
                 _mode = "embedded"
         except ray.exceptions.RayError as exc:
-            raise ModalConnectionError(f"Could not connect to Ray ({address or 'embedded'}): {exc}") from exc
+            raise ModalConnectionError(
+                f"Could not connect to Ray ({address or 'embedded'}): {exc}"
+            ) from exc
         except ConnectionError as exc:
             raise ModalConnectionError(
                 f"Could not connect to the Ray cluster at {address!r}: {exc}. Check "

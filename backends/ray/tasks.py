@@ -19,18 +19,26 @@ import cloudpickle
 import ray
 import ray.exceptions as rex
 
-from modal_ray.exception import InvalidError, SerializationError
 from modal_ray import config
+from modal_ray.exception import InvalidError, SerializationError
 from modal_ray.specs import FunctionSpec, Resources
 from modal_ray.worker import Invocation
 
 from .errors import translate
 
 SYSTEM_RETRIES = 3
+# Carries a spawned call's id to the worker; user code never sees it.
+CALL_ID_KWARG = "__modal_ray_call_id__"
 
 
-def task_options(resources: Resources, runtime_env: dict[str, Any] | None, name: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {"num_cpus": resources.num_cpus, "name": name, "max_retries": SYSTEM_RETRIES}
+def task_options(
+    resources: Resources, runtime_env: dict[str, Any] | None, name: str
+) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "num_cpus": resources.num_cpus,
+        "name": name,
+        "max_retries": SYSTEM_RETRIES,
+    }
     if resources.num_gpus:
         opts["num_gpus"] = resources.num_gpus
     if resources.memory_bytes:
@@ -40,10 +48,26 @@ def task_options(resources: Resources, runtime_env: dict[str, Any] | None, name:
     if resources.label_selector is not None:
         opts["label_selector"] = dict(resources.label_selector)
     if resources.fallback_label_selectors:
-        opts["fallback_strategy"] = [{"label_selector": dict(s)} for s in resources.fallback_label_selectors]
+        opts["fallback_strategy"] = [
+            {"label_selector": dict(s)} for s in resources.fallback_label_selectors
+        ]
     if runtime_env:
-        opts["runtime_env"] = runtime_env
+        opts["runtime_env"] = _upload_local_packages(runtime_env)
     return opts
+
+
+def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """Ray accepts local `py_modules` / `working_dir` paths only at the job level: upload them
+    to the cluster's object store (content-addressed `gcs://` URIs) so a per-task env can use them."""
+    if runtime_env.get("py_modules"):
+        from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+
+        runtime_env = upload_py_modules_if_needed(dict(runtime_env), include_gitignore=True)
+    if runtime_env.get("working_dir"):
+        from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+        runtime_env = upload_working_dir_if_needed(dict(runtime_env), include_gitignore=True)
+    return runtime_env
 
 
 def check_feasible(resources: Resources, what: str) -> None:
@@ -62,7 +86,10 @@ def check_feasible(resources: Resources, what: str) -> None:
             return False
         if resources.memory_bytes and res.get("memory", 0) < resources.memory_bytes:
             return False
-        if resources.accelerator_type and f"accelerator_type:{resources.accelerator_type}" not in res:
+        if (
+            resources.accelerator_type
+            and f"accelerator_type:{resources.accelerator_type}" not in res
+        ):
             return False
         selectors = [resources.label_selector, *resources.fallback_label_selectors]
         if resources.label_selector is not None or resources.fallback_label_selectors:
@@ -78,7 +105,8 @@ def check_feasible(resources: Resources, what: str) -> None:
         accel = sorted(k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:"))
         have.append(
             f"CPU={res.get('CPU', 0):g} GPU={res.get('GPU', 0):g}"
-            f" memory={res.get('memory', 0) / 2**20:.0f}MiB" + (f" accelerators={accel}" if accel else "")
+            f" memory={res.get('memory', 0) / 2**20:.0f}MiB"
+            + (f" accelerators={accel}" if accel else "")
         )
     want = f"cpu={resources.num_cpus:g}"
     if resources.memory_bytes:
@@ -92,7 +120,9 @@ def check_feasible(resources: Resources, what: str) -> None:
     )
 
 
-def _argument_error(exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> Exception:
+def _argument_error(
+    exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any], what: str
+) -> Exception:
     """Name the argument Ray could not serialize."""
     for i, a in enumerate(args):
         try:
@@ -193,50 +223,60 @@ class RayPrepared:
     def _remote(self, kind: str) -> Any:
         inv = self.invocation
         if kind == "one":
-
-            def run(args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Any:
-                return inv.run_one(args, kwargs, call_id, input_id)
+            # Same shape as a raw `ray.remote` function: Ray ships the user's args as they are.
+            def run(*args: Any, **kwargs: Any) -> Any:
+                return inv.run_one(args, kwargs, kwargs.pop(CALL_ID_KWARG, None))
 
             opts = self._options
         elif kind == "chunk":
 
-            def run(items: list[Any], call_id: str, first: int) -> Any:  # type: ignore[misc]
-                return inv.run_chunk(items, call_id, first)
+            def run(args_list: list[Any], kwargs: dict[str, Any], call_id: str, first: int) -> Any:  # type: ignore[misc]
+                return inv.run_chunk(args_list, kwargs, call_id, first)
 
             opts = self._options
         else:
 
-            def run(args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Any:  # type: ignore[misc]
-                yield from inv.run_gen(args, kwargs, call_id, input_id)
+            def run(args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Any:  # type: ignore[misc]
+                yield from inv.run_gen(args, kwargs, call_id)
 
             opts = {**self._options, "num_returns": "streaming"}
         run.__name__ = run.__qualname__ = (self.spec.tag or "modal").replace(".", "_")
         return ray.remote(run).options(**opts)
 
-    def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> RayPending:
+    def submit(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
+    ) -> RayPending:
         if self._one is None:
             self._one = self._remote("one")
+        if call_id is not None:
+            kwargs = {**kwargs, CALL_ID_KWARG: call_id}
         try:
-            return RayPending(self._one.remote(args, kwargs, call_id, input_id), self.what)
+            return RayPending(self._one.remote(*args, **kwargs), self.what)
         except TypeError as exc:
             raise _argument_error(exc, args, kwargs, self.what) from None
 
-    def submit_chunk(self, items: list[tuple[tuple[Any, ...], dict[str, Any]]], call_id: str, first: int) -> RayPending:
+    def submit_chunk(
+        self, args_list: list[tuple[Any, ...]], kwargs: dict[str, Any], call_id: str, first: int
+    ) -> RayPending:
         if self._chunk is None:
             self._chunk = self._remote("chunk")
         try:
-            return RayPending(self._chunk.remote(items, call_id, first), self.what)
+            return RayPending(self._chunk.remote(args_list, kwargs, call_id, first), self.what)
         except TypeError as exc:
-            for args, kwargs in items:
+            for args in args_list:
                 err = _argument_error(exc, args, kwargs, self.what)
-                if "Argument" in str(err) or "argument" in str(err):
+                if "rgument" in str(err):
                     raise err from None
-            raise SerializationError(f"The inputs of {self.what} cannot be serialized: {exc}") from None
+            raise SerializationError(
+                f"The inputs of {self.what} cannot be serialized: {exc}"
+            ) from None
 
-    def submit_stream(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> RayPendingStream:
+    def submit_stream(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+    ) -> RayPendingStream:
         if self._stream is None:
             self._stream = self._remote("stream")
         try:
-            return RayPendingStream(self._stream.remote(args, kwargs, call_id, input_id), self.what)
+            return RayPendingStream(self._stream.remote(args, kwargs, call_id), self.what)
         except TypeError as exc:
             raise _argument_error(exc, args, kwargs, self.what) from None

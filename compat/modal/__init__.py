@@ -7,15 +7,16 @@ needs the cluster connects (or starts an embedded local Ray).
 from typing import Any
 
 from modal_ray.context import current_function_call_id, current_input_id, is_local
-from modal_ray.output import enable_output
+from modal_ray.synchronizer import dual_function
 from modal_ray.unsupported import placeholder
 
-from . import exception
+from . import exception, types
 from .app import App
 from .exception import Error
 from .file_pattern_matcher import FilePatternMatcher
 from .functions import Function, FunctionCall
 from .image import Image
+from .output import enable_output
 from .partial_function import (
     asgi_app,
     batched,
@@ -43,34 +44,54 @@ Cls = placeholder("Cls", "classes on Ray Serve (`@app.cls`) are " + _LATER, "mod
 Dict = placeholder("Dict", "modal.Dict is " + _LATER, "modal.dict")
 Queue = placeholder("Queue", "modal.Queue is " + _LATER, "modal.queue")
 Volume = placeholder("Volume", "modal.Volume is " + _LATER, "modal.volume")
-CloudBucketMount = placeholder("CloudBucketMount", "CloudBucketMount is " + _LATER, "modal.cloud_bucket_mount")
-NetworkFileSystem = placeholder("NetworkFileSystem", "NetworkFileSystem is " + _LATER, "modal.network_file_system")
+CloudBucketMount = placeholder(
+    "CloudBucketMount", "CloudBucketMount is " + _LATER, "modal.cloud_bucket_mount"
+)
+NetworkFileSystem = placeholder(
+    "NetworkFileSystem", "NetworkFileSystem is " + _LATER, "modal.network_file_system"
+)
 Sandbox = placeholder("Sandbox", "Sandboxes are " + _LATER, "modal.sandbox")
-SandboxSnapshot = placeholder("SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot")
+SandboxSnapshot = placeholder(
+    "SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot"
+)
 Tunnel = placeholder("Tunnel", "Tunnels are " + _LATER, "modal._tunnel")
-Proxy = placeholder("Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy")
+Proxy = placeholder(
+    "Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy"
+)
 Cluster = placeholder("Cluster", "Clustered functions are " + _LATER, "modal.cluster")
 Environment = placeholder("Environment", "Environment objects are " + _LATER, "modal.environments")
 Workspace = placeholder("Workspace", "Workspaces are a Modal platform feature.", "modal.workspace")
 Server = placeholder("Server", "`@app.server` is " + _LATER, "modal.server")
-SchedulerPlacement = placeholder("SchedulerPlacement", "Scheduler placement is a Modal platform feature.", "modal.scheduler_placement")
+SchedulerPlacement = placeholder(
+    "SchedulerPlacement",
+    "Scheduler placement is a Modal platform feature.",
+    "modal.scheduler_placement",
+)
 Probe = placeholder("Probe", "Sandbox readiness probes are " + _LATER, "modal.sandbox")
-Client = placeholder("Client", "There is no Modal client on Ray: the cluster is the client's target.", "modal.client")
+Client = placeholder(
+    "Client", "There is no Modal client on Ray: the cluster is the client's target.", "modal.client"
+)
 
 
-def forward(port: int, *, unencrypted: bool = False, h2_enabled: bool = False, client: Any = None) -> Any:
+@dual_function
+async def forward(
+    port: int, *, unencrypted: bool = False, h2_enabled: bool = False, client: Any = None
+) -> Any:
     """Expose a port of a running container (tunnels are not supported yet)."""
     raise exception.UnimplementedError("`modal.forward` (tunnels) is " + _LATER)
 
 
-def interact() -> None:
+@dual_function
+async def interact() -> None:
     """Interactive containers are not supported on Ray."""
     raise exception.UnimplementedError("`modal.interact()` is not supported on Ray.")
 
 
 def __getattr__(name: str) -> Any:
     if name == "Stub":
-        raise AttributeError("`modal.Stub` was renamed to `modal.App` in Modal 1.0; use `modal.App`.")
+        raise AttributeError(
+            "`modal.Stub` was renamed to `modal.App` in Modal 1.0; use `modal.App`."
+        )
     if name in ("experimental", "billing"):
         raise AttributeError(f"`modal.{name}` is {_LATER}")
     raise AttributeError(f"module 'modal' has no attribute {name!r}")
@@ -121,6 +142,7 @@ __all__ = [
     "method",
     "parameter",
     "sessioned",
+    "types",
     "web_endpoint",
     "web_server",
     "wsgi_app",

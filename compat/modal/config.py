@@ -57,7 +57,9 @@ def config_set_active_profile(profile: str) -> None:
     if profile != "default":
         from modal.exception import InvalidError
 
-        raise InvalidError("modal-ray has a single profile, 'default'; select clusters with MODAL_RAY_ADDRESS.")
+        raise InvalidError(
+            "modal-ray has a single profile, 'default'; select clusters with MODAL_RAY_ADDRESS."
+        )
 
 
 __all__ = ["Config", "config", "config_profiles", "config_set_active_profile"]

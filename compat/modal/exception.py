@@ -1,7 +1,6 @@
 """`modal.exception`: Modal's exception tree (defined in `modal_ray.exception`)."""
 
 from modal_ray.exception import (
-    _CliUserExecutionError,
     AlreadyExistsError,
     AsyncUsageWarning,
     AuthError,
@@ -45,13 +44,13 @@ from modal_ray.exception import (
     SerializationError,
     ServerWarning,
     ServiceError,
-    simulate_preemption,
     SnapshotCreationError,
     TimeoutError,
     UnimplementedError,
     VersionError,
     VolumeUploadTimeoutError,
     WorkspaceManagementError,
+    simulate_preemption,
 )
 
 __all__ = [

@@ -8,7 +8,10 @@ from modal_ray.warn import deprecation
 
 def gather(*function_calls: FunctionCall[Any]) -> Any:
     """Deprecated alias of `modal.FunctionCall.gather`."""
-    deprecation("functions.gather", "`modal.functions.gather` is deprecated; use `modal.FunctionCall.gather`.")
+    deprecation(
+        "functions.gather",
+        "`modal.functions.gather` is deprecated; use `modal.FunctionCall.gather`.",
+    )
     return FunctionCall.gather(*function_calls)
 
 

@@ -11,7 +11,7 @@ class _GPUConfig:
     def __init__(self, *, count: int = 1, size: str | None = None) -> None:
         deprecation(
             f"gpu.{type(self).__name__}",
-            f"`modal.gpu.{type(self).__name__}()` is deprecated; use a string such as gpu=\"{self._name}\".",
+            f'`modal.gpu.{type(self).__name__}()` is deprecated; use a string such as gpu="{self._name}".',
         )
         self.count = count
         self.size = size
@@ -24,7 +24,11 @@ class _GPUConfig:
 
 
 def _gpu(name: str) -> type[_GPUConfig]:
-    return type(name, (_GPUConfig,), {"_name": name.upper() if name != "Any" else "ANY", "__module__": __name__})
+    return type(
+        name,
+        (_GPUConfig,),
+        {"_name": name.upper() if name != "Any" else "ANY", "__module__": __name__},
+    )
 
 
 T4 = _gpu("T4")

@@ -25,7 +25,9 @@ class Cron(Schedule):
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidError(f"Invalid timezone {timezone!r}: use a tz database name such as 'UTC'.") from None
+            raise InvalidError(
+                f"Invalid timezone {timezone!r}: use a tz database name such as 'UTC'."
+            ) from None
         self.cron_string = cron_string
         self.timezone = timezone
 
@@ -47,7 +49,9 @@ class Period(Schedule):
         minutes: int = 0,
         seconds: float = 0,
     ) -> None:
-        parts = dict(years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes)
+        parts = dict(
+            years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes
+        )
         for k, v in parts.items():
             if not isinstance(v, int) or v < 0:
                 raise InvalidError(f"Period `{k}=` must be a non-negative int.")

@@ -42,4 +42,11 @@ class FunctionInfo:
     extra: dict[str, Any]
 
 
-__all__ = ["AppInfo", "AppStats", "FunctionCurrentStats", "FunctionInfo", "FunctionStats", "SecretInfo"]
+__all__ = [
+    "AppInfo",
+    "AppStats",
+    "FunctionCurrentStats",
+    "FunctionInfo",
+    "FunctionStats",
+    "SecretInfo",
+]

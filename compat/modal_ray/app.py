@@ -20,7 +20,7 @@ from .function import Function, FunctionCall
 from .function_options import FunctionOptions
 from .ids import new_id
 from .secret import Secret
-from .synchronizer import dual, dual_static, run_async, run_sync
+from .synchronizer import dual, dual_static, run_async, run_sync, sync_and_aio
 from .warn import warn_once
 
 
@@ -80,8 +80,8 @@ class App:
         *,
         tags: dict[str, str] | None = None,
         image: Any = None,
-        secrets: Sequence[Secret] = [],  # noqa: B006 - Modal's signature
-        volumes: Mapping[Any, Any] = {},  # noqa: B006
+        secrets: Sequence[Secret] = [],
+        volumes: Mapping[Any, Any] = {},
         include_source: bool = True,
         **deprecated: Any,
     ) -> None:
@@ -94,7 +94,9 @@ class App:
             )
         for s in secrets:
             if not isinstance(s, Secret):
-                raise InvalidError(f"`secrets=` takes modal.Secret objects, not {type(s).__name__}.")
+                raise InvalidError(
+                    f"`secrets=` takes modal.Secret objects, not {type(s).__name__}."
+                )
         self._name = name
         self._tags = dict(tags or {})
         self._image = image
@@ -189,12 +191,15 @@ class App:
 
     @property
     def logs(self) -> Any:
-        raise UnimplementedError("App logs stream to the terminal under `modal run`; use Ray's dashboard otherwise.")
+        raise UnimplementedError(
+            "App logs stream to the terminal under `modal run`; use Ray's dashboard otherwise."
+        )
 
     # -- registration ------------------------------------------------------------------------
 
     def function(
         self,
+        _warn_parentheses_missing: Any = None,
         *,
         image: Any = None,
         schedule: Any = None,
@@ -238,12 +243,20 @@ class App:
         _experimental_buffer_containers: int | None = None,
     ) -> Callable[[Callable[..., Any]], Function[..., Any]]:
         """Decorator that registers a Modal Function on this app."""
-        options = {k: v for k, v in locals().items() if k not in ("self",)}
-        if callable(image) and not hasattr(image, "_runtime_env"):
+        options = {
+            k: v for k, v in locals().items() if k not in ("self", "_warn_parentheses_missing")
+        }
+        if _warn_parentheses_missing is not None:
             raise InvalidError(
                 "`@app.function` was used without parentheses; write `@app.function()`."
             )
-        deprecated = ("keep_warm", "concurrency_limit", "container_idle_timeout", "allow_concurrent_inputs", "_experimental_buffer_containers")
+        deprecated = (
+            "keep_warm",
+            "concurrency_limit",
+            "container_idle_timeout",
+            "allow_concurrent_inputs",
+            "_experimental_buffer_containers",
+        )
         for key in deprecated:
             if options[key] is None:
                 options.pop(key)
@@ -253,7 +266,9 @@ class App:
             if isinstance(raw_f, Function):
                 raise InvalidError(f"{raw_f!r} is already a Modal Function; decorate it only once.")
             if not callable(raw_f):
-                raise InvalidError(f"`@app.function` decorates a function, not {type(raw_f).__name__}.")
+                raise InvalidError(
+                    f"`@app.function` decorates a function, not {type(raw_f).__name__}."
+                )
             if isinstance(raw_f, type):
                 raise InvalidError(f"Use `@app.cls()` to decorate class {raw_f.__name__}.")
             kwargs = {**options, **partial_opts}
@@ -262,16 +277,23 @@ class App:
             opts = FunctionOptions.from_decorator(raw_f, kwargs)
             fn: Function[..., Any] = Function(raw_f, opts, self, tag)
             if tag in self._functions and self._functions[tag].get_raw_f() is not raw_f:
-                warn_once(f"dup:{self._name}:{tag}", f"App {self._name!r} already has a function {tag!r}; replacing it.")
+                warn_once(
+                    f"dup:{self._name}:{tag}",
+                    f"App {self._name!r} already has a function {tag!r}; replacing it.",
+                )
             self._functions[tag] = fn
             return fn
 
         return decorator
 
-    def local_entrypoint(self, *, name: str | None = None) -> Callable[[Callable[..., Any]], LocalEntrypoint]:
+    def local_entrypoint(
+        self, _warn_parentheses_missing: Any = None, *, name: str | None = None
+    ) -> Callable[[Callable[..., Any]], LocalEntrypoint]:
         """Decorator for a function that `modal run` calls on the local machine."""
-        if callable(name):
-            raise InvalidError("`@app.local_entrypoint` was used without parentheses; write `@app.local_entrypoint()`.")
+        if _warn_parentheses_missing is not None:
+            raise InvalidError(
+                "`@app.local_entrypoint` was used without parentheses; write `@app.local_entrypoint()`."
+            )
 
         def decorator(f: Callable[..., Any]) -> LocalEntrypoint:
             tag = name or f.__qualname__
@@ -303,7 +325,7 @@ class App:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(
+    def _run(
         self,
         *,
         name: str | None = None,
@@ -319,13 +341,17 @@ class App:
             self._description = name
         return _RunContext(self, detach, environment_name)
 
+    run = sync_and_aio(_run, _run)
+
     async def _start(self, detach: bool, environment_name: str | None) -> None:
         from modal_ray.backends import get_backend
 
         if self._running:
             raise InvalidError(f"{self!r} is already running.")
         self._environment = config.environment_name(environment_name)
-        await asyncio.get_running_loop().run_in_executor(None, get_backend().connect, self._environment)
+        await asyncio.get_running_loop().run_in_executor(
+            None, get_backend().connect, self._environment
+        )
         self._app_id = new_id("ap")
         self._detach = detach
         self._running = True
@@ -378,10 +404,16 @@ class App:
 
     @dual_static
     async def lookup(
-        name: str, *, client: Any = None, environment_name: str | None = None, create_if_missing: bool = False
+        name: str,
+        *,
+        client: Any = None,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
     ) -> App:
         """Look up a deployed app by name."""
-        raise UnimplementedError(f"App.lookup({name!r}) needs deployed apps, which are not supported yet.")
+        raise UnimplementedError(
+            f"App.lookup({name!r}) needs deployed apps, which are not supported yet."
+        )
 
     @dual
     async def get_tags(self, *, client: Any = None) -> dict[str, str]:
@@ -399,7 +431,9 @@ class App:
     async def info(self, refresh: bool = False) -> Any:
         from modal.types import AppInfo
 
-        return AppInfo(app_id=self._app_id, name=self._name, state="running" if self._running else "stopped")
+        return AppInfo(
+            app_id=self._app_id, name=self._name, state="running" if self._running else "stopped"
+        )
 
     @dual
     async def stats(self, *, since: Any = None, until: Any = None) -> Any:

@@ -166,7 +166,7 @@ class SandboxFilesystemPermissionError(SandboxFilesystemError):
     """Raised when permission is denied for a file operation in the sandbox."""
 
 
-class TimeoutError(Error):  # noqa: A001 - Modal's own name, deliberately shadowing the builtin
+class TimeoutError(Error):
     """Base class for Modal timeouts."""
 
 

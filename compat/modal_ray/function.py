@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from typing_extensions import ParamSpec
 
-from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
 from modal_ray.backends import get_backend
+from modal_ray.exception import ExecutionError, InvalidError, NotFoundError
 
 from . import config, context, output
 from .errors import RemoteFailure, UserCodeException, is_failure
 from .ids import new_id
 from .mapping import Failed, MapEngine
-from .specs import FunctionSpec, RetryPolicy
+from .specs import FunctionSpec
 from .synchronizer import (
     check_blocking_call,
     dual,
@@ -42,9 +42,10 @@ from .synchronizer import (
     iter_sync,
     run_async,
     run_sync,
+    sync_and_aio,
 )
 from .warn import deprecation
-from .worker import FunctionRef, Invocation
+from .worker import FunctionRef
 
 if TYPE_CHECKING:
     from .app import App
@@ -62,7 +63,9 @@ class FunctionCall(Generic[R]):
 
     _registry: weakref.WeakValueDictionary[str, FunctionCall[Any]] = weakref.WeakValueDictionary()
 
-    def __init__(self, object_id: str, task: asyncio.Task[R], function: Function[..., R] | None) -> None:
+    def __init__(
+        self, object_id: str, task: asyncio.Task[R], function: Function[..., R] | None
+    ) -> None:
         self._object_id = object_id
         self._task = task
         self._function = function
@@ -86,7 +89,9 @@ class FunctionCall(Generic[R]):
         try:
             return await asyncio.wait_for(asyncio.shield(self._task), timeout)
         except asyncio.TimeoutError:
-            raise TimeoutError(f"{self._object_id} has no result yet (waited {timeout:g}s)") from None
+            raise TimeoutError(
+                f"{self._object_id} has no result yet (waited {timeout:g}s)"
+            ) from None
 
     @dual
     async def get(self, timeout: float | None = None, *, index: int = 0) -> R:
@@ -125,7 +130,9 @@ class FunctionCall(Generic[R]):
             )
         name = self._function._tag if self._function else ""
         module = getattr(self._function._raw_f, "__module__", "") if self._function else ""
-        return [InputInfo(f"in-{self._object_id[3:]}-0", self._object_id, "", status, name, module, [])]
+        return [
+            InputInfo(f"in-{self._object_id[3:]}-0", self._object_id, "", status, name, module, [])
+        ]
 
     @dual
     async def get_dashboard_url(self) -> str:
@@ -137,7 +144,9 @@ class FunctionCall(Generic[R]):
 
     @property
     def logs(self) -> Any:
-        raise NotImplementedError("`FunctionCall.logs` is not available on Ray; use the Ray dashboard.")
+        raise NotImplementedError(
+            "`FunctionCall.logs` is not available on Ray; use the Ray dashboard."
+        )
 
     @staticmethod
     def _lookup(function_call_id: str) -> FunctionCall[Any]:
@@ -165,21 +174,13 @@ class FunctionCall(Generic[R]):
             raise
 
 
-def _zip_inputs(iterables: tuple[Iterable[Any], ...], kwargs: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-    for args in zip(*iterables):
-        yield args, kwargs
-
-
-async def _aiter_sync(it: Iterator[T]) -> AsyncIterator[T]:
-    for x in it:
-        yield x
-
-
-async def _zip_async(iterables: tuple[Any, ...], kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None) -> AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+async def _zip_async(
+    iterables: tuple[Any, ...], loop: asyncio.AbstractEventLoop | None
+) -> AsyncIterator[tuple[Any, ...]]:
     """Zip sync and async iterables; async ones are advanced on the loop that owns them."""
-    iters: list[Any] = []
-    for it in iterables:
-        iters.append(it.__aiter__() if hasattr(it, "__aiter__") else iter(it))
+    iters: list[Any] = [
+        it.__aiter__() if hasattr(it, "__aiter__") else iter(it) for it in iterables
+    ]
     while True:
         args = []
         for it in iters:
@@ -198,18 +199,20 @@ async def _zip_async(iterables: tuple[Any, ...], kwargs: dict[str, Any], loop: a
                 except StopIteration:
                     return
             args.append(value)
-        yield tuple(args), kwargs
+        yield tuple(args)
 
 
-async def _star_inputs(
-    iterable: Any, kwargs: dict[str, Any], loop: asyncio.AbstractEventLoop | None
-) -> AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]:
-    async for (args,), kw in _zip_async((iterable,), kwargs, loop):
-        yield tuple(args), kw
+async def _star_async(
+    iterable: Any, loop: asyncio.AbstractEventLoop | None
+) -> AsyncIterator[tuple[Any, ...]]:
+    async for (args,) in _zip_async((iterable,), loop):
+        yield tuple(args)
 
 
 def _length_hint(iterables: tuple[Any, ...]) -> int | None:
-    hints = [operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables]
+    hints = [
+        operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables
+    ]
     known = [h for h in hints if h >= 0]
     return min(known) if known and len(known) == len(hints) else None
 
@@ -219,7 +222,9 @@ class Function(Generic[P, R]):
 
     __module__ = "modal.functions"
 
-    def __init__(self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str) -> None:
+    def __init__(
+        self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str
+    ) -> None:
         self._raw_f = raw_f
         self._options = options
         self._app = app
@@ -321,10 +326,14 @@ class Function(Generic[P, R]):
                     f"Function {self._tag!r} has not been hydrated: its app is not running. Call it"
                     " inside `with app.run():`, or run the file with `modal run`."
                 )
-            environment = app._environment if app is not None and app._running else config.environment_name()
+            environment = (
+                app._environment if app is not None and app._running else config.environment_name()
+            )
             backend = get_backend()
             backend.connect(environment)
-            spec, invocation = self._options.build(self._tag, self._raw_f, self._function_ref(), app, environment)
+            spec, invocation = self._options.build(
+                self._tag, self._raw_f, self._function_ref(), app, environment
+            )
             self._spec = spec
             self._prepared = backend.prepare(spec, invocation)
             if app is not None:
@@ -347,20 +356,23 @@ class Function(Generic[P, R]):
     def _raise(self, failure: RemoteFailure) -> Any:
         raise failure.to_exception(self._tag)
 
-    async def _call_async(self, args: tuple[Any, ...], kwargs: dict[str, Any], fc: FunctionCall[Any] | None = None) -> Any:
+    async def _call_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], fc: FunctionCall[Any] | None = None
+    ) -> Any:
         prepared = self._ensure_prepared()
         assert self._spec is not None
         retries = self._spec.retries
-        call_id = fc.object_id if fc is not None else new_id("fc")
-        input_id = call_id.replace("fc-", "in-", 1) + "-0"
+        call_id = fc.object_id if fc is not None else None
         attempt = 0
         while True:
-            pending = prepared.submit(args, kwargs, call_id, input_id)
+            pending = prepared.submit(args, kwargs, call_id)
             if fc is not None:
                 fc._pending.append(pending)
             try:
                 value = await pending.result_async()
-                error: BaseException | None = value.to_exception(self._tag) if is_failure(value) else None
+                error: BaseException | None = (
+                    value.to_exception(self._tag) if is_failure(value) else None
+                )
             except asyncio.CancelledError:
                 pending.cancel(force=False)
                 raise
@@ -383,15 +395,20 @@ class Function(Generic[P, R]):
         if self._spec.retries is not None:
             return run_sync(self._call_async(args, kwargs), f"{self._tag}.remote")
         check_blocking_call(f"{self._tag}.remote")
-        value = prepared.submit(args, kwargs, new_id("fc"), "in-0").result()
+        value = prepared.submit(args, kwargs).result()
         if type(value) is RemoteFailure:
             raise value.to_exception(self._tag)
         return value
 
-    @property
-    def remote(self) -> _Caller[P, R]:
+    def _remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function remotely and wait for its result (`.remote.aio` to await)."""
-        return _Caller(self)
+        return self._remote_sync(args, kwargs)  # type: ignore[no-any-return]
+
+    async def _remote_aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._check_not_generator("remote")
+        return await run_async(self._call_async(args, kwargs))  # type: ignore[no-any-return]
+
+    remote = sync_and_aio(_remote, _remote_aio)
 
     def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in this process."""
@@ -426,7 +443,7 @@ class Function(Generic[P, R]):
             )
         prepared = self._ensure_prepared()
         call_id = new_id("fc")
-        stream = prepared.submit_stream(args, kwargs, call_id, call_id.replace("fc-", "in-", 1) + "-0")
+        stream = prepared.submit_stream(args, kwargs, call_id)
         try:
             async for item in stream:
                 if type(item) is RemoteFailure:
@@ -445,11 +462,12 @@ class Function(Generic[P, R]):
 
     async def _map_batches(
         self,
-        inputs: AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]],
+        inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]],
+        kwargs: dict[str, Any],
         *,
         ordered: bool,
         length_hint: int | None,
-    ) -> AsyncIterator[list[tuple[int, Any]]]:
+    ) -> AsyncIterator[list[Any]]:
         self._check_not_generator("map")
         prepared = self._ensure_prepared()
         assert self._spec is not None
@@ -461,6 +479,7 @@ class Function(Generic[P, R]):
             prepared,
             backend,
             inputs,
+            kwargs,
             call_id=new_id("fc"),
             ordered=ordered,
             retries=self._spec.retries,
@@ -475,9 +494,11 @@ class Function(Generic[P, R]):
         finally:
             progress.close()
 
-    def _outcomes(self, batch: list[tuple[int, Any]], return_exceptions: bool, wrap: bool | None) -> list[Any]:
+    def _outcomes(self, batch: list[Any], return_exceptions: bool, wrap: bool | None) -> list[Any]:
+        if not any(type(o) is Failed for o in batch):
+            return batch
         out = []
-        for _, outcome in batch:
+        for outcome in batch:
             if isinstance(outcome, Failed):
                 err = outcome.error
                 exc = err.to_exception(self._tag) if isinstance(err, RemoteFailure) else err
@@ -504,31 +525,76 @@ class Function(Generic[P, R]):
         caller_loop: asyncio.AbstractEventLoop | None = None,
         star: bool = False,
     ) -> AsyncIterator[list[Any]]:
-        inputs: AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]]
+        inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]]
+        is_async = any(hasattr(it, "__aiter__") for it in iterables)
         if star:
-            inputs = _star_inputs(iterables[0], kwargs, caller_loop)
-        elif any(hasattr(it, "__aiter__") for it in iterables):
-            inputs = _zip_async(iterables, kwargs, caller_loop)
+            inputs = (
+                _star_async(iterables[0], caller_loop)
+                if is_async
+                else (tuple(t) for t in iterables[0])
+            )
+        elif is_async:
+            inputs = _zip_async(iterables, caller_loop)
         else:
-            inputs = _aiter_sync(_zip_inputs(iterables, kwargs))
-        batches = self._map_batches(inputs, ordered=order_outputs, length_hint=_length_hint(iterables))
+            inputs = zip(*iterables)
+        batches = self._map_batches(
+            inputs, kwargs, ordered=order_outputs, length_hint=_length_hint(iterables)
+        )
         async for batch in batches:
             yield self._outcomes(batch, return_exceptions, wrap)
 
-    @property
-    def map(self) -> _Mapper:
+    def _map(
+        self,
+        *input_iterators: Iterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> Iterator[Any]:
         """Parallel map over one iterable per argument; lazy, ordered unless `order_outputs=False`."""
-        return _Mapper(self, star=False)
+        return _Mapper(self, star=False)(
+            *input_iterators,
+            kwargs=kwargs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+            wrap_returned_exceptions=wrap_returned_exceptions,
+        )
 
-    @property
-    def starmap(self) -> _Mapper:
+    def _map_aio(self, *input_iterators: Any, **options: Any) -> AsyncIterator[Any]:
+        return _Mapper(self, star=False).aio(*input_iterators, **options)
+
+    def _starmap(
+        self,
+        input_iterator: Iterable[Sequence[Any]],
+        *,
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> Iterator[Any]:
         """Like `map`, but each input is a tuple spread over the arguments."""
-        return _Mapper(self, star=True)
+        return _Mapper(self, star=True)(
+            input_iterator,
+            kwargs=kwargs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+            wrap_returned_exceptions=wrap_returned_exceptions,
+        )
+
+    def _starmap_aio(self, input_iterator: Any, **options: Any) -> AsyncIterator[Any]:
+        return _Mapper(self, star=True).aio(input_iterator, **options)
+
+    map = sync_and_aio(_map, _map_aio)
+    starmap = sync_and_aio(_starmap, _starmap_aio)
 
     @dual
-    async def for_each(self, *input_iterators: Any, kwargs: dict[str, Any] = {}, ignore_exceptions: bool = False) -> None:  # noqa: B006
+    async def for_each(
+        self, *input_iterators: Any, kwargs: dict[str, Any] = {}, ignore_exceptions: bool = False
+    ) -> None:
         """Run the function over the inputs and discard the results; block until all finish."""
-        async for _ in self._map_async(input_iterators, dict(kwargs), False, ignore_exceptions, False):
+        async for _ in self._map_async(
+            input_iterators, dict(kwargs), False, ignore_exceptions, False
+        ):
             pass
 
     @dual
@@ -547,12 +613,16 @@ class Function(Generic[P, R]):
             self._app._background.add(task)
 
     @dual
-    async def experimental_spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> FunctionCall[Any]:  # noqa: B006
+    async def experimental_spawn_map(
+        self, *input_iterators: Any, kwargs: dict[str, Any] = {}
+    ) -> FunctionCall[Any]:
         materialized = [list(it) for it in input_iterators]
 
         async def _collect() -> list[Any]:
             out: list[Any] = []
-            async for batch in self._map_async(tuple(materialized), dict(kwargs), True, False, False):
+            async for batch in self._map_async(
+                tuple(materialized), dict(kwargs), True, False, False
+            ):
                 out.extend(batch)
             return out
 
@@ -562,11 +632,33 @@ class Function(Generic[P, R]):
 
     # -- options and scaling ---------------------------------------------------------------
 
-    def with_options(self, **overrides: Any) -> Function[P, R]:
+    def with_options(
+        self,
+        *,
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        gpu: str | None = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Sequence[Any] | None = None,
+        volumes: dict[Any, Any] = {},  # noqa: B006 - Modal's signature
+        retries: Any = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        timeout: int | None = None,
+        region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        routing_region: str | None = None,
+        **deprecated: Any,
+    ) -> Function[P, R]:
         """A copy of this Function with some options overridden (its own pool of workers)."""
+        overrides = {k: v for k, v in locals().items() if k not in ("self", "deprecated")}
+        overrides.update(deprecated)
         return Function(self._raw_f, self._options.override(**overrides), self._app, self._tag)
 
-    def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Function[P, R]:
+    def with_concurrency(
+        self, *, max_inputs: int, target_inputs: int | None = None
+    ) -> Function[P, R]:
         return Function(
             self._raw_f,
             self._options.override(max_inputs_concurrent=max_inputs, target_inputs=target_inputs),
@@ -600,6 +692,31 @@ class Function(Generic[P, R]):
                 self._spec = replace(self._spec, max_containers=max_containers)
         return None
 
+    @property
+    def autoscaler(self) -> Any:
+        return {"max_containers": self._options.max_containers}
+
+    @property
+    def logs(self) -> Any:
+        raise NotImplementedError(
+            "Function logs stream to the driver's terminal; use the Ray dashboard for history."
+        )
+
+    @property
+    def metrics(self) -> Any:
+        raise NotImplementedError("Function metrics are in the Ray dashboard (Prometheus/Grafana).")
+
+    @dual
+    async def stats(
+        self,
+        *,
+        since: Any = None,
+        until: Any = None,
+        container: str | None = None,
+        all_variants: bool = False,
+    ) -> Any:
+        return await self.get_current_stats.aio()
+
     @dual
     async def get_current_stats(self) -> Any:
         from modal.types import FunctionStats
@@ -610,7 +727,15 @@ class Function(Generic[P, R]):
     # -- lookups of deployed functions arrive with `modal deploy` -----------------------------
 
     @classmethod
-    def from_name(cls, app_name: str, name: str, *, version: int | None = None, environment_name: str | None = None, client: Any = None) -> Function[..., Any]:
+    def from_name(
+        cls,
+        app_name: str,
+        name: str,
+        *,
+        version: int | None = None,
+        environment_name: str | None = None,
+        client: Any = None,
+    ) -> Function[..., Any]:
         raise NotFoundError(
             f"Function.from_name({app_name!r}, {name!r}): deployed apps (`modal deploy`) are not"
             " supported by this version of modal-ray yet; run the app with `modal run` instead."
@@ -619,22 +744,6 @@ class Function(Generic[P, R]):
     @classmethod
     def from_id(cls, function_id: str, *, client: Any = None) -> Function[..., Any]:
         raise NotFoundError(f"No Function with id {function_id!r} in this process.")
-
-
-class _Caller(Generic[P, R]):
-    """`f.remote(...)` blocks; `await f.remote.aio(...)` awaits."""
-
-    __slots__ = ("_f",)
-
-    def __init__(self, f: Function[P, R]) -> None:
-        self._f = f
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        return self._f._remote_sync(args, kwargs)  # type: ignore[no-any-return]
-
-    async def aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        self._f._check_not_generator("remote")
-        return await run_async(self._f._call_async(args, kwargs))  # type: ignore[no-any-return]
 
 
 class _Mapper:

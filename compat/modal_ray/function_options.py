@@ -45,7 +45,9 @@ def _check_timeout(timeout: Any) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidError(f"Invalid timeout {timeout!r}: expected seconds as a number.")
     if not 0 < timeout <= MAX_TIMEOUT:
-        raise InvalidError(f"Invalid timeout {timeout!r}: it must be more than 0 and at most 24 hours.")
+        raise InvalidError(
+            f"Invalid timeout {timeout!r}: it must be more than 0 and at most 24 hours."
+        )
     return float(timeout)
 
 
@@ -110,18 +112,25 @@ class FunctionOptions:
             raise InvalidError("`secrets=` takes a list of modal.Secret objects.")
         for s in secrets:
             if not isinstance(s, Secret):
-                raise InvalidError(f"`secrets=` takes modal.Secret objects, not {type(s).__name__}.")
+                raise InvalidError(
+                    f"`secrets=` takes modal.Secret objects, not {type(s).__name__}."
+                )
         env = kw.pop("env", None)
         if env is not None:
             if not isinstance(env, Mapping) or any(
-                not isinstance(k, str) or (v is not None and not isinstance(v, str)) for k, v in env.items()
+                not isinstance(k, str) or (v is not None and not isinstance(v, str))
+                for k, v in env.items()
             ):
                 raise InvalidError("`env=` takes a dict of str to str (or None).")
         cpu, memory, gpu = kw.pop("cpu", None), kw.pop("memory", None), kw.pop("gpu", None)
         resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu)
         max_containers = kw.pop("max_containers", None)
-        if max_containers is not None and (not isinstance(max_containers, int) or max_containers < 1):
-            raise InvalidError(f"Invalid max_containers {max_containers!r}: must be a positive int.")
+        if max_containers is not None and (
+            not isinstance(max_containers, int) or max_containers < 1
+        ):
+            raise InvalidError(
+                f"Invalid max_containers {max_containers!r}: must be a positive int."
+            )
         max_calls = kw.pop("max_inputs", None)
         if kw.pop("single_use_containers", False):
             max_calls = 1
@@ -165,7 +174,12 @@ class FunctionOptions:
             cpu = kw.pop("cpu", None) or self.cpu
             memory = kw.pop("memory", None) or self.memory
             gpu = kw.pop("gpu", None) or self.gpu
-            changes.update(cpu=cpu, memory=memory, gpu=gpu, resources=parse_resources(cpu=cpu, memory=memory, gpu=gpu))
+            changes.update(
+                cpu=cpu,
+                memory=memory,
+                gpu=gpu,
+                resources=parse_resources(cpu=cpu, memory=memory, gpu=gpu),
+            )
         _apply_deprecated(kw)
         for name, why in _CLOUD_ONLY.items():
             if kw.pop(name, None) not in (None, False):
@@ -273,7 +287,9 @@ def _apply_deprecated(kw: dict[str, Any]) -> None:
     for old, new in _DEPRECATED.items():
         if old in kw:
             value = kw.pop(old)
-            deprecation(f"param:{old}", f"`{old}=` is deprecated; use `{new}=` instead.", stacklevel=4)
+            deprecation(
+                f"param:{old}", f"`{old}=` is deprecated; use `{new}=` instead.", stacklevel=4
+            )
             if value is not None and kw.get(new) is None:
                 kw[new] = value
     if "allow_concurrent_inputs" in kw:

@@ -6,23 +6,24 @@ chunk size starts at 1 and adapts so each task runs about `TARGET_TASK_SECONDS` 
 by the worker), capped by payload size and by how many inputs remain when that is known. A failed
 input is retried on its own, after Modal's backoff delay, without holding up the others.
 
-Results come back in batches (lists of `(index, outcome)`) so the synchronous iterator crosses the
-event-loop thread once per batch, not once per input.
+Results come back in batches (lists of outcomes) so the synchronous iterator crosses the
+event-loop thread once per batch, not once per input. Ordered output keeps finished chunks as
+blocks keyed by their first index and releases them when every earlier input is done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from modal_ray.exception import Error
-
 from .errors import RemoteFailure
+from .exception import Error
 from .specs import RetryPolicy
 
 TARGET_TASK_SECONDS = 0.05
@@ -38,11 +39,8 @@ class Failed:
     error: BaseException | RemoteFailure
 
 
-Item = tuple[int, tuple[Any, ...], dict[str, Any]]
-
-
-def _payload_size(args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
-    return sum(sys.getsizeof(a) for a in args) + sum(sys.getsizeof(v) for v in kwargs.values())
+def _payload_size(args: tuple[Any, ...]) -> int:
+    return sum(sys.getsizeof(a) for a in args)
 
 
 class MapEngine:
@@ -50,7 +48,8 @@ class MapEngine:
         self,
         prepared: Any,
         backend: Any,
-        inputs: AsyncIterator[tuple[tuple[Any, ...], dict[str, Any]]],
+        inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]],
+        kwargs: dict[str, Any],
         *,
         call_id: str,
         ordered: bool,
@@ -61,30 +60,31 @@ class MapEngine:
         self.prepared = prepared
         self.backend = backend
         self.inputs = inputs
+        self.is_async = hasattr(inputs, "__anext__")
+        self.kwargs = kwargs
         self.call_id = call_id
         self.ordered = ordered
         self.retries = retries
         self.max_tasks = max(1, max_tasks)
         self.length_hint = length_hint
-        self.chunk_size = 1
         self.per_item_s: float | None = None
         self.item_bytes: int | None = None
-        self.inflight: dict[Any, list[Item]] = {}
+        # pending -> (first index, args of each input)
+        self.inflight: dict[Any, tuple[int, list[tuple[Any, ...]]]] = {}
         self.inflight_inputs = 0
         self.attempts: dict[int, int] = {}
-        self.retry_heap: list[tuple[float, int, Item]] = []
+        self.retry_heap: list[tuple[float, int, tuple[Any, ...]]] = []
         self.pulled = 0
         self.exhausted = False
-        self.buffer: dict[int, Any] = {}
+        self.blocks: dict[int, list[Any]] = {}  # ordered mode: first index -> outcomes
         self.next_out = 0
-        self.completed = 0
 
     # -- sizing -------------------------------------------------------------------------
 
     def _next_chunk_size(self) -> int:
-        size = self.chunk_size
-        if self.per_item_s is not None:
-            size = int(TARGET_TASK_SECONDS / max(self.per_item_s, 1e-6))
+        if self.per_item_s is None:
+            return 1
+        size = int(TARGET_TASK_SECONDS / max(self.per_item_s, 1e-7))
         if self.item_bytes:
             size = min(size, MAX_CHUNK_BYTES // max(self.item_bytes, 1))
         if self.length_hint is not None:
@@ -95,35 +95,41 @@ class MapEngine:
 
     def _record_timing(self, n: int, elapsed: float) -> None:
         per_item = elapsed / max(n, 1)
-        self.per_item_s = per_item if self.per_item_s is None else 0.5 * self.per_item_s + 0.5 * per_item
+        self.per_item_s = (
+            per_item if self.per_item_s is None else 0.5 * self.per_item_s + 0.5 * per_item
+        )
 
     # -- submission ---------------------------------------------------------------------
 
-    async def _pull(self, n: int) -> list[Item]:
-        items: list[Item] = []
-        while len(items) < n and not self.exhausted:
-            try:
-                args, kwargs = await self.inputs.__anext__()
-            except StopAsyncIteration:
+    async def _pull(self, n: int) -> list[tuple[Any, ...]]:
+        if self.is_async:
+            items: list[tuple[Any, ...]] = []
+            while len(items) < n:
+                try:
+                    items.append(await self.inputs.__anext__())  # type: ignore[union-attr]
+                except StopAsyncIteration:
+                    self.exhausted = True
+                    break
+        else:
+            items = list(itertools.islice(self.inputs, n))  # type: ignore[arg-type]
+            if len(items) < n:
                 self.exhausted = True
-                break
-            if self.item_bytes is None:
-                self.item_bytes = _payload_size(args, kwargs)
-            items.append((self.pulled, args, kwargs))
-            self.pulled += 1
+        if items and self.item_bytes is None:
+            self.item_bytes = _payload_size(items[0])
         return items
 
-    def _submit(self, items: list[Item]) -> None:
-        first = items[0][0]
-        pending = self.prepared.submit_chunk([(a, k) for _, a, k in items], self.call_id, first)
-        self.inflight[pending] = items
-        self.inflight_inputs += len(items)
+    def _submit(self, first: int, args_list: list[tuple[Any, ...]]) -> None:
+        pending = self.prepared.submit_chunk(args_list, self.kwargs, self.call_id, first)
+        self.inflight[pending] = (first, args_list)
+        self.inflight_inputs += len(args_list)
 
     async def _fill(self) -> None:
         now = time.monotonic()
-        while self.retry_heap and self.retry_heap[0][0] <= now and len(self.inflight) < self.max_tasks:
-            _, _, item = heapq.heappop(self.retry_heap)
-            self._submit([item])
+        while (
+            self.retry_heap and self.retry_heap[0][0] <= now and len(self.inflight) < self.max_tasks
+        ):
+            _, index, args = heapq.heappop(self.retry_heap)
+            self._submit(index, [args])
         while (
             not self.exhausted
             and len(self.inflight) < self.max_tasks
@@ -132,44 +138,65 @@ class MapEngine:
             items = await self._pull(self._next_chunk_size())
             if not items:
                 break
-            self._submit(items)
+            self._submit(self.pulled, items)
+            self.pulled += len(items)
 
     # -- results ------------------------------------------------------------------------
 
-    def _settle(self, index: int, outcome: Any, item: Item, out: list[tuple[int, Any]]) -> None:
-        failed = isinstance(outcome, Failed)
-        if failed and self.retries is not None:
-            attempt = self.attempts.get(index, 0)
-            retryable = not isinstance(outcome.error, RemoteFailure) or outcome.error.retryable
-            if retryable and attempt < self.retries.max_retries:
-                self.attempts[index] = attempt + 1
-                due = time.monotonic() + self.retries.delay_for(attempt + 1)
-                heapq.heappush(self.retry_heap, (due, index, item))
-                return
-        self.attempts.pop(index, None)
-        self.completed += 1
-        if self.ordered:
-            self.buffer[index] = outcome
-            while self.next_out in self.buffer:
-                out.append((self.next_out, self.buffer.pop(self.next_out)))
-                self.next_out += 1
-        else:
-            out.append((index, outcome))
+    def _retry_later(self, index: int, args: tuple[Any, ...], outcome: Failed) -> bool:
+        if self.retries is None:
+            return False
+        err = outcome.error
+        if isinstance(err, RemoteFailure) and not err.retryable:
+            return False
+        attempt = self.attempts.get(index, 0)
+        if attempt >= self.retries.max_retries:
+            self.attempts.pop(index, None)
+            return False
+        self.attempts[index] = attempt + 1
+        due = time.monotonic() + self.retries.delay_for(attempt + 1)
+        heapq.heappush(self.retry_heap, (due, index, args))
+        return True
 
-    async def _collect(self, pending: Any, out: list[tuple[int, Any]]) -> None:
-        items = self.inflight.pop(pending)
-        self.inflight_inputs -= len(items)
+    def _settle(self, first: int, outcomes: list[Any], out: list[Any]) -> None:
+        """Release a run of consecutive finished inputs starting at `first`."""
+        if not outcomes:
+            return
+        if not self.ordered:
+            out.extend(outcomes)
+            return
+        self.blocks[first] = outcomes
+        while self.next_out in self.blocks:
+            block = self.blocks.pop(self.next_out)
+            out.extend(block)
+            self.next_out += len(block)
+
+    async def _collect(self, pending: Any, out: list[Any]) -> None:
+        first, args_list = self.inflight.pop(pending)
+        self.inflight_inputs -= len(args_list)
         try:
             results, elapsed = await pending.result_async()
         except Error as exc:  # the task itself failed (worker died for good, lost result, ...)
-            for item in items:
-                self._settle(item[0], Failed(exc), item, out)
-            return
-        self._record_timing(len(items), elapsed)
-        for item, value in zip(items, results, strict=True):
-            self._settle(item[0], Failed(value) if type(value) is RemoteFailure else value, item, out)
+            results = [Failed(exc)] * len(args_list)
+        else:
+            self._record_timing(len(args_list), elapsed)
+            if not any(type(r) is RemoteFailure for r in results):
+                self._settle(first, results, out)
+                return
+            results = [Failed(r) if type(r) is RemoteFailure else r for r in results]
+        # Some inputs failed: inputs being retried leave a gap that their retry fills later.
+        run_start, run = first, []
+        for offset, (outcome, args) in enumerate(zip(results, args_list, strict=True)):
+            index = first + offset
+            if isinstance(outcome, Failed) and self._retry_later(index, args, outcome):
+                self._settle(run_start, run, out)
+                run_start, run = index + 1, []
+                continue
+            run.append(outcome)
+        self._settle(run_start, run, out)
 
-    async def run(self) -> AsyncIterator[list[tuple[int, Any]]]:
+    async def run(self) -> AsyncIterator[list[Any]]:
+        """Yield batches of outcomes (values or `Failed`), in input order if `ordered`."""
         try:
             while True:
                 await self._fill()
@@ -182,7 +209,7 @@ class MapEngine:
                 if self.retry_heap:
                     timeout = max(0.0, self.retry_heap[0][0] - time.monotonic())
                 done = await self.backend.wait_any(list(self.inflight), timeout)
-                out: list[tuple[int, Any]] = []
+                out: list[Any] = []
                 for pending in done:
                     await self._collect(pending, out)
                 if out:

@@ -43,11 +43,15 @@ def _add(f: Any, **options: Any) -> PartialFunction:
     return PartialFunction(f, options)
 
 
-def concurrent(*, max_inputs: int | None = None, target_inputs: int | None = None) -> Callable[[Any], PartialFunction]:
+def concurrent(
+    *, max_inputs: int | None = None, target_inputs: int | None = None
+) -> Callable[[Any], PartialFunction]:
     """Let one container run up to `max_inputs` inputs at once."""
     if not isinstance(max_inputs, int) or max_inputs < 1:
         raise InvalidError("`@modal.concurrent` needs `max_inputs=` (a positive int).")
-    if target_inputs is not None and (not isinstance(target_inputs, int) or not 1 <= target_inputs <= max_inputs):
+    if target_inputs is not None and (
+        not isinstance(target_inputs, int) or not 1 <= target_inputs <= max_inputs
+    ):
         raise InvalidError("`target_inputs` must be a positive int no larger than `max_inputs`.")
 
     def wrapper(f: Any) -> PartialFunction:
@@ -89,7 +93,7 @@ def enter(*, snap: bool = False) -> Callable[[Any], PartialFunction]:
     return wrapper
 
 
-def exit() -> Callable[[Any], PartialFunction]:  # noqa: A001 - Modal's name
+def exit() -> Callable[[Any], PartialFunction]:
     """Run a method once when a container stops."""
 
     def wrapper(f: Any) -> PartialFunction:
@@ -116,15 +120,21 @@ def fastapi_endpoint(
 
 
 def web_endpoint(*args: Any, **kwargs: Any) -> None:
-    deprecation("web_endpoint", "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint`.")
+    deprecation(
+        "web_endpoint", "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint`."
+    )
     raise _web_unsupported("web_endpoint")
 
 
-def asgi_app(*, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False) -> Callable[[Any], Any]:
+def asgi_app(
+    *, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False
+) -> Callable[[Any], Any]:
     raise _web_unsupported("asgi_app")
 
 
-def wsgi_app(*, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False) -> Callable[[Any], Any]:
+def wsgi_app(
+    *, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False
+) -> Callable[[Any], Any]:
     raise _web_unsupported("wsgi_app")
 
 

@@ -44,7 +44,9 @@ def _gpu_config(gpu: Any) -> str:
     to_str = getattr(gpu, "_modal_gpu_string", None)
     if callable(to_str):
         return str(to_str())
-    raise InvalidError(f"Invalid GPU config {gpu!r}: use a string such as 'H100', 'A100-80GB:2' or 'any'.")
+    raise InvalidError(
+        f"Invalid GPU config {gpu!r}: use a string such as 'H100', 'A100-80GB:2' or 'any'."
+    )
 
 
 def parse_gpu(spec: str) -> tuple[str | None, int, str]:
@@ -62,10 +64,14 @@ def parse_gpu(spec: str) -> tuple[str | None, int, str]:
         try:
             count = int(count_s)
         except ValueError:
-            raise InvalidError(f"Invalid GPU count in {raw!r}: the count after ':' must be an integer.") from None
+            raise InvalidError(
+                f"Invalid GPU count in {raw!r}: the count after ':' must be an integer."
+            ) from None
     accel, max_count = _GPU_TYPES[name]
     if count < 1 or count > max_count:
-        raise InvalidError(f"Invalid GPU count in {raw!r}: {name} allows 1 to {max_count} GPUs per container.")
+        raise InvalidError(
+            f"Invalid GPU count in {raw!r}: {name} allows 1 to {max_count} GPUs per container."
+        )
     return accel, count, f"{name}:{count}" if count > 1 else name
 
 
@@ -80,11 +86,16 @@ def parse_cpu(cpu: float | tuple[float, float] | None) -> float:
         return 1.0
     if isinstance(cpu, tuple):
         if len(cpu) != 2:
-            raise InvalidError(f"Invalid cpu {cpu!r}: expected a number or a (request, limit) tuple.")
+            raise InvalidError(
+                f"Invalid cpu {cpu!r}: expected a number or a (request, limit) tuple."
+            )
         request, limit = _number(cpu[0], "cpu request"), _number(cpu[1], "cpu limit")
         if limit < request:
             raise InvalidError(f"Invalid cpu {cpu!r}: the limit must be at least the request.")
-        warn_once("cpu-limit", "cpu=(request, limit): Ray cannot cap CPU use; only the request is reserved.")
+        warn_once(
+            "cpu-limit",
+            "cpu=(request, limit): Ray cannot cap CPU use; only the request is reserved.",
+        )
     else:
         request = _number(cpu, "cpu")
     if request <= 0:
@@ -100,10 +111,14 @@ def parse_memory(memory: int | tuple[int, int] | None) -> int | None:
         return None
     if isinstance(memory, tuple):
         if len(memory) != 2:
-            raise InvalidError(f"Invalid memory {memory!r}: expected MiB or a (request, limit) tuple.")
+            raise InvalidError(
+                f"Invalid memory {memory!r}: expected MiB or a (request, limit) tuple."
+            )
         request, limit = _number(memory[0], "memory request"), _number(memory[1], "memory limit")
         if limit < request:
-            raise InvalidError(f"Invalid memory {memory!r}: the limit must be at least the request.")
+            raise InvalidError(
+                f"Invalid memory {memory!r}: the limit must be at least the request."
+            )
         warn_once(
             "memory-limit",
             "memory=(request, limit): Ray does not enforce memory limits; only the request is reserved.",
@@ -111,9 +126,13 @@ def parse_memory(memory: int | tuple[int, int] | None) -> int | None:
     else:
         request = _number(memory, "memory")
     if request <= 0:
-        raise InvalidError(f"Invalid memory {memory!r}: the memory request must be greater than 0 MiB.")
+        raise InvalidError(
+            f"Invalid memory {memory!r}: the memory request must be greater than 0 MiB."
+        )
     if request > _MAX_MEMORY_MIB:
-        raise InvalidError(f"Invalid memory {memory!r}: at most {_MAX_MEMORY_MIB} MiB per container.")
+        raise InvalidError(
+            f"Invalid memory {memory!r}: at most {_MAX_MEMORY_MIB} MiB per container."
+        )
     return int(request * 1024 * 1024)
 
 

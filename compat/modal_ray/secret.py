@@ -36,6 +36,9 @@ def _check_env(env: Mapping[str, Any]) -> dict[str, str]:
 class _SecretManager:
     """`modal.Secret.objects`: create, list and delete named secrets."""
 
+    def __get__(self, obj: Any, objtype: Any = None) -> _SecretManager:
+        return self
+
     @dual_static
     async def create(
         name: str,
@@ -50,20 +53,49 @@ class _SecretManager:
         if path.exists() and not allow_existing:
             raise AlreadyExistsError(f"Secret {name!r} already exists in environment {env!r}.")
         state.write_json_private(
-            path, {"env": _check_env(env_dict), "created_at": datetime.now(timezone.utc).isoformat()}
+            path,
+            {"env": _check_env(env_dict), "created_at": datetime.now(timezone.utc).isoformat()},
         )
 
     @dual_static
-    async def list(*, environment_name: str | None = None, client: Any = None) -> list[Secret]:
+    async def list(
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str | None = None,
+        client: Any = None,
+    ) -> list[Secret]:
+        """Named secrets of the environment, newest first."""
         env = config.environment_name(environment_name)
         folder = state.secrets_dir(env)
         if not folder.exists():
             return []
-        return [Secret.from_name(p.stem, environment_name=env) for p in sorted(folder.glob("*.json"))]
+        if isinstance(created_before, str):
+            created_before = datetime.fromisoformat(created_before)
+        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        out = []
+        for p in paths:
+            created = datetime.fromtimestamp(p.stat().st_mtime, timezone.utc)
+            if created_before is not None:
+                cutoff = (
+                    created_before
+                    if created_before.tzinfo
+                    else created_before.replace(tzinfo=timezone.utc)
+                )
+                if created >= cutoff:
+                    continue
+            out.append(Secret.from_name(p.stem, environment_name=env))
+            if max_objects is not None and len(out) >= max_objects:
+                break
+        return out
 
     @dual_static
     async def delete(
-        name: str, *, allow_missing: bool = False, environment_name: str | None = None, client: Any = None
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        client: Any = None,
     ) -> None:
         env = config.environment_name(environment_name)
         path = state.secrets_dir(env) / f"{state.check_object_name(name, 'Secret')}.json"
@@ -104,21 +136,27 @@ class Secret:
     def from_dict(env_dict: dict[str, str | None] = {}) -> Secret:  # noqa: B006 - Modal's signature
         """A Secret from a dict; keys with value None are left out."""
         if not isinstance(env_dict, Mapping):
-            raise InvalidError("`Secret.from_dict` takes a dict of environment variable names to values.")
+            raise InvalidError(
+                "`Secret.from_dict` takes a dict of environment variable names to values."
+            )
         return Secret(_check_env(env_dict))
 
     @staticmethod
     def from_local_environ(env_keys: list[str]) -> Secret:
         """A Secret with the named variables copied from this machine's environment."""
         if isinstance(env_keys, str):
-            raise InvalidError("`Secret.from_local_environ` takes a list of variable names, not a string.")
+            raise InvalidError(
+                "`Secret.from_local_environ` takes a list of variable names, not a string."
+            )
         missing = [k for k in env_keys if k not in os.environ]
         if missing:
             raise InvalidError(f"Local environment variables not set: {', '.join(missing)}")
         return Secret({k: os.environ[k] for k in env_keys})
 
     @staticmethod
-    def from_dotenv(path: str | Path | None = None, *, filename: str = ".env", client: Any = None) -> Secret:
+    def from_dotenv(
+        path: str | Path | None = None, *, filename: str = ".env", client: Any = None
+    ) -> Secret:
         """A Secret from a `.env` file: found from `path` (file or folder) or from the current directory up."""
         from dotenv import dotenv_values, find_dotenv
 
@@ -144,7 +182,9 @@ class Secret:
     ) -> Secret:
         """A reference to a named Secret (created with `modal secret create`), resolved when used."""
         state.check_object_name(name, "Secret")
-        return Secret(name=name, environment_name=environment_name, required_keys=tuple(required_keys))
+        return Secret(
+            name=name, environment_name=environment_name, required_keys=tuple(required_keys)
+        )
 
     # -- resolution ------------------------------------------------------------------------
 
@@ -165,7 +205,9 @@ class Secret:
         values = dict(data.get("env", {}))
         missing = [k for k in self._required_keys if k not in values]
         if missing:
-            raise NotFoundError(f"Secret {self._name!r} is missing required keys: {', '.join(missing)}")
+            raise NotFoundError(
+                f"Secret {self._name!r} is missing required keys: {', '.join(missing)}"
+            )
         return values
 
     @property

@@ -38,7 +38,9 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_retries, int) or not 0 <= self.max_retries <= 10:
-            raise InvalidError(f"Invalid retries number: {self.max_retries}. Must be between 0 and 10.")
+            raise InvalidError(
+                f"Invalid retries number: {self.max_retries}. Must be between 0 and 10."
+            )
         if not 1.0 <= self.backoff_coefficient <= 10.0:
             raise InvalidError(
                 f"Invalid backoff_coefficient: {self.backoff_coefficient}. Must be between 1.0 and 10.0."
@@ -48,7 +50,9 @@ class RetryPolicy:
                 f"Invalid initial_delay: {self.initial_delay}. Must be between 0 and 60 seconds."
             )
         if not 1.0 <= self.max_delay <= 60.0:
-            raise InvalidError(f"Invalid max_delay: {self.max_delay}. Must be between 1 and 60 seconds.")
+            raise InvalidError(
+                f"Invalid max_delay: {self.max_delay}. Must be between 1 and 60 seconds."
+            )
 
     def delay_for(self, retry_number: int) -> float:
         """Seconds to wait before retry number `retry_number` (1-based)."""

@@ -191,7 +191,9 @@ class dual:
 
     def __get__(self, obj: Any, objtype: type | None = None) -> _Bound[Any]:
         if self._static:
-            return _Bound(self._fn, None, self._is_gen, getattr(self, "_qualname", self._fn.__name__))
+            return _Bound(
+                self._fn, None, self._is_gen, getattr(self, "_qualname", self._fn.__name__)
+            )
         if obj is None:
             obj = objtype
         return _Bound(self._fn, obj, self._is_gen, getattr(self, "_qualname", self._fn.__name__))
@@ -204,3 +206,45 @@ def dual_static(fn: Callable[..., Any]) -> dual:
 def dual_function(fn: Callable[..., Awaitable[T]]) -> _Bound[T]:
     """A module-level function with a blocking call and `.aio` (e.g. `modal.interact`)."""
     return _Bound(fn, None, inspect.isasyncgenfunction(fn), fn.__name__)
+
+
+class _BoundPair:
+    """`obj.m(...)` runs the sync implementation; `obj.m.aio(...)` the async one."""
+
+    __slots__ = ("_aio", "_obj", "_sync")
+
+    def __init__(self, obj: Any, sync_fn: Callable[..., Any], aio_fn: Callable[..., Any]) -> None:
+        self._obj = obj
+        self._sync = sync_fn
+        self._aio = aio_fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._sync(self._obj, *args, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        return self._aio(self._obj, *args, **kwargs)
+
+
+class sync_and_aio:
+    """A method with hand-written blocking and async forms (for hot paths such as `.remote`).
+
+    Use as `name = sync_and_aio(blocking_impl, async_impl)`; both take `self` first.
+    """
+
+    def __init__(self, sync_fn: Callable[..., Any], aio_fn: Callable[..., Any]) -> None:
+        self._sync = sync_fn
+        self._aio = aio_fn
+        self.__wrapped__ = sync_fn
+        self.__doc__ = sync_fn.__doc__
+        self.__name__ = sync_fn.__name__
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundPair(obj, self._sync, self._aio)
+
+    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._sync(obj, *args, **kwargs)
+
+    def aio(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._aio(obj, *args, **kwargs)

@@ -25,4 +25,6 @@ class _UnsupportedMeta(type):
 
 def placeholder(name: str, feature: str, module: str) -> type:
     """A class named `name` that raises `UnimplementedError(feature)` when used."""
-    return _UnsupportedMeta(name, (), {"_feature": feature, "__module__": module, "__doc__": feature})
+    return _UnsupportedMeta(
+        name, (), {"_feature": feature, "__module__": module, "__doc__": feature}
+    )

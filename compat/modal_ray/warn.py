@@ -11,7 +11,9 @@ _seen: set[str] = set()
 _lock = threading.Lock()
 
 
-def warn_once(key: str, message: str, category: type[Warning] = UserWarning, stacklevel: int = 3) -> None:
+def warn_once(
+    key: str, message: str, category: type[Warning] = UserWarning, stacklevel: int = 3
+) -> None:
     with _lock:
         if key in _seen:
             return

@@ -21,6 +21,7 @@ import contextlib
 import importlib
 import inspect
 import os
+import secrets
 import signal
 import threading
 import time
@@ -84,17 +85,25 @@ class Invocation:
     # -- per-input machinery -------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _scope(self, call_id: str) -> Iterator[None]:
-        """Environment, secrets and image setup around one input or one chunk of inputs."""
+    def _scope(self, call_id: str) -> Iterator[bool]:
+        """Environment, secrets, image setup and the timeout alarm around one engine task.
+
+        Yields whether the per-input alarm is armed (only on the main thread, with a timeout).
+        """
         _enter_container(self.environment)
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         token = context.current_call.set(call_id)
+        alarm = bool(self.timeout) and threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGALRM, _raise_timeout) if alarm else None
         try:
             if self.setup is not None:
                 self.setup.apply()
-            yield
+            yield alarm
         finally:
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
             context.current_call.reset(token)
             for k, old in saved.items():
                 if old is None:
@@ -104,70 +113,92 @@ class Invocation:
 
     def _failure(self, exc: BaseException) -> RemoteFailure:
         if isinstance(exc, _InputTimeout | asyncio.TimeoutError):
-            return RemoteFailure("timeout", None, f"{self.tag} timed out after {self.timeout:g}s", "")
+            return RemoteFailure(
+                "timeout", None, f"{self.tag} timed out after {self.timeout:g}s", ""
+            )
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return RemoteFailure.capture(exc, tb)
 
-    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], input_id: str) -> Any:
+    def _call(
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        input_id: str,
+        alarm: bool,
+    ) -> Any:
         token = context.current_input.set(input_id)
         try:
             if self.is_async:
                 return _run_coroutine(fn(*args, **kwargs), self.timeout)
-            with _alarm(self.timeout):
+            if alarm:
+                signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
+                try:
+                    result = fn(*args, **kwargs)
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            else:
                 result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
                 return _run_coroutine(result, self.timeout)
             return result
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back as a value
+        except BaseException as exc:
             return self._failure(exc)
         finally:
             context.current_input.reset(token)
 
-    def run_one(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Any:
+    def run_one(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
+    ) -> Any:
+        """One input; ids are made here when the caller did not need to know them."""
+        call_id = call_id or f"fc-{secrets.token_hex(11)}"
         try:
-            with self._scope(call_id):
-                return self._call(self.function(), args, kwargs, input_id)
+            with self._scope(call_id) as alarm:
+                return self._call(
+                    self.function(), args, kwargs, call_id.replace("fc-", "in-", 1) + "-0", alarm
+                )
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - a failing image setup or import
+        except BaseException as exc:
             return self._failure(exc)
 
     def run_chunk(
-        self, items: list[tuple[tuple[Any, ...], dict[str, Any]]], call_id: str, first: int
+        self, args_list: list[tuple[Any, ...]], kwargs: dict[str, Any], call_id: str, first: int
     ) -> tuple[list[Any], float]:
         """Run a group of small inputs in one engine task: (one outcome per input, seconds)."""
         prefix = call_id.replace("fc-", "in-", 1)
         start = time.perf_counter()
         try:
-            with self._scope(call_id):
+            with self._scope(call_id) as alarm:
                 fn = self.function()
                 call = self._call
                 results = [
-                    call(fn, args, kwargs, f"{prefix}-{first + i}")
-                    for i, (args, kwargs) in enumerate(items)
+                    call(fn, args, kwargs, f"{prefix}-{first + i}", alarm)
+                    for i, args in enumerate(args_list)
                 ]
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             failure = self._failure(exc)
-            results = [failure] * len(items)
+            results = [failure] * len(args_list)
         return results, time.perf_counter() - start
 
-    def run_gen(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str, input_id: str) -> Iterator[Any]:
+    def run_gen(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> Iterator[Any]:
         """Yield the generator's items; a failure is yielded as the last item."""
         try:
-            with self._scope(call_id):
-                context.current_input.set(input_id)
+            with self._scope(call_id) as alarm:
+                context.current_input.set(call_id.replace("fc-", "in-", 1) + "-0")
                 fn = self.function()
                 gen = fn(*args, **kwargs)
                 if inspect.isasyncgen(gen):
                     yield from _drain_async_gen(gen, self.timeout)
                     return
-                with _alarm(self.timeout):
-                    yield from gen
-        except BaseException as exc:  # noqa: BLE001
+                if alarm:
+                    signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
+                yield from gen
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             yield self._failure(exc)
@@ -191,20 +222,6 @@ def _enter_container(environment: str) -> None:
 
 def _raise_timeout(signum: int, frame: Any) -> None:
     raise _InputTimeout()
-
-
-@contextlib.contextmanager
-def _alarm(timeout: float | None) -> Iterator[None]:
-    if not timeout or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGALRM, _raise_timeout)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _run_coroutine(coro: Any, timeout: float | None) -> Any:
