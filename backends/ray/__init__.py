@@ -29,7 +29,7 @@ class RayBackend:
         return [futs[f] for f in done]
 
     def total_cpus(self) -> float:
-        return float(ray.cluster_resources().get("CPU", 1.0))
+        return float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]
 
     def describe(self) -> str:
         mode = runtime.mode() or "not connected"

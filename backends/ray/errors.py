@@ -32,17 +32,20 @@ def translate(exc: BaseException, what: str) -> BaseException:
     if isinstance(exc, rex.RuntimeEnvSetupError):
         return ImageBuildError(
             f"Could not set up the image (Ray runtime_env) for {what}: {exc}. If the cluster's "
-            "image already has the packages, set MODAL_RAY_PACKAGES=check to verify instead of install."
+            "image already has the packages, set MODAL_RAY_PACKAGES=check to verify instead of"
+            " install."
         )
     if isinstance(exc, rex.TaskCancelledError):
         return ExecutionError(f"{what} was cancelled")
     if isinstance(exc, rex.OutOfMemoryError):
         return ExecutionError(
-            f"{what} was killed because its node ran out of memory. Ask for more with `memory=` (MiB)."
+            f"{what} was killed because its node ran out of memory."
+            " Ask for more with `memory=` (MiB)."
         )
     if isinstance(exc, rex.WorkerCrashedError | rex.NodeDiedError):
         return ExecutionError(
-            f"The worker running {what} died unexpectedly (after Ray's retries for system failures)."
+            f"The worker running {what} died unexpectedly"
+            " (after Ray's retries for system failures)."
         )
     if isinstance(exc, rex.TaskUnschedulableError | rex.ActorUnschedulableError):
         return ResourceExhaustedError(f"{what} cannot be scheduled on this cluster: {exc}")

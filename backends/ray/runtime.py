@@ -30,6 +30,22 @@ def _quiet_ray_loggers() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def _keep_token_auth() -> None:
+    """Token auth on, stated explicitly: Ray then skips its warning about the default.
+
+    Ray caches its config at import time, so setting the variable must also refresh that cache
+    (the same two steps Ray's own default path takes), or the driver and the GCS disagree.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+        _enable_token_auth()
+    except ImportError:  # pragma: no cover - a Ray without token auth
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def connect(environment: str) -> str:
     """Make sure this process is connected; return how ("user", "address" or "embedded")."""
     global _mode
@@ -53,7 +69,7 @@ def connect(environment: str) -> str:
                 )
                 _mode = "address"
             else:
-                os.environ.setdefault("RAY_AUTH_MODE", "token")
+                _keep_token_auth()
                 kwargs: dict[str, object] = {}
                 if (cpus := config.embedded_num_cpus()) is not None:
                     kwargs["num_cpus"] = cpus

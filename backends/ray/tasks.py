@@ -58,7 +58,8 @@ def task_options(
 
 def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:
     """Ray accepts local `py_modules` / `working_dir` paths only at the job level: upload them
-    to the cluster's object store (content-addressed `gcs://` URIs) so a per-task env can use them."""
+    to the cluster's object store (content-addressed `gcs://` URIs) so a per-task env can use
+    them."""
     if runtime_env.get("py_modules"):
         from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
 
@@ -74,7 +75,7 @@ def check_feasible(resources: Resources, what: str) -> None:
     """Refuse a request that no live node can ever satisfy, instead of pending forever."""
     if not config.check_feasible():
         return
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
     if not nodes:
         return
 
@@ -129,14 +130,16 @@ def _argument_error(
             cloudpickle.dumps(a)
         except Exception as e:
             return SerializationError(
-                f"Argument {i} of {what} ({type(a).__name__}) cannot be serialized with cloudpickle: {e}"
+                f"Argument {i} of {what} ({type(a).__name__}) cannot be serialized with"
+                f" cloudpickle: {e}"
             )
     for k, v in kwargs.items():
         try:
             cloudpickle.dumps(v)
         except Exception as e:
             return SerializationError(
-                f"Keyword argument {k!r} of {what} ({type(v).__name__}) cannot be serialized with cloudpickle: {e}"
+                f"Keyword argument {k!r} of {what} ({type(v).__name__}) cannot be serialized"
+                f" with cloudpickle: {e}"
             )
     return SerializationError(f"The arguments of {what} cannot be serialized: {exc}")
 
@@ -144,7 +147,7 @@ def _argument_error(
 class RayPending:
     __slots__ = ("_fut", "ref", "what")
 
-    def __init__(self, ref: ray.ObjectRef, what: str) -> None:
+    def __init__(self, ref: ray.ObjectRef[Any], what: str) -> None:
         self.ref = ref
         self.what = what
         self._fut: asyncio.Future[Any] | None = None

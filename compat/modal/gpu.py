@@ -11,7 +11,8 @@ class _GPUConfig:
     def __init__(self, *, count: int = 1, size: str | None = None) -> None:
         deprecation(
             f"gpu.{type(self).__name__}",
-            f'`modal.gpu.{type(self).__name__}()` is deprecated; use a string such as gpu="{self._name}".',
+            f"`modal.gpu.{type(self).__name__}()` is deprecated;"
+            f' use a string such as gpu="{self._name}".',
         )
         self.count = count
         self.size = size

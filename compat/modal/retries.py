@@ -27,7 +27,8 @@ class Retries:
 
     def __repr__(self) -> str:
         return (
-            f"Retries(max_retries={self.max_retries}, backoff_coefficient={self.backoff_coefficient},"
+            f"Retries(max_retries={self.max_retries},"
+            f" backoff_coefficient={self.backoff_coefficient},"
             f" initial_delay={self.initial_delay}, max_delay={self.max_delay})"
         )
 

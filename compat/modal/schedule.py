@@ -49,9 +49,14 @@ class Period(Schedule):
         minutes: int = 0,
         seconds: float = 0,
     ) -> None:
-        parts = dict(
-            years=years, months=months, weeks=weeks, days=days, hours=hours, minutes=minutes
-        )
+        parts = {
+            "years": years,
+            "months": months,
+            "weeks": weeks,
+            "days": days,
+            "hours": hours,
+            "minutes": minutes,
+        }
         for k, v in parts.items():
             if not isinstance(v, int) or v < 0:
                 raise InvalidError(f"Period `{k}=` must be a non-negative int.")

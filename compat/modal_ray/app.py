@@ -292,7 +292,8 @@ class App:
         """Decorator for a function that `modal run` calls on the local machine."""
         if _warn_parentheses_missing is not None:
             raise InvalidError(
-                "`@app.local_entrypoint` was used without parentheses; write `@app.local_entrypoint()`."
+                "`@app.local_entrypoint` was used without parentheses;"
+                " write `@app.local_entrypoint()`."
             )
 
         def decorator(f: Callable[..., Any]) -> LocalEntrypoint:
@@ -305,8 +306,8 @@ class App:
 
     def cls(self, **kwargs: Any) -> Callable[[Any], Any]:
         raise UnimplementedError(
-            "`@app.cls` needs container pools on Ray Serve, which this version of modal-ray does not"
-            " provide yet. Use `@app.function` for now."
+            "`@app.cls` needs container pools on Ray Serve, which this version of modal-ray"
+            " does not provide yet. Use `@app.function` for now."
         )
 
     def server(self, **kwargs: Any) -> Callable[[Any], Any]:

@@ -1,14 +1,17 @@
 """Client-side configuration: environment variables first, then `~/.modal.toml`-style defaults.
 
-| variable | meaning | default |
-|---|---|---|
-| `MODAL_RAY_ADDRESS` / `RAY_ADDRESS` | Ray cluster to connect to | unset: start an embedded local Ray |
-| `MODAL_ENVIRONMENT` | Modal environment (Ray namespace `modal-<env>`) | `main` |
-| `MODAL_RAY_STATE` | state store root (registry, secrets, ...) | `~/.modal-ray` |
-| `MODAL_RAY_NUM_CPUS` / `MODAL_RAY_NUM_GPUS` | logical resources of the embedded Ray | detected |
-| `MODAL_RAY_PACKAGES` | `install` image packages through runtime_env, or only `check` them | `install` |
-| `MODAL_RAY_CHECK_FEASIBLE` | refuse resource requests no node can satisfy (`0` on autoscaling clusters) | `1` |
-| `MODAL_TRACEBACK` | full tracebacks from the CLI | unset |
+Variables (default in brackets):
+
+- `MODAL_RAY_ADDRESS` / `RAY_ADDRESS`: Ray cluster to connect to
+  [unset: start an embedded local Ray]
+- `MODAL_ENVIRONMENT`: Modal environment (Ray namespace `modal-<env>`) [`main`]
+- `MODAL_RAY_STATE`: state store root (registry, secrets, ...) [`~/.modal-ray`]
+- `MODAL_RAY_NUM_CPUS` / `MODAL_RAY_NUM_GPUS`: logical resources of the embedded Ray [detected]
+- `MODAL_RAY_PACKAGES`: `install` image packages through runtime_env, or only `check` them
+  [`install`]
+- `MODAL_RAY_CHECK_FEASIBLE`: refuse resource requests no node can satisfy
+  (`0` on autoscaling clusters) [`1`]
+- `MODAL_TRACEBACK`: full tracebacks from the CLI [unset]
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@ from modal_ray.exception import DeserializationError, ExecutionError, FunctionTi
 
 
 class UserCodeException(Exception):
-    """Wraps an exception returned by `map(..., return_exceptions=True)` (legacy Modal behaviour)."""
+    """Wraps an exception returned by `map(..., return_exceptions=True)`
+    (legacy Modal behaviour)."""
 
     __module__ = "modal.exceptions"
 
@@ -68,7 +69,8 @@ class RemoteFailure:
                 exc = pickle.loads(self.exc_bytes)
             except Exception as e:
                 exc = DeserializationError(
-                    f"Could not deserialize the exception raised by {function_name or 'the function'}"
+                    "Could not deserialize the exception raised by"
+                    f" {function_name or 'the function'}"
                     f" ({self.message}): {type(e).__name__}: {e}. Is the module that defines it"
                     " importable locally?"
                 )

@@ -19,7 +19,10 @@ class Error(Exception):
 
 
 class _GRPCErrorWrapper:
-    """Mixin giving the status-carrying errors Modal's `message`, `details` and `status` properties."""
+    """Mixin giving the status-carrying errors Modal's `message`, `details` and `status`
+    properties."""
+
+    args: tuple[Any, ...]
 
     @property
     def message(self) -> str:

@@ -95,7 +95,8 @@ class FunctionCall(Generic[R]):
 
     @dual
     async def get(self, timeout: float | None = None, *, index: int = 0) -> R:
-        """Wait for the result; builtin `TimeoutError` if it is not ready within `timeout` seconds."""
+        """Wait for the result; builtin `TimeoutError` if it is not ready within `timeout`
+        seconds."""
         if index != 0:
             raise InvalidError("`FunctionCall.get(index=...)` only applies to `spawn_map` calls.")
         return await self._wait(timeout)
@@ -153,8 +154,8 @@ class FunctionCall(Generic[R]):
         call = FunctionCall._registry.get(function_call_id)
         if call is None:
             raise NotFoundError(
-                f"No FunctionCall {function_call_id!r} in this process. Calls can be looked up by id"
-                " only in the process that spawned them in this version of modal-ray."
+                f"No FunctionCall {function_call_id!r} in this process. Calls can be looked up"
+                " by id only in the process that spawned them in this version of modal-ray."
             )
         return call
 
@@ -439,7 +440,8 @@ class Function(Generic[P, R]):
     async def _gen_async(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> AsyncIterator[Any]:
         if not self._is_generator:
             raise InvalidError(
-                f"`Function.remote_gen` is for generator functions; {self._tag!r} is not one. Use `.remote(...)`."
+                f"`Function.remote_gen` is for generator functions; {self._tag!r} is not one."
+                " Use `.remote(...)`."
             )
         prepared = self._ensure_prepared()
         call_id = new_id("fc")
@@ -507,8 +509,9 @@ class Function(Generic[P, R]):
                 if wrap is None:
                     deprecation(
                         "map-wrap-exceptions",
-                        "`return_exceptions=True` returns exceptions wrapped in UserCodeException; pass"
-                        " `wrap_returned_exceptions=False` to get the original exceptions (the future default).",
+                        "`return_exceptions=True` returns exceptions wrapped in UserCodeException;"
+                        " pass `wrap_returned_exceptions=False` to get the original exceptions"
+                        " (the future default).",
                     )
                 out.append(UserCodeException(exc) if wrap is not False else exc)
             else:
@@ -536,7 +539,9 @@ class Function(Generic[P, R]):
         elif is_async:
             inputs = _zip_async(iterables, caller_loop)
         else:
-            inputs = zip(*iterables)
+            # Non-strict on purpose: Modal zips iterables of different lengths
+            # (e.g. with itertools.repeat) and stops at the shortest.
+            inputs = zip(*iterables, strict=False)
         batches = self._map_batches(
             inputs, kwargs, ordered=order_outputs, length_hint=_length_hint(iterables)
         )
@@ -551,7 +556,8 @@ class Function(Generic[P, R]):
         return_exceptions: bool = False,
         wrap_returned_exceptions: bool | None = None,
     ) -> Iterator[Any]:
-        """Parallel map over one iterable per argument; lazy, ordered unless `order_outputs=False`."""
+        """Parallel map over one iterable per argument; lazy, ordered unless
+        `order_outputs=False`."""
         return _Mapper(self, star=False)(
             *input_iterators,
             kwargs=kwargs,
@@ -589,7 +595,10 @@ class Function(Generic[P, R]):
 
     @dual
     async def for_each(
-        self, *input_iterators: Any, kwargs: dict[str, Any] = {}, ignore_exceptions: bool = False
+        self,
+        *input_iterators: Any,
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
+        ignore_exceptions: bool = False,
     ) -> None:
         """Run the function over the inputs and discard the results; block until all finish."""
         async for _ in self._map_async(
@@ -614,7 +623,9 @@ class Function(Generic[P, R]):
 
     @dual
     async def experimental_spawn_map(
-        self, *input_iterators: Any, kwargs: dict[str, Any] = {}
+        self,
+        *input_iterators: Any,
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
     ) -> FunctionCall[Any]:
         materialized = [list(it) for it in input_iterators]
 

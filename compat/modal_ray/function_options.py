@@ -33,7 +33,9 @@ _CLOUD_ONLY = {
     "routing_region": "requests are routed by the cluster itself",
     "proxy": "egress goes through the cluster's own network",
     "nonpreemptible": "preemption depends on the cluster's nodes",
-    "enable_memory_snapshot": "memory snapshots are a Modal platform feature; functions start normally",
+    "enable_memory_snapshot": (
+        "memory snapshots are a Modal platform feature; functions start normally"
+    ),
     "block_network": "Ray tasks cannot be cut off from the network (sandboxes can)",
     "restrict_modal_access": "it is not a security boundary on Ray",
     "ephemeral_disk": "Ray does not reserve disk per task",
@@ -116,12 +118,14 @@ class FunctionOptions:
                     f"`secrets=` takes modal.Secret objects, not {type(s).__name__}."
                 )
         env = kw.pop("env", None)
-        if env is not None:
-            if not isinstance(env, Mapping) or any(
+        if env is not None and (
+            not isinstance(env, Mapping)
+            or any(
                 not isinstance(k, str) or (v is not None and not isinstance(v, str))
                 for k, v in env.items()
-            ):
-                raise InvalidError("`env=` takes a dict of str to str (or None).")
+            )
+        ):
+            raise InvalidError("`env=` takes a dict of str to str (or None).")
         cpu, memory, gpu = kw.pop("cpu", None), kw.pop("memory", None), kw.pop("gpu", None)
         resources = parse_resources(cpu=cpu, memory=memory, gpu=gpu)
         max_containers = kw.pop("max_containers", None)
@@ -220,8 +224,8 @@ class FunctionOptions:
         used = [name for name, v in container_features.items() if v]
         if used:
             raise UnimplementedError(
-                f"Function {tag!r} uses {', '.join(used)}, which needs container pools on Ray Serve;"
-                " this version of modal-ray runs plain functions only."
+                f"Function {tag!r} uses {', '.join(used)}, which needs container pools on"
+                " Ray Serve; this version of modal-ray runs plain functions only."
             )
         for name in ("min_containers", "buffer_containers", "scaledown_window"):
             if getattr(self, name):
@@ -296,7 +300,8 @@ def _apply_deprecated(kw: dict[str, Any]) -> None:
         value = kw.pop("allow_concurrent_inputs")
         deprecation(
             "param:allow_concurrent_inputs",
-            "`allow_concurrent_inputs=` is deprecated; use the `@modal.concurrent(max_inputs=...)` decorator.",
+            "`allow_concurrent_inputs=` is deprecated;"
+            " use the `@modal.concurrent(max_inputs=...)` decorator.",
             stacklevel=4,
         )
         if value:

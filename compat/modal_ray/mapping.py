@@ -185,7 +185,8 @@ class MapEngine:
                 return
             results = [Failed(r) if type(r) is RemoteFailure else r for r in results]
         # Some inputs failed: inputs being retried leave a gap that their retry fills later.
-        run_start, run = first, []
+        run_start = first
+        run: list[Any] = []
         for offset, (outcome, args) in enumerate(zip(results, args_list, strict=True)):
             index = first + offset
             if isinstance(outcome, Failed) and self._retry_later(index, args, outcome):

@@ -58,13 +58,15 @@ class MapProgress:
                 TimeElapsedColumn,
             )
 
+            console = Console(file=sys.stderr)
+            # On a terminal the bar disappears when done; in logs the final state is kept.
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                console=Console(file=sys.stderr),
-                transient=True,
+                console=console,
+                transient=console.is_terminal,
             )
             self._progress.start()
             self._task = self._progress.add_task(label, total=total)

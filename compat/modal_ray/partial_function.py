@@ -104,7 +104,8 @@ def exit() -> Callable[[Any], PartialFunction]:
 
 def _web_unsupported(kind: str) -> UnimplementedError:
     return UnimplementedError(
-        f"`@modal.{kind}`: web endpoints (Ray Serve) are not supported by this version of modal-ray yet."
+        f"`@modal.{kind}`: web endpoints (Ray Serve) are not supported by this version of"
+        " modal-ray yet."
     )
 
 

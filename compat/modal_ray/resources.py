@@ -121,7 +121,8 @@ def parse_memory(memory: int | tuple[int, int] | None) -> int | None:
             )
         warn_once(
             "memory-limit",
-            "memory=(request, limit): Ray does not enforce memory limits; only the request is reserved.",
+            "memory=(request, limit): Ray does not enforce memory limits;"
+            " only the request is reserved.",
         )
     else:
         request = _number(memory, "memory")
@@ -163,7 +164,8 @@ def parse_resources(
     if len(counts) > 1:
         warn_once(
             f"gpu-fallback-counts:{options}",
-            f"gpu={options!r}: Ray reserves one GPU count per task; using {count} for every option.",
+            f"gpu={options!r}: Ray reserves one GPU count per task;"
+            f" using {count} for every option.",
         )
     selectors = tuple({ACCELERATOR_LABEL: a} if a else {} for a, _, _ in parsed)
     return Resources(

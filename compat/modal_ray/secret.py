@@ -157,7 +157,8 @@ class Secret:
     def from_dotenv(
         path: str | Path | None = None, *, filename: str = ".env", client: Any = None
     ) -> Secret:
-        """A Secret from a `.env` file: found from `path` (file or folder) or from the current directory up."""
+        """A Secret from a `.env` file: found from `path` (file or folder) or from the current
+        directory up."""
         from dotenv import dotenv_values, find_dotenv
 
         if path is not None:
@@ -180,7 +181,8 @@ class Secret:
         required_keys: list[str] = [],  # noqa: B006 - Modal's signature
         client: Any = None,
     ) -> Secret:
-        """A reference to a named Secret (created with `modal secret create`), resolved when used."""
+        """A reference to a named Secret (created with `modal secret create`), resolved when
+        used."""
         state.check_object_name(name, "Secret")
         return Secret(
             name=name, environment_name=environment_name, required_keys=tuple(required_keys)

@@ -43,7 +43,8 @@ class RetryPolicy:
             )
         if not 1.0 <= self.backoff_coefficient <= 10.0:
             raise InvalidError(
-                f"Invalid backoff_coefficient: {self.backoff_coefficient}. Must be between 1.0 and 10.0."
+                f"Invalid backoff_coefficient: {self.backoff_coefficient}."
+                " Must be between 1.0 and 10.0."
             )
         if not 0.0 <= self.initial_delay <= 60.0:
             raise InvalidError(

@@ -7,7 +7,8 @@ created by one call (futures, tasks, queues) are valid in every later call, what
 
 Invariants:
 - the loop thread is a daemon and is started lazily, once per process (and again after `fork`);
-- a blocking call made from inside a running event loop warns with `AsyncUsageWarning`, as Modal does;
+- a blocking call made from inside a running event loop warns with `AsyncUsageWarning`, as Modal
+  does;
 - a blocking call made *on* the private loop's thread would deadlock, so it raises instead.
 """
 

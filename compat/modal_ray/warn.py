@@ -1,4 +1,5 @@
-"""Warnings that fire once per process and key: meaningless-off-Modal parameters and deprecations."""
+"""Warnings that fire once per process and key: meaningless-off-Modal parameters and
+deprecations."""
 
 from __future__ import annotations
 

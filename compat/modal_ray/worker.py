@@ -35,7 +35,8 @@ from .errors import RemoteFailure
 
 
 class _InputTimeout(BaseException):
-    """Raised by the alarm handler; a BaseException so `except Exception` in user code can't eat it."""
+    """Raised by the alarm handler; a BaseException so `except Exception` in user code can't
+    eat it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.support.ray_cluster import ray_session  # noqa: F401 - fixture
 
 
 @pytest.fixture(autouse=True)
-def _ray(ray_session: None) -> Iterator[None]:  # noqa: F811
-    yield
+def _ray(ray_session: None) -> None:  # noqa: F811
+    return

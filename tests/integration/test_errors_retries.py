@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -107,7 +108,9 @@ def test_user_exception_keeps_type_and_remote_traceback(running: modal.App) -> N
         raise_custom.remote(42)
     assert info.value.code == 42
     cause = info.value.__cause__
-    assert cause is not None and "raise_custom" in str(cause) and "Traceback" in str(cause)
+    assert cause is not None
+    assert "raise_custom" in str(cause)
+    assert "Traceback" in str(cause)
 
 
 def test_unpicklable_exception_becomes_execution_error(running: modal.App) -> None:
@@ -123,7 +126,7 @@ def test_unpicklable_argument_names_the_argument(running: modal.App) -> None:
 
 
 def test_unpicklable_return_value(running: modal.App) -> None:
-    with pytest.raises((SerializationError, ExecutionError), match="(?i)serializ|pickle"):
+    with pytest.raises((SerializationError, ExecutionError), match=r"(?i)serializ|pickle"):
         return_lock.remote()
 
 
@@ -140,7 +143,7 @@ def test_timeout_is_retried_per_policy(running: modal.App, tmp_path: Path) -> No
 def test_retries_back_off(running: modal.App, tmp_path: Path) -> None:
     assert flaky.remote(str(tmp_path), 4) == 4
     times = _times(tmp_path)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     # Delays 0.5, 1.0, 2.0 s (coefficient 2): each retry waits at least its delay.
     assert len(gaps) == 3
     for gap, delay in zip(gaps, [0.5, 1.0, 2.0], strict=True):

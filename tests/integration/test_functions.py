@@ -182,7 +182,8 @@ def test_map_return_exceptions(running: modal.App) -> None:
             range(6), itertools.repeat(3), return_exceptions=True, wrap_returned_exceptions=False
         )
     )
-    assert raw[:3] == [0, 1, 2] and raw[4:] == [4, 5]
+    assert raw[:3] == [0, 1, 2]
+    assert raw[4:] == [4, 5]
     assert isinstance(raw[3], ValueError)
     with pytest.warns(modal.exception.DeprecationError):
         wrapped = list(fails_on.map(range(4), itertools.repeat(1), return_exceptions=True))

@@ -1,4 +1,5 @@
-"""Packaging guards: every package is listed, `import modal` stays light, layout names stay private."""
+"""Packaging guards: every package is listed, `import modal` stays light, layout names stay
+private."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def test_every_package_folder_is_listed_in_pyproject() -> None:
 
 
 def _run_isolated(code: str) -> subprocess.CompletedProcess[str]:
-    # -P: do not put the working directory on sys.path; run from / so the repo folders are not importable.
+    # -P: do not put the working directory on sys.path; run from / so the repo folders are not
+    # importable.
     return subprocess.run(
         [sys.executable, "-P", "-c", code], capture_output=True, text=True, cwd="/", timeout=60
     )
@@ -78,5 +80,5 @@ def test_modal_all_is_sorted_and_complete() -> None:
     assert list(modal.__all__) == sorted(modal.__all__, key=lambda s: (s.lower() != s, s)) or True
     for name in modal.__all__:
         assert hasattr(modal, name), name
-    with pytest.raises(AttributeError, match="modal.App"):
+    with pytest.raises(AttributeError, match=r"modal\.App"):
         modal.Stub  # noqa: B018

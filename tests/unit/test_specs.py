@@ -46,7 +46,8 @@ def test_gpu_fallback_list_maps_to_label_selectors() -> None:
 
 def test_cpu_and_memory() -> None:
     res = parse_resources(cpu=2.5, memory=1024)
-    assert res.num_cpus == 2.5 and res.memory_bytes == 1024 * 1024 * 1024
+    assert res.num_cpus == 2.5
+    assert res.memory_bytes == 1024 * 1024 * 1024
     assert parse_resources().num_cpus == 1.0
     with pytest.warns(UserWarning, match="cannot cap CPU"):
         assert parse_resources(cpu=(1, 4)).num_cpus == 1
@@ -80,7 +81,8 @@ def test_invalid_resources_raise_at_decoration(kwargs: dict[str, object]) -> Non
 
 def test_retries() -> None:
     fixed = to_retry_policy(3)
-    assert fixed is not None and [fixed.delay_for(n) for n in (1, 2, 3)] == [1.0, 1.0, 1.0]
+    assert fixed is not None
+    assert [fixed.delay_for(n) for n in (1, 2, 3)] == [1.0, 1.0, 1.0]
     policy = to_retry_policy(
         modal.Retries(max_retries=5, backoff_coefficient=3.0, initial_delay=2.0, max_delay=30)
     )
@@ -144,7 +146,7 @@ def test_decorator_misuse_is_explained() -> None:
     app = modal.App()
     with pytest.raises(InvalidError, match="parentheses"):
         app.function(lambda: None)  # type: ignore[arg-type]
-    with pytest.raises(InvalidError, match="app.cls"):
+    with pytest.raises(InvalidError, match=r"app\.cls"):
         app.function()(type("C", (), {}))
 
 
@@ -177,5 +179,7 @@ def test_remote_failure_round_trip() -> None:
 def test_function_options_override() -> None:
     opts = FunctionOptions.from_decorator(lambda: None, {"cpu": 2, "timeout": 30})
     new = opts.override(timeout=60, gpu="T4")
-    assert new.timeout == 60 and new.resources.num_gpus == 1 and new.resources.num_cpus == 2
+    assert new.timeout == 60
+    assert new.resources.num_gpus == 1
+    assert new.resources.num_cpus == 2
     assert opts.timeout == 30
