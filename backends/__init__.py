@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from modal_ray.dict import StoreRef
     from modal_ray.specs import FunctionSpec
     from modal_ray.worker import Invocation
 
@@ -67,7 +68,39 @@ class Backend(Protocol):
 
     def total_cpus(self) -> float: ...
 
+    def prepare_service(self, spec: Any, container: Any) -> Any:
+        """Deploy (once) a pool of containers; `.method(name)` gives a `Prepared` per method."""
+
+    def stop_services(self, prefix: str) -> None:
+        """Stop every container pool whose name starts with `prefix` (runs `@exit` hooks)."""
+
+    def replica_count(self, name: str) -> int: ...
+
     def describe(self) -> str: ...
+
+    # -- Dict / Queue storage (one persisted server per object; see backends/ray/store.py) --
+
+    async def store_call(
+        self, ref: StoreRef, method: str, args: tuple[Any, ...], *, create: bool = False
+    ) -> Any:
+        """One operation on the object's server; `NotFoundError` if the object does not exist
+        (and `create` is False)."""
+
+    async def store_create(self, ref: StoreRef) -> bool:
+        """Create the object (an ephemeral one is owned by this process); True if it existed."""
+
+    async def store_delete(self, ref: StoreRef) -> bool:
+        """Delete the object and its data; True if it existed."""
+
+    async def store_list(
+        self, root: str, kind: str, environment: str
+    ) -> list[dict[str, Any]]:
+        """The named objects of `kind` ("dict" or "queue"): `name`, `created_at` (epoch
+        seconds) and, for queues, `partitions` and `items`."""
+
+    def store_allow_direct(self, enabled: bool = True) -> None:
+        """One-shot tools (the CLI): with no cluster configured and Ray not running in this
+        process, use the state store in-process instead of starting an embedded Ray."""
 
 
 _backend: Backend | None = None

@@ -10,8 +10,8 @@ import ray
 from modal_ray.specs import FunctionSpec
 from modal_ray.worker import Invocation
 
-from . import runtime
-from .tasks import RayPending, RayPrepared, check_feasible
+from . import runtime, store
+from .tasks import RayPrepared, check_feasible
 
 
 class RayBackend:
@@ -22,9 +22,26 @@ class RayBackend:
         check_feasible(spec.resources, f"Function {spec.tag!r}")
         return RayPrepared(spec, invocation)
 
+    def prepare_service(self, spec: Any, container: Any) -> Any:
+        from . import serve as serve_backend
+
+        check_feasible(spec.resources, f"The containers of {spec.tag!r}")
+        return serve_backend.get_service(spec, container)
+
+    def stop_services(self, prefix: str) -> None:
+        from . import serve as serve_backend
+
+        serve_backend.stop_services(prefix)
+
+    def replica_count(self, name: str) -> int:
+        from . import serve as serve_backend
+
+        service = serve_backend._services.get(name)
+        return service.replica_count() if service is not None else 0
+
     async def wait_any(self, pendings: list[Any], timeout: float | None = None) -> list[Any]:
         """Wait until at least one of `pendings` is finished; return the finished ones."""
-        futs = {p.future(): p for p in pendings if isinstance(p, RayPending)}
+        futs = {p.future(): p for p in pendings}
         done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         return [futs[f] for f in done]
 
@@ -34,6 +51,25 @@ class RayBackend:
     def describe(self) -> str:
         mode = runtime.mode() or "not connected"
         return f"Ray {ray.__version__} ({mode})"
+
+    async def store_call(
+        self, ref: Any, method: str, args: tuple[Any, ...], *, create: bool = False
+    ) -> Any:
+        return await store.call(ref, method, args, create=create)
+
+    async def store_create(self, ref: Any) -> bool:
+        return await store.create(ref)
+
+    async def store_delete(self, ref: Any) -> bool:
+        return await store.delete(ref)
+
+    async def store_list(
+        self, root: str, kind: str, environment: str
+    ) -> list[dict[str, Any]]:
+        return await store.list_names(root, kind, environment)
+
+    def store_allow_direct(self, enabled: bool = True) -> None:
+        store.allow_direct(enabled)
 
 
 __all__ = ["RayBackend"]

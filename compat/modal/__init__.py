@@ -12,6 +12,8 @@ from modal_ray.unsupported import placeholder
 
 from . import exception, types
 from .app import App
+from .cls import Cls
+from .dict import Dict
 from .exception import Error
 from .file_pattern_matcher import FilePatternMatcher
 from .functions import Function, FunctionCall
@@ -32,6 +34,7 @@ from .partial_function import (
     web_server,
     wsgi_app,
 )
+from .queue import Queue
 from .retries import Retries
 from .schedule import Cron, Period
 from .secret import Secret
@@ -40,9 +43,6 @@ __version__ = "1.6.4"
 
 _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 
-Cls = placeholder("Cls", "classes on Ray Serve (`@app.cls`) are " + _LATER, "modal.cls")
-Dict = placeholder("Dict", "modal.Dict is " + _LATER, "modal.dict")
-Queue = placeholder("Queue", "modal.Queue is " + _LATER, "modal.queue")
 Volume = placeholder("Volume", "modal.Volume is " + _LATER, "modal.volume")
 CloudBucketMount = placeholder(
     "CloudBucketMount", "CloudBucketMount is " + _LATER, "modal.cloud_bucket_mount"

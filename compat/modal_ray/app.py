@@ -304,11 +304,72 @@ class App:
 
         return decorator
 
-    def cls(self, **kwargs: Any) -> Callable[[Any], Any]:
-        raise UnimplementedError(
-            "`@app.cls` needs container pools on Ray Serve, which this version of modal-ray"
-            " does not provide yet. Use `@app.function` for now."
-        )
+    def cls(
+        self,
+        _warn_parentheses_missing: Any = None,
+        *,
+        image: Any = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | list[str] | None = None,
+        serialized: bool = False,
+        network_file_systems: dict[Any, Any] = {},  # noqa: B006
+        volumes: dict[Any, Any] = {},  # noqa: B006
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaledown_window: int | None = None,
+        proxy: Any = None,
+        retries: Any = None,
+        timeout: int = 300,
+        startup_timeout: int | None = None,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
+        routing_region: str | None = None,
+        nonpreemptible: bool = False,
+        enable_memory_snapshot: bool = False,
+        block_network: bool = False,
+        restrict_modal_access: bool = False,
+        single_use_containers: bool = False,
+        i6pn: bool | None = None,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+        _experimental_restrict_output: bool = False,
+        max_inputs: int | None = None,
+        # Deprecated spellings, still accepted with a warning:
+        keep_warm: int | None = None,
+        concurrency_limit: int | None = None,
+        container_idle_timeout: int | None = None,
+        allow_concurrent_inputs: int | None = None,
+        _experimental_buffer_containers: int | None = None,
+    ) -> Callable[[Any], Any]:
+        """Decorator that registers a Modal class: a pool of warm containers per parameter set."""
+        from .cls import Cls
+
+        options = {
+            k: v for k, v in locals().items() if k not in ("self", "_warn_parentheses_missing", "Cls")
+        }
+        if _warn_parentheses_missing is not None:
+            raise InvalidError("`@app.cls` was used without parentheses; write `@app.cls()`.")
+        for key in _DEPRECATED_KEYS:
+            if options[key] is None:
+                options.pop(key)
+
+        def decorator(user_cls: Any) -> Cls:
+            raw, class_opts = _unwrap_partial(user_cls)
+            if not isinstance(raw, type):
+                raise InvalidError(f"`@app.cls` decorates a class, not {type(raw).__name__}.")
+            kwargs = {**options, **class_opts}
+            opts = FunctionOptions.from_decorator(raw, kwargs)
+            tag = raw.__qualname__
+            cls_obj = Cls(raw, opts, self, tag)
+            self._classes[tag] = cls_obj
+            return cls_obj
+
+        return decorator
 
     def server(self, **kwargs: Any) -> Callable[[Any], Any]:
         raise UnimplementedError("`@app.server` is not supported by this version of modal-ray yet.")
@@ -376,6 +437,13 @@ class App:
                     if not fc._task.done():
                         await fc.cancel.aio()
         finally:
+            from modal_ray.backends import get_backend
+
+            from .function import service_prefix
+
+            # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
+            prefix = service_prefix(self._environment, self)
+            await asyncio.get_running_loop().run_in_executor(None, get_backend().stop_services, prefix)
             self._running = False
             for fn in list(self._hydrated):
                 fn._forget()
@@ -441,6 +509,15 @@ class App:
         from modal.types import AppStats
 
         return AppStats(num_functions=len(self._functions), num_running=len(self._hydrated))
+
+
+_DEPRECATED_KEYS = (
+    "keep_warm",
+    "concurrency_limit",
+    "container_idle_timeout",
+    "allow_concurrent_inputs",
+    "_experimental_buffer_containers",
+)
 
 
 def _unwrap_partial(f: Any) -> tuple[Any, dict[str, Any]]:

@@ -210,6 +210,27 @@ async def _star_async(
         yield tuple(args)
 
 
+def service_prefix(environment: str, app: App | None) -> str:
+    """Names of an app run's container pools start with this (so stopping finds them all)."""
+    import os
+
+    from .function_options import APP_ID_ENV
+
+    app_id = app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV, "ap-local")
+    return f"modal-{environment}-{app_id}-"
+
+
+def service_name(
+    environment: str, app: App | None, tag: str, params: dict[str, Any], variant: str
+) -> str:
+    """A deterministic pool name: workers of the same app run compute the same one."""
+    import hashlib
+
+    digest = hashlib.sha256(repr((sorted(params.items()), variant)).encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() else "-" for c in tag)
+    return f"{service_prefix(environment, app)}{safe}-{digest}"
+
+
 def _length_hint(iterables: tuple[Any, ...]) -> int | None:
     hints = [
         operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables
@@ -282,6 +303,9 @@ class Function(Generic[P, R]):
         """The Python function wrapped by this Modal Function."""
         return self._raw_f
 
+    def _modal_raw_object(self) -> Callable[..., Any]:
+        return self._raw_f
+
     @dual
     async def hydrate(self, client: Any = None) -> Function[P, R]:
         self._ensure_prepared()
@@ -336,10 +360,28 @@ class Function(Generic[P, R]):
                 self._tag, self._raw_f, self._function_ref(), app, environment
             )
             self._spec = spec
-            self._prepared = backend.prepare(spec, invocation)
+            self._prepared = self._make_prepared(backend, spec, invocation, app, environment)
             if app is not None:
                 app._hydrated.add(self)
             return self._prepared
+
+    def _make_prepared(
+        self, backend: Any, spec: FunctionSpec, invocation: Invocation, app: App | None, environment: str
+    ) -> Any:
+        if not self._options.needs_container():
+            return backend.prepare(spec, invocation)
+        # Container semantics (concurrency, batching, a warm floor): a Serve pool of one function.
+        service, container = self._options.build_container(
+            name=service_name(environment, app, self._tag, {}, ""),
+            tag=self._tag,
+            target=self._function_ref(),
+            is_class=False,
+            params={},
+            app=app,
+            environment=environment,
+            batched_method="__call__" if self._options.batch_max_size else None,
+        )
+        return backend.prepare_service(service, container).method("__call__")
 
     def _forget(self) -> None:
         """Called when the app stops: the next run prepares again."""

@@ -9,6 +9,7 @@ modal-ray (volumes, container pools) raises when the function is first used, say
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,8 @@ from modal_ray.exception import InvalidError, UnimplementedError
 
 from .resources import parse_resources
 from .secret import Secret, merge_secrets
-from .specs import FunctionSpec, Resources, RetryPolicy
+from .container import ContainerSpec
+from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
 from .warn import deprecation, warn_once
 from .worker import Invocation
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
     from .app import App
 
 MAX_TIMEOUT = 24 * 60 * 60
+# Lets code in a worker find the container pools of the app run that started it.
+APP_ID_ENV = "MODAL_RAY_APP_ID"
 
 # Parameters that mean nothing on a Ray cluster: accepted, with one warning each.
 _CLOUD_ONLY = {
@@ -164,6 +168,8 @@ class FunctionOptions:
             is_async=inspect.iscoroutinefunction(raw_f),
             max_inputs_concurrent=kw.pop("max_inputs_concurrent", None),
             target_inputs=kw.pop("target_inputs", None),
+            batch_max_size=kw.pop("batch_max_size", None),
+            batch_wait_ms=kw.pop("batch_wait_ms", None),
         )
         for name in ("i6pn", "experimental_options", "_experimental_restrict_output", "name"):
             kw.pop(name, None)
@@ -217,23 +223,82 @@ class FunctionOptions:
                 f"Function {tag!r} mounts volumes, which this version of modal-ray does not support"
                 " yet. Remove `volumes=` / `network_file_systems=` or wait for Volume support."
             )
-        container_features = {
-            "@modal.concurrent": self.max_inputs_concurrent,
-            "@modal.batched": self.batch_max_size,
-        }
-        used = [name for name, v in container_features.items() if v]
-        if used:
-            raise UnimplementedError(
-                f"Function {tag!r} uses {', '.join(used)}, which needs container pools on"
-                " Ray Serve; this version of modal-ray runs plain functions only."
+
+    def needs_container(self) -> bool:
+        """Container semantics (warm state, concurrency, batching, a warm floor) need Serve."""
+        return bool(self.max_inputs_concurrent or self.batch_max_size or self.min_containers)
+
+    def _environment(self, app: App | None) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """(image, runtime_env, env) shared by tasks and containers."""
+        from .image import default_image
+
+        image = self.image or (app._image if app is not None else None) or default_image()
+        image._emit_warnings()
+        runtime_env = dict(image._runtime_env())
+        secrets = list(app._secrets) if app is not None else []
+        secrets += list(self.secrets)
+        env = merge_secrets(secrets)
+        env.update({k: v for k, v in (self.env or {}).items() if v is not None})
+        app_id = app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV)
+        if app_id:
+            env[APP_ID_ENV] = app_id
+        return image, runtime_env, env
+
+    def build_container(
+        self,
+        *,
+        name: str,
+        tag: str,
+        target: Any,
+        is_class: bool,
+        params: Mapping[str, Any],
+        app: App | None,
+        environment: str,
+        batched_method: str | None = None,
+    ) -> tuple[ServiceSpec, ContainerSpec]:
+        """The Serve pool and the per-replica container for a class parameter set or function."""
+        self.check_supported(tag)
+        image, runtime_env, env = self._environment(app)
+        max_inputs = self.max_inputs_concurrent or 1
+        max_ongoing = max(max_inputs, self.batch_max_size or 1)
+        target_ongoing = float(self.target_inputs or max_ongoing)
+        if self.buffer_containers:
+            warn_once(
+                "scaling:buffer_containers",
+                "`buffer_containers=` has no exact Ray Serve equivalent; the pool scales on load.",
             )
-        for name in ("min_containers", "buffer_containers", "scaledown_window"):
-            if getattr(self, name):
-                warn_once(
-                    f"scaling:{name}",
-                    f"`{name}=` applies to warm container pools, which this version of modal-ray"
-                    " does not keep for plain functions (each input runs as a Ray task).",
-                )
+        if self.max_calls:
+            warn_once(
+                "scaling:max_inputs-serve",
+                "`max_inputs=` / `single_use_containers=` apply to task-backed functions only;"
+                " container pools keep their replicas.",
+            )
+        service = ServiceSpec(
+            name=name,
+            tag=tag,
+            resources=self.resources,
+            runtime_env=runtime_env,
+            min_replicas=self.min_containers or 0,
+            max_replicas=self.max_containers or 100,
+            max_ongoing=max_ongoing,
+            target_ongoing=target_ongoing,
+            scaledown_window=float(self.scaledown_window or 60),
+        )
+        container = ContainerSpec(
+            tag=tag,
+            target=target,
+            is_class=is_class,
+            params=dict(params),
+            environment=environment,
+            env=env,
+            setup=image._worker_setup(),
+            timeout=self.timeout,
+            max_inputs=max_inputs,
+            batch_max_size=self.batch_max_size,
+            batch_wait_ms=self.batch_wait_ms or 0,
+            batched_method=batched_method,
+        )
+        return service, container
 
     def build(
         self,
@@ -243,16 +308,15 @@ class FunctionOptions:
         app: App | None,
         environment: str,
     ) -> tuple[FunctionSpec, Invocation]:
-        from .image import default_image
-
         self.check_supported(tag)
-        image = self.image or (app._image if app is not None else None) or default_image()
-        image._emit_warnings()
-        runtime_env = dict(image._runtime_env())
-        secrets = list(app._secrets) if app is not None else []
-        secrets += list(self.secrets)
-        env = merge_secrets(secrets)
-        env.update({k: v for k, v in (self.env or {}).items() if v is not None})
+        for name in ("buffer_containers", "scaledown_window"):
+            if getattr(self, name) and not self.needs_container():
+                warn_once(
+                    f"scaling:{name}",
+                    f"`{name}=` applies to warm container pools; a plain function runs each"
+                    " input as a Ray task (add `min_containers=` or `@modal.concurrent` for a pool).",
+                )
+        image, runtime_env, env = self._environment(app)
         spec = FunctionSpec(
             tag=tag,
             app_name=app.name if app is not None else None,

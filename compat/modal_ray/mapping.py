@@ -77,6 +77,7 @@ class MapEngine:
         self.pulled = 0
         self.exhausted = False
         self.blocks: dict[int, list[Any]] = {}  # ordered mode: first index -> outcomes
+        self.buffered = 0  # outcomes held in `blocks`
         self.next_out = 0
 
     # -- sizing -------------------------------------------------------------------------
@@ -130,10 +131,11 @@ class MapEngine:
         ):
             _, index, args = heapq.heappop(self.retry_heap)
             self._submit(index, [args])
+        # Inputs pulled but not yet handed to the caller: in flight, or finished out of order.
         while (
             not self.exhausted
             and len(self.inflight) < self.max_tasks
-            and self.inflight_inputs < MAX_INFLIGHT_INPUTS
+            and self.inflight_inputs + self.buffered < MAX_INFLIGHT_INPUTS
         ):
             items = await self._pull(self._next_chunk_size())
             if not items:
@@ -166,8 +168,10 @@ class MapEngine:
             out.extend(outcomes)
             return
         self.blocks[first] = outcomes
+        self.buffered += len(outcomes)
         while self.next_out in self.blocks:
             block = self.blocks.pop(self.next_out)
+            self.buffered -= len(block)
             out.extend(block)
             self.next_out += len(block)
 

@@ -77,3 +77,19 @@ class FunctionSpec:
     include_source: bool = True
     serialized: bool = False
     max_calls: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A pool of containers (Serve deployment) for a class parameter set or a container function."""
+
+    name: str  # unique per app run, class, parameter set and options
+    tag: str
+    resources: Resources = field(default_factory=Resources)
+    runtime_env: Mapping[str, Any] = field(default_factory=dict)
+    min_replicas: int = 0
+    max_replicas: int = 100
+    max_ongoing: int = 1
+    target_ongoing: float = 1.0
+    scaledown_window: float = 60.0
+    exit_grace_s: float = 30.0

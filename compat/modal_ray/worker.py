@@ -50,8 +50,9 @@ class FunctionRef:
         obj: Any = importlib.import_module(self.module)
         for part in self.qualname.split("."):
             obj = getattr(obj, part)
-        get_raw_f = getattr(obj, "get_raw_f", None)
-        return get_raw_f() if callable(get_raw_f) else obj  # type: ignore[no-any-return]
+        # A modal.Function or modal.Cls stands where the user's function or class was defined.
+        raw = getattr(obj, "_modal_raw_object", None)
+        return raw() if callable(raw) else obj  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -91,7 +92,7 @@ class Invocation:
 
         Yields whether the per-input alarm is armed (only on the main thread, with a timeout).
         """
-        _enter_container(self.environment)
+        enter_container(self.environment)
         saved = {k: os.environ.get(k) for k in self.env}
         os.environ.update(self.env)
         token = context.current_call.set(call_id)
@@ -208,7 +209,7 @@ class Invocation:
 _entered_env: str | None = None
 
 
-def _enter_container(environment: str) -> None:
+def enter_container(environment: str) -> None:
     """First input in this process: it is a container now (`is_local()` is False)."""
     global _entered_env
     if _entered_env == environment:

@@ -47,8 +47,9 @@ def test_million_input_generator_streams_with_bounded_memory(running: modal.App)
             rss_peak = max(rss_peak, proc.memory_info().rss)
     assert consumed == n
     assert total == n * (n + 1) // 2
-    # The generator is never drained ahead of the results by more than the in-flight bound...
-    assert max_lead <= 100_000, max_lead
+    # The generator is never drained ahead of the results by more than the in-flight bound
+    # (100,000 inputs, plus one chunk)...
+    assert max_lead <= 102_000, max_lead
     # ...so the driver's memory does not grow with the number of inputs (1M ints as a list of
     # argument tuples alone would take well over 100 MiB).
     assert rss_peak - rss_before < 150 * 2**20, (rss_peak - rss_before) / 2**20

@@ -1,0 +1,5 @@
+"""`modal.dict`: distributed dictionaries (implementation in `modal_ray.dict`)."""
+
+from modal_ray.dict import Dict, DictInfo
+
+__all__ = ["Dict", "DictInfo"]

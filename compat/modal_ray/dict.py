@@ -1,0 +1,588 @@
+"""`modal.Dict`, and what it shares with `modal.Queue` (see queue.py).
+
+A Dict or Queue object here is only a reference: a `StoreRef` naming the object (kind,
+environment, name or ephemeral id, state root). The data lives in the backend's store (one
+persisted server per object, see `modal_ray.backends.ray.store`), so the same reference works in
+the driver, in remote functions and inside other Dicts and Queues: objects pickle to their
+reference, never to their contents.
+
+Invariants:
+- keys and values are cloudpickled here, on the caller's side; the store sees only bytes;
+- each operation is one round trip to the store; `from_name` is lazy, and the first operation
+  creates a missing object when `create_if_missing=True`, or raises `NotFoundError`;
+- Modal's documented limits are checked here, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, ClassVar, TypeVar
+
+import cloudpickle
+
+from modal_ray import config, state, warn
+from modal_ray.exception import (
+    AlreadyExistsError,
+    DeserializationError,
+    InvalidError,
+    NotFoundError,
+    RequestSizeError,
+    SerializationError,
+)
+
+from .synchronizer import dual, dual_static, run_async, run_sync
+
+S = TypeVar("S", bound="_StoreObject")
+
+MIB = 1024 * 1024
+DICT_MAX_VALUE_BYTES = 100 * MIB  # "the per-object size limit is 100 MiB"
+DICT_MAX_UPDATE = 10_000  # "the maximum number of entries per update is 10,000"
+_SCAN_PAGE = 1000
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """What the backend needs to find one Dict or Queue. Crosses the backend seam."""
+
+    kind: str  # "dict" | "queue"
+    environment: str
+    name: str | None  # None for an ephemeral object
+    ephemeral_id: str | None
+    root: str  # the state store root of the process that made the reference
+
+
+@dataclass
+class DictInfo:
+    """Information about a Dict (`Dict.info()`)."""
+
+    name: str | None
+    created_at: datetime | None
+    created_by: str | None
+
+    __module__ = "modal.dict"
+
+
+def _backend() -> Any:
+    from modal_ray.backends import get_backend
+
+    return get_backend()
+
+
+def dumps(value: Any, what: str) -> bytes:
+    try:
+        return bytes(cloudpickle.dumps(value))
+    except Exception as exc:
+        raise SerializationError(
+            f"Could not serialize {what} with cloudpickle ({type(exc).__name__}: {exc})."
+        ) from exc
+
+
+def loads(data: bytes) -> Any:
+    try:
+        return cloudpickle.loads(data)
+    except Exception as exc:
+        raise DeserializationError(
+            f"Could not deserialize a stored value ({type(exc).__name__}: {exc}). The reading"
+            " process needs the library that defines the value's type, at a compatible version."
+        ) from exc
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _encode_id(prefix: str, environment: str, key: str) -> str:
+    raw = f"{environment}/{key}".encode()
+    return f"{prefix}-{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+
+
+def _decode_id(object_id: str, prefix: str, label: str) -> tuple[str, str]:
+    head, _, body = object_id.partition("-")
+    try:
+        if head != prefix:
+            raise ValueError(object_id)
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode()
+        environment, key = raw.split("/", 1)
+    except ValueError:
+        raise InvalidError(f"Invalid {label} id {object_id!r}.") from None
+    return environment, key
+
+
+class _Ephemeral:
+    """`X.ephemeral(...)`: a context manager usable with `with` and `async with`."""
+
+    def __init__(self, cls: type[_StoreObject], environment_name: str | None) -> None:
+        env = config.environment_name(environment_name)
+        ref = StoreRef(cls._kind, env, None, secrets.token_hex(8), str(config.state_root()))
+        self._obj = cls(ref, False)
+
+    async def _create(self) -> _StoreObject:
+        await _backend().store_create(self._obj._ref)
+        self._obj._hydrated = True
+        return self._obj
+
+    async def _delete(self) -> None:
+        await _backend().store_delete(self._obj._ref)
+
+    def __enter__(self) -> Any:
+        return run_sync(self._create(), f"{type(self._obj).__name__}.ephemeral")
+
+    def __exit__(self, *exc: object) -> None:
+        run_sync(self._delete(), f"{type(self._obj).__name__}.ephemeral")
+
+    async def __aenter__(self) -> Any:
+        return await run_async(self._create())
+
+    async def __aexit__(self, *exc: object) -> None:
+        await run_async(self._delete())
+
+
+class _EphemeralMethod:
+    """The `ephemeral` class attribute: `X.ephemeral()` and `X.ephemeral.aio()`."""
+
+    def __init__(self, signature_of: Any) -> None:
+        self.__wrapped__ = signature_of
+        self.__doc__ = signature_of.__doc__
+
+    def __get__(self, obj: Any, objtype: Any = None) -> _BoundEphemeral:
+        return _BoundEphemeral(objtype if objtype is not None else type(obj), self.__wrapped__)
+
+
+class _BoundEphemeral:
+    def __init__(self, cls: type[_StoreObject], signature_of: Any) -> None:
+        self._cls = cls
+        self.__wrapped__ = signature_of
+        self.__doc__ = signature_of.__doc__
+
+    def __call__(
+        self,
+        *args: Any,
+        client: Any = None,
+        environment_name: str | None = None,
+        _heartbeat_sleep: float = 300,
+        **kwargs: Any,
+    ) -> _Ephemeral:
+        return self._cls._ephemeral(*args, environment_name=environment_name, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> _Ephemeral:
+        return self(*args, **kwargs)
+
+
+class _StoreObject:
+    """A reference to one named or ephemeral Dict / Queue."""
+
+    _kind: ClassVar[str] = ""
+    _label: ClassVar[str] = ""
+    _id_prefix: ClassVar[str] = ""
+
+    def __init__(self, ref: StoreRef, create_if_missing: bool = False) -> None:
+        self._ref = ref
+        self._create_if_missing = create_if_missing
+        self._hydrated = False
+        self._created_at_cache: float | None = None
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def _from_name(
+        cls: type[S], name: str, environment_name: str | None, create_if_missing: bool
+    ) -> S:
+        state.check_object_name(name, cls._label)
+        env = config.environment_name(environment_name)
+        return cls(
+            StoreRef(cls._kind, env, name, None, str(config.state_root())), create_if_missing
+        )
+
+    @classmethod
+    def _from_object_id(cls: type[S], object_id: str) -> S:
+        env, key = _decode_id(object_id, cls._id_prefix, cls._label)
+        root = str(config.state_root())
+        if key.startswith("~"):
+            return cls(StoreRef(cls._kind, env, None, key[1:], root))
+        return cls(StoreRef(cls._kind, env, key, None, root))
+
+    @classmethod
+    def _ephemeral(cls, *args: Any, environment_name: str | None = None, **kwargs: Any) -> Any:
+        if args or kwargs:
+            raise InvalidError(
+                f"`{cls._label}.ephemeral()` takes only `environment_name=` (and `client=`)."
+            )
+        return _Ephemeral(cls, environment_name)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        r = self._ref
+        return (
+            _restore,
+            (type(self), r.environment, r.name, r.ephemeral_id, r.root, self._create_if_missing),
+        )
+
+    def __repr__(self) -> str:
+        if self._ref.name is not None:
+            return f"{self._label}.from_name({self._ref.name!r})"
+        return f"{self._label}.ephemeral(<{self._ref.ephemeral_id}>)"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _not_found(self) -> NotFoundError:
+        r = self._ref
+        if r.name is None:
+            return NotFoundError(
+                f"This ephemeral {self._label} no longer exists: its `with"
+                f" {self._label}.ephemeral()` block has exited, or the process that created it"
+                " has ended."
+            )
+        cli = self._label.lower()
+        return NotFoundError(
+            f"{self._label} {r.name!r} not found in environment {r.environment!r}. Create it with"
+            f" `modal.{self._label}.from_name({r.name!r}, create_if_missing=True)` or"
+            f" `modal {cli} create {r.name}`."
+        )
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        create = self._create_if_missing and not self._hydrated
+        try:
+            result = await _backend().store_call(self._ref, method, args, create=create)
+        except NotFoundError:
+            self._hydrated = False
+            raise self._not_found() from None
+        self._hydrated = True
+        return result
+
+    # -- common public surface --------------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        return self._ref.name
+
+    @property
+    def object_id(self) -> str:
+        r = self._ref
+        key = r.name if r.name is not None else f"~{r.ephemeral_id}"
+        return _encode_id(self._id_prefix, r.environment, key)
+
+    @property
+    def client(self) -> None:
+        return None
+
+    @property
+    def is_hydrated(self) -> bool:
+        return self._hydrated
+
+    @dual
+    async def hydrate(self, client: Any = None) -> Any:
+        """Check that the object exists (creating it if `create_if_missing=True`)."""
+        await self._call("open")
+        return self
+
+    @dual
+    async def get_dashboard_url(self) -> str:
+        return ""
+
+    async def _created_at(self) -> datetime | None:
+        ts = self._created_at_cache
+        if ts is None:
+            ts = self._created_at_cache = await self._call("info")
+        return datetime.fromtimestamp(ts, timezone.utc) if ts else None
+
+
+def _restore(
+    cls: type[_StoreObject],
+    environment: str,
+    name: str | None,
+    ephemeral_id: str | None,
+    root: str,
+    create_if_missing: bool,
+) -> _StoreObject:
+    return cls(StoreRef(cls._kind, environment, name, ephemeral_id, root), create_if_missing)
+
+
+class _StoreManager:
+    """`X.objects`: create, list and delete named objects of one kind."""
+
+    _cls: ClassVar[type[_StoreObject]]
+
+    def __get__(self, obj: Any, objtype: Any = None) -> _StoreManager:
+        return self
+
+    @dual
+    async def create(
+        self,
+        name: str,
+        *,
+        allow_existing: bool = False,
+        environment_name: str | None = None,
+        client: Any = None,
+    ) -> None:
+        """Create a new named object in the environment."""
+        obj = self._cls._from_name(name, environment_name, True)
+        existed = await _backend().store_create(obj._ref)
+        if existed and not allow_existing:
+            label = self._cls._label
+            raise AlreadyExistsError(
+                f"{label} {name!r} already exists in environment {obj._ref.environment!r}."
+            )
+
+    async def _records(self, environment_name: str | None) -> builtins.list[dict[str, Any]]:
+        """Raw listing: `name`, `created_at` (epoch s) and, for queues, `partitions`, `items`."""
+        env = config.environment_name(environment_name or None)
+        records: builtins.list[dict[str, Any]] = await _backend().store_list(
+            str(config.state_root()), self._cls._kind, env
+        )
+        return sorted(records, key=lambda r: r["created_at"], reverse=True)
+
+    @dual
+    async def list(
+        self,
+        *,
+        max_objects: int | None = None,
+        created_before: datetime | str | None = None,
+        environment_name: str = "",
+        client: Any = None,
+    ) -> builtins.list[Any]:
+        """Named objects of the environment, newest first."""
+        env = config.environment_name(environment_name or None)
+        if isinstance(created_before, str):
+            created_before = datetime.fromisoformat(created_before)
+        cutoff = None
+        if created_before is not None:
+            if created_before.tzinfo is None:
+                created_before = created_before.replace(tzinfo=timezone.utc)
+            cutoff = created_before.timestamp()
+        out = []
+        for record in await self._records(env):
+            if cutoff is not None and record["created_at"] >= cutoff:
+                continue
+            obj = self._cls._from_name(record["name"], env, False)
+            obj._created_at_cache = record["created_at"]
+            out.append(obj)
+            if max_objects is not None and len(out) >= max_objects:
+                break
+        return out
+
+    @dual
+    async def delete(
+        self,
+        name: str,
+        *,
+        allow_missing: bool = False,
+        environment_name: str | None = None,
+        client: Any = None,
+    ) -> None:
+        """Delete a named object and all of its data."""
+        obj = self._cls._from_name(name, environment_name, False)
+        existed = await _backend().store_delete(obj._ref)
+        if not existed and not allow_missing:
+            raise obj._not_found()
+
+
+def _dict_ephemeral(
+    *, client: Any = None, environment_name: str | None = None, _heartbeat_sleep: float = 300
+) -> Any:
+    """Create an anonymous Dict that exists for the duration of the context manager.
+
+    `with modal.Dict.ephemeral() as d:` or `async with modal.Dict.ephemeral() as d:`; the Dict
+    and its data are deleted when the block exits (or when the creating process ends).
+    """
+
+
+class _DictManager(_StoreManager):
+    """`modal.Dict.objects`."""
+
+
+class Dict(_StoreObject):
+    """Distributed dictionary for storage in Modal apps (here: persisted on the Ray cluster).
+
+    Keys and values are anything cloudpickle handles. Entries expire after 7 days without reads
+    or writes. Operators (`d[k]`, `k in d`, `len(d)`) are blocking; use the methods' `.aio` forms
+    in async code.
+    """
+
+    __module__ = "modal.dict"
+    _kind = "dict"
+    _label = "Dict"
+    _id_prefix = "di"
+
+    objects = _DictManager()
+
+    @staticmethod
+    def from_name(
+        name: str,
+        *,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+        client: Any = None,
+    ) -> Dict:
+        """Reference a named Dict, creating it on first use if `create_if_missing=True`."""
+        return Dict._from_name(name, environment_name, create_if_missing)
+
+    @staticmethod
+    def from_id(dict_id: str, client: Any = None) -> Dict:
+        """A Dict from its `object_id`."""
+        return Dict._from_object_id(dict_id)
+
+    ephemeral = _EphemeralMethod(_dict_ephemeral)
+
+    @dual_static
+    async def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:
+        """Deprecated: use `modal.Dict.objects.delete`."""
+        warn.deprecation(
+            "Dict.delete",
+            "`modal.Dict.delete` is deprecated; use `modal.Dict.objects.delete` instead.",
+        )
+        await Dict.objects.delete.aio(name, environment_name=environment_name)
+
+    @dual_static
+    async def lookup(
+        name: str,
+        data: dict[Any, Any] | None = None,
+        namespace: Any = None,
+        client: Any = None,
+        environment_name: str | None = None,
+        create_if_missing: bool = False,
+    ) -> Dict:
+        """Deprecated: use `modal.Dict.from_name` (and `.hydrate()`)."""
+        warn.deprecation(
+            "Dict.lookup",
+            "`modal.Dict.lookup` is deprecated; use `modal.Dict.from_name(...)` instead (it is"
+            " lazy: call `.hydrate()` to check that the Dict exists).",
+        )
+        d = Dict.from_name(
+            name, environment_name=environment_name, create_if_missing=create_if_missing
+        )
+        await d.hydrate.aio()
+        if data:
+            await d.update.aio(data)
+        return d
+
+    # -- operations -----------------------------------------------------------------------
+
+    @dual
+    async def info(self) -> DictInfo:
+        """Return information about the Dict object."""
+        return DictInfo(name=self.name, created_at=await self._created_at(), created_by=None)
+
+    @dual
+    async def clear(self) -> None:
+        """Remove all items from the Dict."""
+        await self._call("clear")
+
+    @dual
+    async def get(self, key: Any, default: Any | None = None) -> Any:
+        """Get the value associated with a key; `default` if the key does not exist."""
+        data = await self._call("get", dumps(key, "the key"))
+        return default if data is None else loads(data)
+
+    @dual
+    async def contains(self, key: Any) -> bool:
+        """Return if a key is present."""
+        return bool(await self._call("contains", dumps(key, "the key")))
+
+    @dual
+    async def len(self) -> int:
+        """Return the length of the Dict (at most 100,000: counting is expensive)."""
+        return int(await self._call("len"))
+
+    @dual
+    async def update(self, other: Mapping[Any, Any] | None = None, /, **kwargs: Any) -> None:
+        """Update the Dict with additional items."""
+        items = dict(other or {}, **kwargs)
+        if builtins.len(items) > DICT_MAX_UPDATE:
+            raise InvalidError(
+                f"`Dict.update` takes at most {DICT_MAX_UPDATE:,} entries at once, not"
+                f" {builtins.len(items):,}; split the update."
+            )
+        pairs = [(dumps(k, "a key"), _value_bytes(v)) for k, v in items.items()]
+        await self._call("update", pairs)
+
+    @dual
+    async def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+        """Add a key-value pair; False if `skip_if_exists` and the key was already there."""
+        return bool(
+            await self._call(
+                "put", dumps(key, "the key"), _value_bytes(value), skip_if_exists, new_request_id()
+            )
+        )
+
+    @dual
+    async def pop(self, key: Any, default: Any = _MISSING) -> Any:
+        """Remove a key and return its value (`KeyError` if missing and no `default`)."""
+        data = await self._call("pop", dumps(key, "the key"), new_request_id())
+        if data is None:
+            if default is _MISSING:
+                raise KeyError(key)
+            return default
+        return loads(data)
+
+    async def _scan(self) -> AsyncIterator[tuple[bytes, bytes]]:
+        after = 0
+        while True:
+            page = await self._call("scan", after, _SCAN_PAGE)
+            for _, k, v in page:
+                yield k, v
+            if builtins.len(page) < _SCAN_PAGE:
+                return
+            after = page[-1][0]
+
+    @dual
+    async def keys(self) -> AsyncIterator[Any]:
+        """An iterator over the keys (unordered, not a view)."""
+        async for k, _ in self._scan():
+            yield loads(k)
+
+    @dual
+    async def values(self) -> AsyncIterator[Any]:
+        """An iterator over the values (unordered, not a view)."""
+        async for _, v in self._scan():
+            yield loads(v)
+
+    @dual
+    async def items(self) -> AsyncIterator[tuple[Any, Any]]:
+        """An iterator over the (key, value) pairs (unordered, not a view)."""
+        async for k, v in self._scan():
+            yield loads(k), loads(v)
+
+    # -- operators: always blocking, like Modal's -------------------------------------------
+
+    async def _getitem(self, key: Any) -> Any:
+        data = await self._call("get", dumps(key, "the key"))
+        if data is None:
+            raise KeyError(key)
+        return loads(data)
+
+    def __getitem__(self, key: Any) -> Any:
+        return run_sync(self._getitem(key), "Dict.__getitem__")
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.pop(key)
+
+    def __contains__(self, key: Any) -> bool:
+        return bool(self.contains(key))
+
+    def __len__(self) -> int:
+        return int(self.len())
+
+    def __iter__(self) -> Any:
+        return iter(self.keys())
+
+
+def _value_bytes(value: Any) -> bytes:
+    data = dumps(value, "the value")
+    if builtins.len(data) > DICT_MAX_VALUE_BYTES:
+        raise RequestSizeError(
+            f"Dict value of {builtins.len(data) / MIB:.1f} MiB (pickled) is over the 100 MiB"
+            " limit per object; store large data in a Volume and keep its path in the Dict."
+        )
+    return data
+
+
+_DictManager._cls = Dict
