@@ -12,6 +12,7 @@ Serve application with its prefix, including ones that workers created for neste
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 import threading
@@ -208,8 +209,11 @@ class ServeMethod:
         self.service = service
         self.method = method
         self.what = f"{service.spec.tag}.{method}" if method != "__call__" else service.spec.tag
-        self._chunk = service.handle.options(method_name="chunk")
-        self._stream = service.handle.options(method_name="stream", stream=True)
+        self.rebind()
+
+    def rebind(self) -> None:
+        self._chunk = self.service.handle.options(method_name="chunk")
+        self._stream = self.service.handle.options(method_name="stream", stream=True)
 
     def submit(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
@@ -230,7 +234,20 @@ class Service:
 
     def __init__(self, spec: ServiceSpec, container: ContainerSpec) -> None:
         self.spec = spec
+        self.container = container
+        self._methods: dict[str, ServeMethod] = {}
         ensure_serve()
+        self._deploy()
+
+    def update(self, **changes: Any) -> None:
+        """New autoscaling bounds; Serve applies them in place (replicas keep running)."""
+        self.spec = dataclasses.replace(self.spec, **changes)
+        self._deploy()
+        for method in self._methods.values():
+            method.rebind()
+
+    def _deploy(self) -> None:
+        spec, container = self.spec, self.container
         deployment = serve.deployment(_Replica, **_deployment_options(spec))
         with warnings.catch_warnings():
             # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
@@ -244,7 +261,6 @@ class Service:
                 raise translate(exc, f"the containers of {spec.tag}") from None
             except RuntimeError as exc:
                 raise ExecutionError(f"Could not start the containers of {spec.tag}: {exc}") from None
-        self._methods: dict[str, ServeMethod] = {}
 
     def method(self, name: str) -> ServeMethod:
         m = self._methods.get(name)

@@ -52,7 +52,15 @@ class _RunContext:
         self._detach = detach
         self._environment_name = environment_name
 
+    def _connect_here(self) -> None:
+        # Ray ties an embedded cluster to the thread that started it: start it on the caller's
+        # thread (usually the main thread), never on a pool thread that exits before Ray does.
+        from modal_ray.backends import get_backend
+
+        get_backend().connect(config.environment_name(self._environment_name))
+
     def __enter__(self) -> App:
+        self._connect_here()
         run_sync(self._app._start(self._detach, self._environment_name), "App.run")
         return self._app
 
@@ -60,6 +68,7 @@ class _RunContext:
         run_sync(self._app._stop(), "App.run")
 
     async def __aenter__(self) -> App:
+        self._connect_here()
         await run_async(self._app._start(self._detach, self._environment_name))
         return self._app
 

@@ -87,6 +87,7 @@ class _MethodFunction(Function[..., Any]):
     """`obj.method`: calls go to the container pool of `obj`'s parameter set."""
 
     __module__ = "modal.cls"
+    _served = True
 
     def __init__(self, obj: Obj, name: str, raw_f: Callable[..., Any], is_generator: bool) -> None:
         cls = obj._cls
@@ -205,13 +206,23 @@ class Obj:
         buffer_containers: int | None = None,
         scaledown_window: int | None = None,
     ) -> None:
-        """Not supported yet for container pools (Serve applies scaling at deploy time)."""
-        from .exception import UnimplementedError
+        """Change the scaling of this parameter set's pool at runtime (applied in place)."""
+        from .function import _service_changes
 
-        raise UnimplementedError(
-            "update_autoscaler on a class instance is not supported yet; use"
-            " `Cls.with_options(min_containers=..., max_containers=...)` instead."
-        )
+        changes = {
+            "min_containers": min_containers,
+            "max_containers": max_containers,
+            "buffer_containers": buffer_containers,
+            "scaledown_window": scaledown_window,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        cls = self._cls
+        cls._options = cls._options.override(**changes)
+        if self._service_handle is not None:
+            service = self._service_handle
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: service.update(**_service_changes(changes))
+            )
 
 
 class Cls:

@@ -66,7 +66,8 @@ class DictInfo:
     created_at: datetime | None
     created_by: str | None
 
-    __module__ = "modal.dict"
+
+DictInfo.__module__ = "modal.dict"  # set after @dataclass, which looks the module up while it runs
 
 
 def _backend() -> Any:

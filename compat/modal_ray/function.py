@@ -210,6 +210,15 @@ async def _star_async(
         yield tuple(args)
 
 
+def _service_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Modal's autoscaler names -> `ServiceSpec` fields."""
+    names = {"min_containers": "min_replicas", "max_containers": "max_replicas"}
+    out = {names[k]: v for k, v in changes.items() if k in names}
+    if "scaledown_window" in changes:
+        out["scaledown_window"] = float(changes["scaledown_window"])
+    return out
+
+
 def service_prefix(environment: str, app: App | None) -> str:
     """Names of an app run's container pools start with this (so stopping finds them all)."""
     import os
@@ -243,6 +252,7 @@ class Function(Generic[P, R]):
     """A Modal Function: call it remotely with `.remote`, `.map`, `.spawn`, ..."""
 
     __module__ = "modal.functions"
+    _served = False  # methods of a Cls always run in a container pool
 
     def __init__(
         self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str
@@ -357,7 +367,7 @@ class Function(Generic[P, R]):
             backend = get_backend()
             backend.connect(environment)
             spec, invocation = self._options.build(
-                self._tag, self._raw_f, self._function_ref(), app, environment
+                self._tag, self._raw_f, self._function_ref(), app, environment, served=self._served
             )
             self._spec = spec
             self._prepared = self._make_prepared(backend, spec, invocation, app, environment)
@@ -736,13 +746,25 @@ class Function(Generic[P, R]):
         buffer_containers: int | None = None,
         scaledown_window: int | None = None,
     ) -> Any:
-        """Change scaling at runtime. For task-backed functions only `max_containers` applies."""
-        if max_containers is not None:
-            self._options = self._options.override(max_containers=max_containers)
-            if self._spec is not None:
-                from dataclasses import replace
+        """Change scaling at runtime (container pools apply it in place; tasks honour
+        `max_containers` as the in-flight bound of maps)."""
+        changes = {
+            "min_containers": min_containers,
+            "max_containers": max_containers,
+            "buffer_containers": buffer_containers,
+            "scaledown_window": scaledown_window,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        self._options = self._options.override(**changes)
+        if self._spec is not None and max_containers is not None:
+            from dataclasses import replace
 
-                self._spec = replace(self._spec, max_containers=max_containers)
+            self._spec = replace(self._spec, max_containers=max_containers)
+        service = getattr(self._prepared, "service", None)
+        if service is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: service.update(**_service_changes(changes))
+            )
         return None
 
     @property

@@ -307,10 +307,11 @@ class FunctionOptions:
         target: Any,
         app: App | None,
         environment: str,
+        served: bool = False,
     ) -> tuple[FunctionSpec, Invocation]:
         self.check_supported(tag)
         for name in ("buffer_containers", "scaledown_window"):
-            if getattr(self, name) and not self.needs_container():
+            if getattr(self, name) and not (served or self.needs_container()):
                 warn_once(
                     f"scaling:{name}",
                     f"`{name}=` applies to warm container pools; a plain function runs each"

@@ -56,7 +56,8 @@ class QueueInfo:
     created_at: datetime | None
     created_by: str | None
 
-    __module__ = "modal.queue"
+
+QueueInfo.__module__ = "modal.queue"  # set after @dataclass, which looks the module up while it runs
 
 
 def _queue_ephemeral(

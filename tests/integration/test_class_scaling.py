@@ -53,3 +53,20 @@ def test_scales_up_under_load_and_down_after_scaledown_window(running: modal.App
     while _running_replicas("Scaled") > 1 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _running_replicas("Scaled") == 1
+
+
+@app.cls(cpu=0.1, max_containers=2, scaledown_window=2)
+class Adjustable:
+    @modal.method()
+    def ping(self) -> int:
+        return os.getpid()
+
+
+def test_update_autoscaler_changes_the_warm_floor(running: modal.App) -> None:
+    a = Adjustable()
+    a.ping.remote()
+    a.update_autoscaler(min_containers=2)
+    deadline = time.monotonic() + 60
+    while _running_replicas("Adjustable") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _running_replicas("Adjustable") == 2
