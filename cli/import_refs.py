@@ -18,6 +18,7 @@ propagate to the CLI's error printer.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import os
@@ -29,7 +30,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 import modal
-from modal.exception import InvalidError, NotFoundError, UnimplementedError
+from modal.exception import InvalidError, NotFoundError
 
 from .utils import warn
 
@@ -186,7 +187,39 @@ def _runnables(app_var: str | None, app: Any) -> list[Runnable]:
         for tag, fn in app.registered_functions.items()
         if tag not in web
     ]
+    # `Cls.method`: a method of a parameterless instance (parameters take their defaults).
+    for tag, cls in app.registered_classes.items():
+        for method in getattr(cls, "_method_opts", {}):
+            out.append(
+                Runnable("function", f"{tag}.{method}", app, app_var, _MethodRef(cls, method))
+            )
     return out
+
+
+class _MethodRef:
+    """`Cls.method` as something `modal run` can call: signature without `self`, `.remote`."""
+
+    def __init__(self, cls: Any, method: str) -> None:
+        self._cls = cls
+        self._method = method
+
+    def _handle(self) -> Any:
+        return getattr(self._cls(), self._method)
+
+    def get_raw_f(self) -> Callable[..., Any]:
+        raw = getattr(self._cls._user_cls, self._method)
+        raw = getattr(raw, "raw_f", raw)
+        return functools.partial(raw, None)  # binds `self`, so the signature lists real options
+
+    @property
+    def is_generator(self) -> bool:
+        return bool(self._handle().is_generator)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle().remote(*args, **kwargs)
+
+    def remote_gen(self, *args: Any, **kwargs: Any) -> Any:
+        return self._handle().remote_gen(*args, **kwargs)
 
 
 def _choose_default(runnables: list[Runnable], where: str, ref: ImportRef) -> Runnable:
@@ -274,8 +307,8 @@ def _not_found(path: str, source: str, candidates: list[Runnable]) -> NotFoundEr
     )
 
 
-def _class_method_error(path: str) -> UnimplementedError:
-    return UnimplementedError(
-        f"`{path}` looks like a `Cls.method` reference; running methods of `@app.cls` classes"
-        " needs `@app.cls`, which this version of modal-ray does not support yet."
+def _class_method_error(path: str) -> NotFoundError:
+    return NotFoundError(
+        f"`{path}` looks like a `Cls.method` reference, but no `@app.cls` class of the app has"
+        " such a `@modal.method`."
     )

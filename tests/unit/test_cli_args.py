@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import inspect
 import json
 import re
 import sys
@@ -21,7 +22,7 @@ from typing import Any, Optional
 import pytest
 
 import modal
-from modal.exception import InvalidError, NotFoundError, UnimplementedError
+from modal.exception import InvalidError, NotFoundError
 from modal_ray.cli import main
 from modal_ray.cli import run as run_module
 from modal_ray.cli.import_refs import (
@@ -287,7 +288,7 @@ def test_unknown_name_is_not_found(write_app: Callable[[str], Path]) -> None:
         resolve_runnable(import_file(path), parse_import_ref(f"{path}::app.nope"))
 
 
-def test_class_method_reference_is_unimplemented(write_app: Callable[[str], Path]) -> None:
+def test_class_method_reference_needs_an_app_cls(write_app: Callable[[str], Path]) -> None:
     path = write_app(
         TWO_FUNCTIONS
         + """
@@ -295,8 +296,26 @@ def test_class_method_reference_is_unimplemented(write_app: Callable[[str], Path
         def predict(self): ...
     """
     )
-    with pytest.raises(UnimplementedError, match=r"@app\.cls"):
+    with pytest.raises(NotFoundError, match=r"@app\.cls"):
         resolve_runnable(import_file(path), parse_import_ref(f"{path}::Model.predict"))
+
+
+def test_class_method_reference_runs_a_method(write_app: Callable[[str], Path]) -> None:
+    path = write_app(
+        TWO_FUNCTIONS
+        + """
+    @app.cls()
+    class Model:
+        size: int = modal.parameter(default=1)
+
+        @modal.method()
+        def predict(self, x: int, scale: float = 2.0) -> float:
+            return x * scale
+    """
+    )
+    runnable = resolve_runnable(import_file(path), parse_import_ref(f"{path}::Model.predict"))
+    assert runnable.tag == "Model.predict"
+    assert list(inspect.signature(runnable.raw_f).parameters) == ["x", "scale"]
 
 
 def test_file_without_app(write_app: Callable[[str], Path]) -> None:
