@@ -92,9 +92,7 @@ class Backend(Protocol):
     async def store_delete(self, ref: StoreRef) -> bool:
         """Delete the object and its data; True if it existed."""
 
-    async def store_list(
-        self, root: str, kind: str, environment: str
-    ) -> list[dict[str, Any]]:
+    async def store_list(self, root: str, kind: str, environment: str) -> list[dict[str, Any]]:
         """The named objects of `kind` ("dict" or "queue"): `name`, `created_at` (epoch
         seconds) and, for queues, `partitions` and `items`."""
 

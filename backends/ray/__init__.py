@@ -63,9 +63,7 @@ class RayBackend:
     async def store_delete(self, ref: Any) -> bool:
         return await store.delete(ref)
 
-    async def store_list(
-        self, root: str, kind: str, environment: str
-    ) -> list[dict[str, Any]]:
+    async def store_list(self, root: str, kind: str, environment: str) -> list[dict[str, Any]]:
         return await store.list_names(root, kind, environment)
 
     def store_allow_direct(self, enabled: bool = True) -> None:

@@ -40,7 +40,7 @@ _serve_started = False
 class _Replica:
     """The Serve deployment class: one Modal container per replica."""
 
-    async def __init__(self, spec: ContainerSpec) -> None:
+    async def __init__(self, spec: ContainerSpec) -> None:  # type: ignore[misc] # Serve awaits it
         self._container = Container(spec)
         await self._container.start()
 
@@ -173,7 +173,7 @@ class ServePending:
     def cancel(self, force: bool = False) -> None:
         try:
             self._resp.cancel()
-        except Exception:  # noqa: BLE001 - already finished
+        except Exception:
             pass
 
 
@@ -198,7 +198,7 @@ class ServeStream:
     def cancel(self) -> None:
         try:
             self._resp.cancel()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -218,14 +218,20 @@ class ServeMethod:
     def submit(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
     ) -> ServePending:
-        return ServePending(self.service.handle.remote(self.method, args, kwargs, call_id), self.what)
+        return ServePending(
+            self.service.handle.remote(self.method, args, kwargs, call_id), self.what
+        )
 
     def submit_chunk(
         self, args_list: list[tuple[Any, ...]], kwargs: dict[str, Any], call_id: str, first: int
     ) -> ServePending:
-        return ServePending(self._chunk.remote(self.method, args_list, kwargs, call_id, first), self.what)
+        return ServePending(
+            self._chunk.remote(self.method, args_list, kwargs, call_id, first), self.what
+        )
 
-    def submit_stream(self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str) -> ServeStream:
+    def submit_stream(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+    ) -> ServeStream:
         return ServeStream(self._stream.remote(self.method, args, kwargs, call_id), self.what)
 
 
@@ -255,12 +261,17 @@ class Service:
             warnings.simplefilter("ignore", DeprecationWarning)
             try:
                 self.handle = serve.run(
-                    deployment.bind(container), name=spec.name, route_prefix=None, blocking=False
+                    deployment.bind(container),  # type: ignore[attr-defined]
+                    name=spec.name,
+                    route_prefix=None,
+                    blocking=False,
                 )
             except rex.RayError as exc:
                 raise translate(exc, f"the containers of {spec.tag}") from None
             except RuntimeError as exc:
-                raise ExecutionError(f"Could not start the containers of {spec.tag}: {exc}") from None
+                raise ExecutionError(
+                    f"Could not start the containers of {spec.tag}: {exc}"
+                ) from None
 
     def method(self, name: str) -> ServeMethod:
         m = self._methods.get(name)
@@ -272,9 +283,8 @@ class Service:
         status = serve.status().applications.get(self.spec.name)
         if status is None:
             return 0
-        return sum(
-            d.replica_states.get("RUNNING", 0) for d in status.deployments.values()
-        )
+        states = [d.replica_states for d in status.deployments.values()]
+        return sum(int(s.get("RUNNING", 0)) for s in states)  # type: ignore[call-overload,misc]
 
 
 _services: dict[str, Service] = {}
@@ -301,20 +311,37 @@ def get_service(spec: ServiceSpec, container: ContainerSpec) -> Service:
         service = _services.get(spec.name)
         if service is None:
             service = _services[spec.name] = Service(spec, container)
+            prefix = _run_prefix(spec.name)
+            if prefix not in _watched_prefixes:
+                _watched_prefixes.add(prefix)
+                watch_driver(prefix)
     return service
+
+
+_watched_prefixes: set[str] = set()
+
+
+def _run_prefix(name: str) -> str:
+    """`modal-<env>-<app_id>-` of a pool name (app ids are `ap-<hex>`)."""
+    head, sep, _ = name.partition("-ap-")
+    app_hex = name[len(head) + len(sep) :].split("-", 1)[0]
+    return f"{head}-ap-{app_hex}-"
 
 
 def stop_services(prefix: str, timeout: float = 60.0) -> None:
     """Delete every Serve application whose name starts with `prefix`, and wait until gone."""
     for name in [n for n in _services if n.startswith(prefix)]:
         _services.pop(name, None)
+    if prefix in _watched_prefixes:
+        _watched_prefixes.discard(prefix)
+        unwatch_driver(prefix)
     if not ray.is_initialized():
         return
     if not _serve_started and not _serve_running():
         return
     try:
         apps = [n for n in serve.status().applications if n.startswith(prefix)]
-    except Exception:  # noqa: BLE001 - Serve not running: nothing to delete
+    except Exception:
         return
     for name in apps:
         serve.delete(name, _blocking=False)
@@ -324,3 +351,69 @@ def stop_services(prefix: str, timeout: float = 60.0) -> None:
         apps = [n for n in apps if n in remaining]
         if apps:
             time.sleep(0.2)
+
+
+# -- cleanup when the driver dies ----------------------------------------------------------------
+
+JANITOR_NAME = "modal-ray-janitor"
+JANITOR_NAMESPACE = "modal-ray-system"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class _Janitor:
+    """Deletes the container pools of app runs whose driver died without stopping them.
+
+    An ephemeral app's pools are Serve applications, which Serve keeps alive on its own; a
+    driver killed with SIGKILL never runs its cleanup. The janitor (one detached actor per
+    cluster) watches each run's driver job and deletes the run's pools once the job is dead.
+    """
+
+    def __init__(self) -> None:
+        self._watched: dict[str, str] = {}  # name prefix -> driver job id (hex)
+        self._task: asyncio.Task[None] | None = None
+
+    async def watch(self, prefix: str, job_id: str) -> None:
+        self._watched[prefix] = job_id
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def unwatch(self, prefix: str) -> None:
+        self._watched.pop(prefix, None)
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            if not self._watched:
+                continue
+            try:
+                jobs = ray._private.state.jobs()  # type: ignore[no-untyped-call]
+                dead = {j["JobID"] for j in jobs if j.get("IsDead")}
+                for prefix, job in list(self._watched.items()):
+                    if job in dead:
+                        self._watched.pop(prefix, None)
+                        await asyncio.get_running_loop().run_in_executor(
+                            None, stop_services, prefix
+                        )
+            except Exception:
+                logging.getLogger(__name__).exception("modal-ray janitor round failed")
+
+
+def watch_driver(prefix: str) -> None:
+    """Ask the cluster's janitor to delete `prefix`'s pools if this driver dies first."""
+    from . import runtime
+
+    if runtime.mode() == "embedded":
+        return  # the whole Ray goes away with this process
+    janitor = _Janitor.options(  # type: ignore[attr-defined]
+        name=JANITOR_NAME, namespace=JANITOR_NAMESPACE, lifetime="detached", get_if_exists=True
+    ).remote()
+    job_id = ray.get_runtime_context().get_job_id()
+    ray.get(janitor.watch.remote(prefix, job_id))
+
+
+def unwatch_driver(prefix: str) -> None:
+    try:
+        janitor = ray.get_actor(JANITOR_NAME, namespace=JANITOR_NAMESPACE)
+    except ValueError:
+        return
+    janitor.unwatch.remote(prefix)

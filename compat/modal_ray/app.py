@@ -359,7 +359,9 @@ class App:
         from .cls import Cls
 
         options = {
-            k: v for k, v in locals().items() if k not in ("self", "_warn_parentheses_missing", "Cls")
+            k: v
+            for k, v in locals().items()
+            if k not in ("self", "_warn_parentheses_missing", "Cls")
         }
         if _warn_parentheses_missing is not None:
             raise InvalidError("`@app.cls` was used without parentheses; write `@app.cls()`.")
@@ -452,7 +454,9 @@ class App:
 
             # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
             prefix = service_prefix(self._environment, self)
-            await asyncio.get_running_loop().run_in_executor(None, get_backend().stop_services, prefix)
+            await asyncio.get_running_loop().run_in_executor(
+                None, get_backend().stop_services, prefix
+            )
             self._running = False
             for fn in list(self._hydrated):
                 fn._forget()

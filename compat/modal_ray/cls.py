@@ -44,11 +44,11 @@ def parse_parameters(user_cls: type) -> dict[str, _Param]:
     """`name: str = modal.parameter(...)` fields, inherited from base classes (Modal 1.0.5)."""
     try:
         hints = typing.get_type_hints(user_cls)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: fall back to raw ones
+    except Exception:
         hints = {}
     params: dict[str, _Param] = {}
     for klass in reversed(user_cls.__mro__):
-        annotations = klass.__dict__.get("__annotations__", {})
+        annotations = inspect.get_annotations(klass)
         for name, value in vars(klass).items():
             if not (isinstance(value, dataclasses.Field) and value.metadata.get("modal_parameter")):
                 continue
@@ -58,7 +58,9 @@ def parse_parameters(user_cls: type) -> dict[str, _Param]:
                     f"Parameter {user_cls.__name__}.{name} has type {kind!r}: modal.parameter()"
                     " supports str, int, bool and bytes."
                 )
-            default = value.default if value.default is not dataclasses.MISSING else dataclasses.MISSING
+            default = (
+                value.default if value.default is not dataclasses.MISSING else dataclasses.MISSING
+            )
             params[name] = _Param(name, kind, default, value.init)  # type: ignore[arg-type]
     return params
 
@@ -103,7 +105,12 @@ class _MethodFunction(Function[..., Any]):
         return self._obj._cls._function_ref()
 
     def _make_prepared(
-        self, backend: Any, spec: FunctionSpec, invocation: Invocation, app: App | None, environment: str
+        self,
+        backend: Any,
+        spec: FunctionSpec,
+        invocation: Invocation,
+        app: App | None,
+        environment: str,
     ) -> Any:
         return self._obj._service(backend, app, environment).method(self._method)
 
@@ -265,9 +272,11 @@ class Cls:
         """By import when the module's attribute is this class (or a variant of it)."""
         from .worker import FunctionRef
 
-        module = sys.modules.get(getattr(self._user_cls, "__module__", "") or "")
+        module_name = getattr(self._user_cls, "__module__", "") or ""
+        module = sys.modules.get(module_name)
         qualname = self._user_cls.__qualname__
-        if module is not None and not self._options.serialized and "<locals>" not in qualname:
+        by_ref = module_name != "__main__" and not self._options.serialized
+        if module is not None and by_ref and "<locals>" not in qualname:
             obj: Any = module
             for part in qualname.split("."):
                 obj = getattr(obj, part, None)
@@ -322,7 +331,7 @@ class Cls:
         gpu: str | None = None,
         env: dict[str, str | None] | None = None,
         secrets: Any = None,
-        volumes: Mapping[Any, Any] = {},  # noqa: B006 - Modal's signature
+        volumes: Mapping[Any, Any] = {},
         retries: Any = None,
         max_containers: int | None = None,
         buffer_containers: int | None = None,
@@ -340,7 +349,9 @@ class Cls:
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
         """Override the input concurrency of each container."""
-        options = self._options.override(max_inputs_concurrent=max_inputs, target_inputs=target_inputs)
+        options = self._options.override(
+            max_inputs_concurrent=max_inputs, target_inputs=target_inputs
+        )
         return self._derive(options, f"concurrency={max_inputs},{target_inputs}")
 
     def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Cls:

@@ -67,7 +67,7 @@ def _hooks(user_cls: type, kind: str) -> list[tuple[str, bool]]:
     return list(seen.values())
 
 
-def instantiate(user_cls: type, params: Mapping[str, Any]) -> Any:
+def instantiate(user_cls: Any, params: Mapping[str, Any]) -> Any:
     """Create the user's object without calling `__init__`, with its parameters set."""
     obj = user_cls.__new__(user_cls)
     for klass in reversed(user_cls.__mro__):
@@ -120,7 +120,7 @@ class Container:
                     await self._run_hook(name)
             else:
                 self._fn = target
-        except BaseException as exc:  # noqa: BLE001 - reported to every caller instead
+        except BaseException as exc:
             tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             self._enter_failure = RemoteFailure.capture(exc, tb)
             self._enter_failure.retryable = False
@@ -141,7 +141,7 @@ class Container:
             for name, _ in _hooks(type(self._obj), "exit"):
                 try:
                     await self._run_hook(name)
-                except Exception:  # noqa: BLE001 - one failing hook must not skip the others
+                except Exception:
                     traceback.print_exc()
         self._pool.shutdown(wait=False)
 
@@ -160,7 +160,9 @@ class Container:
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         return RemoteFailure.capture(exc, tb)
 
-    async def _invoke(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _invoke(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if inspect.iscoroutinefunction(fn):
             coro = fn(*args, **kwargs)
         else:
@@ -186,7 +188,7 @@ class Container:
             return await self._invoke(self._callable(method), args, kwargs)
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as exc:  # noqa: BLE001 - failures go back as values
+        except BaseException as exc:
             return self._failure(exc)
         finally:
             context.current_input.reset(t_input)
@@ -241,7 +243,7 @@ class Container:
                     yield item
         except (KeyboardInterrupt, SystemExit, GeneratorExit):
             raise
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             yield self._failure(exc)
 
     # -- dynamic batching ----------------------------------------------------------------------
@@ -288,7 +290,9 @@ class _Batcher:
         if batch:
             asyncio.get_running_loop().create_task(self._run(batch))
 
-    async def _run(self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]) -> None:
+    async def _run(
+        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]
+    ) -> None:
         futures = [f for _, _, f in batch]
         try:
             columns: dict[str, list[Any]] = {name: [] for name in self.signature.parameters}
@@ -308,7 +312,7 @@ class _Batcher:
             for fut, value in zip(futures, result, strict=True):
                 if not fut.done():
                     fut.set_result(value)
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the error
+        except BaseException as exc:
             failure = self.container._failure(exc)
             for fut in futures:
                 if not fut.done():

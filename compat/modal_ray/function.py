@@ -45,7 +45,7 @@ from .synchronizer import (
     sync_and_aio,
 )
 from .warn import deprecation
-from .worker import FunctionRef
+from .worker import FunctionRef, Invocation
 
 if TYPE_CHECKING:
     from .app import App
@@ -225,7 +225,9 @@ def service_prefix(environment: str, app: App | None) -> str:
 
     from .function_options import APP_ID_ENV
 
-    app_id = app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV, "ap-local")
+    app_id = (
+        app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV, "ap-local")
+    )
     return f"modal-{environment}-{app_id}-"
 
 
@@ -376,7 +378,12 @@ class Function(Generic[P, R]):
             return self._prepared
 
     def _make_prepared(
-        self, backend: Any, spec: FunctionSpec, invocation: Invocation, app: App | None, environment: str
+        self,
+        backend: Any,
+        spec: FunctionSpec,
+        invocation: Invocation,
+        app: App | None,
+        environment: str,
     ) -> Any:
         if not self._options.needs_container():
             return backend.prepare(spec, invocation)

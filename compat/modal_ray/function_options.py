@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from modal_ray.exception import InvalidError, UnimplementedError
 
+from .container import ContainerSpec
 from .resources import parse_resources
 from .secret import Secret, merge_secrets
-from .container import ContainerSpec
 from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
 from .warn import deprecation, warn_once
 from .worker import Invocation
@@ -315,7 +315,8 @@ class FunctionOptions:
                 warn_once(
                     f"scaling:{name}",
                     f"`{name}=` applies to warm container pools; a plain function runs each"
-                    " input as a Ray task (add `min_containers=` or `@modal.concurrent` for a pool).",
+                    " input as a Ray task (add `min_containers=` or `@modal.concurrent` for a"
+                    " pool).",
                 )
         image, runtime_env, env = self._environment(app)
         spec = FunctionSpec(

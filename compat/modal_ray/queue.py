@@ -57,7 +57,9 @@ class QueueInfo:
     created_by: str | None
 
 
-QueueInfo.__module__ = "modal.queue"  # set after @dataclass, which looks the module up while it runs
+QueueInfo.__module__ = (
+    "modal.queue"  # set after @dataclass, which looks the module up while it runs
+)
 
 
 def _queue_ephemeral(

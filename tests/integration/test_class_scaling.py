@@ -1,4 +1,5 @@
-"""Container pools scale up under load and back down to `min_containers` after `scaledown_window`."""
+"""Container pools scale up under load, and back down to `min_containers` after
+`scaledown_window`."""
 
 from __future__ import annotations
 

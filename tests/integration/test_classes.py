@@ -1,4 +1,5 @@
-"""Classes on Ray Serve: parameters, lifecycle hooks, concurrency, batching, pools per parameter set."""
+"""Classes on Ray Serve: parameters, lifecycle hooks, concurrency, batching, one pool per
+parameter set."""
 
 from __future__ import annotations
 
