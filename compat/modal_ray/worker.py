@@ -68,14 +68,16 @@ class Invocation:
     is_async: bool = False
     bound_self: Any = None  # reserved for class methods
     _fn: Callable[..., Any] | None = None
+    _item_start: float | None = None  # when the running input started (alarm bookkeeping)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k != "_fn"}
+        return {k: getattr(self, k) for k in self.__slots__ if k not in ("_fn", "_item_start")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             object.__setattr__(self, k, v)
         self._fn = None
+        self._item_start = None
 
     def function(self) -> Callable[..., Any]:
         fn = self._fn
@@ -97,7 +99,12 @@ class Invocation:
         os.environ.update(self.env)
         token = context.current_call.set(call_id)
         alarm = bool(self.timeout) and threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGALRM, _raise_timeout) if alarm else None
+        previous = None
+        if alarm:
+            # One interval timer per engine task; the handler re-arms it for the input that is
+            # running, so each input still gets its own `timeout` without two syscalls per input.
+            previous = signal.signal(signal.SIGALRM, self._on_alarm)
+            signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
         try:
             if self.setup is not None:
                 self.setup.apply()
@@ -112,6 +119,16 @@ class Invocation:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = old
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        start = self._item_start
+        timeout = self.timeout or 0.0
+        remaining = timeout if start is None else start + timeout - time.monotonic()
+        if start is None or remaining > 0.001:
+            signal.setitimer(signal.ITIMER_REAL, max(remaining, 0.001))
+            return
+        self._item_start = None
+        raise _InputTimeout()
 
     def _failure(self, exc: BaseException) -> RemoteFailure:
         if isinstance(exc, _InputTimeout | asyncio.TimeoutError):
@@ -134,11 +151,11 @@ class Invocation:
             if self.is_async:
                 return _run_coroutine(fn(*args, **kwargs), self.timeout)
             if alarm:
-                signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
+                self._item_start = time.monotonic()
                 try:
                     result = fn(*args, **kwargs)
                 finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
+                    self._item_start = None
             else:
                 result = fn(*args, **kwargs)
             if inspect.isawaitable(result):
@@ -198,8 +215,11 @@ class Invocation:
                     yield from _drain_async_gen(gen, self.timeout)
                     return
                 if alarm:
-                    signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
-                yield from gen
+                    self._item_start = time.monotonic()
+                try:
+                    yield from gen
+                finally:
+                    self._item_start = None
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
@@ -220,10 +240,6 @@ def enter_container(environment: str) -> None:
     os.environ.setdefault("MODAL_TASK_ID", f"ta-{os.uname().nodename}-{os.getpid()}")
     os.environ.setdefault("MODAL_REGION", "local")
     os.environ.setdefault("MODAL_CLOUD_PROVIDER", "ray")
-
-
-def _raise_timeout(signum: int, frame: Any) -> None:
-    raise _InputTimeout()
 
 
 def _run_coroutine(coro: Any, timeout: float | None) -> Any:
