@@ -49,6 +49,8 @@ class ContainerSpec:
     environment: str
     env: Mapping[str, str] = field(default_factory=dict)
     setup: Any = None
+    # Volumes and bucket mounts: an object with .container_start() / .container_stop().
+    mounts: Any = None
     timeout: float | None = None
     max_inputs: int = 1
     batch_max_size: int | None = None
@@ -111,6 +113,10 @@ class Container:
         try:
             if spec.setup is not None:
                 await asyncio.get_running_loop().run_in_executor(self._pool, spec.setup.apply)
+            if spec.mounts is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool, spec.mounts.container_start
+                )
             target = spec.target.resolve() if isinstance(spec.target, FunctionRef) else spec.target
             if spec.is_class:
                 self._obj = instantiate(target, spec.params)
@@ -143,6 +149,14 @@ class Container:
                     await self._run_hook(name)
                 except Exception:
                     traceback.print_exc()
+        if self.spec.mounts is not None and self._enter_failure is None:
+            try:
+                # Modal commits a container's volume changes when it stops.
+                await asyncio.get_running_loop().run_in_executor(
+                    self._pool, self.spec.mounts.container_stop
+                )
+            except Exception:
+                traceback.print_exc()
         self._pool.shutdown(wait=False)
 
     # -- calls -------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import base64
 import builtins
+import functools
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar, TypeVar
@@ -36,7 +37,7 @@ from modal_ray.exception import (
     SerializationError,
 )
 
-from .synchronizer import dual, dual_static, run_async, run_sync
+from .synchronizer import check_blocking_call, dual, dual_static, run_async, run_sync
 
 S = TypeVar("S", bound="_StoreObject")
 
@@ -114,6 +115,68 @@ def _decode_id(object_id: str, prefix: str, label: str) -> tuple[str, str]:
     except ValueError:
         raise InvalidError(f"Invalid {label} id {object_id!r}.") from None
     return environment, key
+
+
+Call = tuple[Any, ...]  # (method, *args): one round trip to the object's store
+Op = Generator[Call, Any, Any]
+
+
+class op:
+    """Decorator for a Dict/Queue operation written once as a generator: it yields the store
+    calls it needs, `(method, *args)`, receives each result, and returns the operation's value.
+
+    `obj.m(...)` drives it in the caller's thread with blocking store calls (`ray.get` there: no
+    hop through modal-ray's event-loop thread, the larger part of a small operation's latency);
+    `await obj.m.aio(...)` drives it on modal-ray's event loop, like every `.aio` method.
+    """
+
+    def __init__(self, fn: Callable[..., Op]) -> None:
+        self._fn = fn
+        self._name = fn.__name__
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = f"{owner.__name__}.{name}"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return _BoundOp(self._fn, obj, self._name)
+
+
+class _BoundOp:
+    __slots__ = ("__dict__", "_fn", "_name", "_obj")
+
+    def __init__(self, fn: Callable[..., Op], obj: _StoreObject, name: str) -> None:
+        self._fn = fn
+        self._obj = obj
+        self._name = name
+        self.__wrapped__ = fn
+        self.__doc__ = fn.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        check_blocking_call(self._name)
+        gen = self._fn(self._obj, *args, **kwargs)
+        try:
+            request = next(gen)
+            while True:
+                request = gen.send(self._obj._call_sync(*request))
+        except StopIteration as done:
+            return done.value
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        return run_async(self._drive(self._fn(self._obj, *args, **kwargs)))
+
+    async def _drive(self, gen: Op) -> Any:
+        try:
+            request = next(gen)
+            while True:
+                request = gen.send(await self._obj._call(*request))
+        except StopIteration as done:
+            return done.value
+
+    def __repr__(self) -> str:
+        return f"<modal method {self._name}>"
 
 
 class _Ephemeral:
@@ -256,6 +319,16 @@ class _StoreObject:
         self._hydrated = True
         return result
 
+    def _call_sync(self, method: str, *args: Any) -> Any:
+        create = self._create_if_missing and not self._hydrated
+        try:
+            result = _backend().store_call_sync(self._ref, method, args, create=create)
+        except NotFoundError:
+            self._hydrated = False
+            raise self._not_found() from None
+        self._hydrated = True
+        return result
+
     # -- common public surface --------------------------------------------------------------
 
     @property
@@ -276,20 +349,20 @@ class _StoreObject:
     def is_hydrated(self) -> bool:
         return self._hydrated
 
-    @dual
-    async def hydrate(self, client: Any = None) -> Any:
+    @op
+    def hydrate(self, client: Any = None) -> Op:
         """Check that the object exists (creating it if `create_if_missing=True`)."""
-        await self._call("open")
+        yield ("open",)
         return self
 
     @dual
     async def get_dashboard_url(self) -> str:
         return ""
 
-    async def _created_at(self) -> datetime | None:
+    def _created_at(self) -> Op:
         ts = self._created_at_cache
         if ts is None:
-            ts = self._created_at_cache = await self._call("info")
+            ts = self._created_at_cache = yield ("info",)
         return datetime.fromtimestamp(ts, timezone.utc) if ts else None
 
 
@@ -464,34 +537,35 @@ class Dict(_StoreObject):
 
     # -- operations -----------------------------------------------------------------------
 
-    @dual
-    async def info(self) -> DictInfo:
+    @op
+    def info(self) -> Op:
         """Return information about the Dict object."""
-        return DictInfo(name=self.name, created_at=await self._created_at(), created_by=None)
+        created_at = yield from self._created_at()
+        return DictInfo(name=self.name, created_at=created_at, created_by=None)
 
-    @dual
-    async def clear(self) -> None:
+    @op
+    def clear(self) -> Op:
         """Remove all items from the Dict."""
-        await self._call("clear")
+        yield ("clear",)
 
-    @dual
-    async def get(self, key: Any, default: Any | None = None) -> Any:
+    @op
+    def get(self, key: Any, default: Any | None = None) -> Op:
         """Get the value associated with a key; `default` if the key does not exist."""
-        data = await self._call("get", dumps(key, "the key"))
+        data = yield ("get", dumps(key, "the key"))
         return default if data is None else loads(data)
 
-    @dual
-    async def contains(self, key: Any) -> bool:
+    @op
+    def contains(self, key: Any) -> Op:
         """Return if a key is present."""
-        return bool(await self._call("contains", dumps(key, "the key")))
+        return bool((yield ("contains", dumps(key, "the key"))))
 
-    @dual
-    async def len(self) -> int:
+    @op
+    def len(self) -> Op:
         """Return the length of the Dict (at most 100,000: counting is expensive)."""
-        return int(await self._call("len"))
+        return int((yield ("len",)))
 
-    @dual
-    async def update(self, other: Mapping[Any, Any] | None = None, /, **kwargs: Any) -> None:
+    @op
+    def update(self, other: Mapping[Any, Any] | None = None, /, **kwargs: Any) -> Op:
         """Update the Dict with additional items."""
         items = dict(other or {}, **kwargs)
         if builtins.len(items) > DICT_MAX_UPDATE:
@@ -500,21 +574,18 @@ class Dict(_StoreObject):
                 f" {builtins.len(items):,}; split the update."
             )
         pairs = [(dumps(k, "a key"), _value_bytes(v)) for k, v in items.items()]
-        await self._call("update", pairs)
+        yield ("update", pairs)
 
-    @dual
-    async def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
+    @op
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> Op:
         """Add a key-value pair; False if `skip_if_exists` and the key was already there."""
-        return bool(
-            await self._call(
-                "put", dumps(key, "the key"), _value_bytes(value), skip_if_exists, new_request_id()
-            )
-        )
+        call = ("put", dumps(key, "the key"), _value_bytes(value), skip_if_exists, new_request_id())
+        return bool((yield call))
 
-    @dual
-    async def pop(self, key: Any, default: Any = _MISSING) -> Any:
+    @op
+    def pop(self, key: Any, default: Any = _MISSING) -> Op:
         """Remove a key and return its value (`KeyError` if missing and no `default`)."""
-        data = await self._call("pop", dumps(key, "the key"), new_request_id())
+        data = yield ("pop", dumps(key, "the key"), new_request_id())
         if data is None:
             if default is _MISSING:
                 raise KeyError(key)
@@ -551,14 +622,12 @@ class Dict(_StoreObject):
 
     # -- operators: always blocking, like Modal's -------------------------------------------
 
-    async def _getitem(self, key: Any) -> Any:
-        data = await self._call("get", dumps(key, "the key"))
-        if data is None:
-            raise KeyError(key)
-        return loads(data)
-
     def __getitem__(self, key: Any) -> Any:
-        return run_sync(self._getitem(key), "Dict.__getitem__")
+        missing = object()
+        value = self.get(key, missing)
+        if value is missing:
+            raise KeyError(key)
+        return value
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self.put(key, value)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from modal_ray.exception import InvalidError, UnimplementedError
+from modal_ray.exception import InvalidError
 
 from .container import ContainerSpec
 from .resources import parse_resources
@@ -218,11 +218,17 @@ class FunctionOptions:
     # -- compilation when the app runs ---------------------------------------------------------
 
     def check_supported(self, tag: str) -> None:
-        if self.volumes or self.network_file_systems:
-            raise UnimplementedError(
-                f"Function {tag!r} mounts volumes, which this version of modal-ray does not support"
-                " yet. Remove `volumes=` / `network_file_systems=` or wait for Volume support."
-            )
+        """Nothing left to refuse here; kept as the one place for such checks."""
+
+    def mounts(self, app: App | None, environment: str) -> Any:
+        """The picklable mount set for `volumes=` / `network_file_systems=` (app's first)."""
+        volumes = dict(app._volumes) if app is not None else {}
+        volumes.update(self.volumes)
+        if not volumes and not self.network_file_systems:
+            return None
+        from modal_ray.volumes import prepare_mounts
+
+        return prepare_mounts(volumes, dict(self.network_file_systems), environment)
 
     def needs_container(self) -> bool:
         """Container semantics (warm state, concurrency, batching, a warm floor) need Serve."""
@@ -292,6 +298,7 @@ class FunctionOptions:
             environment=environment,
             env=env,
             setup=image._worker_setup(),
+            mounts=self.mounts(app, environment),
             timeout=self.timeout,
             max_inputs=max_inputs,
             batch_max_size=self.batch_max_size,
@@ -340,6 +347,7 @@ class FunctionOptions:
             environment=environment,
             env=env,
             setup=image._worker_setup(),
+            mounts=self.mounts(app, environment),
             is_async=self.is_async,
         )
         return spec, invocation

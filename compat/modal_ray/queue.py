@@ -32,12 +32,14 @@ from modal_ray.exception import InvalidError, RequestSizeError
 
 from .dict import (
     MIB,
+    Op,
     _EphemeralMethod,
     _StoreManager,
     _StoreObject,
     dumps,
     loads,
     new_request_id,
+    op,
 )
 from .synchronizer import dual, dual_static
 
@@ -185,39 +187,40 @@ class Queue(_StoreObject):
 
     # -- operations -----------------------------------------------------------------------
 
-    @dual
-    async def info(self) -> QueueInfo:
+    @op
+    def info(self) -> Op:
         """Return information about the Queue object."""
-        return QueueInfo(name=self.name, created_at=await self._created_at(), created_by=None)
+        created_at = yield from self._created_at()
+        return QueueInfo(name=self.name, created_at=created_at, created_by=None)
 
-    @dual
-    async def clear(self, *, partition: str | None = None, all: bool = False) -> None:
+    @op
+    def clear(self, *, partition: str | None = None, all: bool = False) -> Op:
         """Clear the contents of a single partition or of all partitions."""
         if partition and all:
             raise InvalidError("Partition must be null when requesting to clear all.")
-        await self._call("clear", _partition(partition), all)
+        yield ("clear", _partition(partition), all)
 
-    @dual
-    async def get(
+    @op
+    def get(
         self, block: bool = True, timeout: float | None = None, *, partition: str | None = None
-    ) -> Any | None:
+    ) -> Op:
         """Remove and return the next item.
 
         Blocking (the default): wait for an item, up to `timeout` seconds if given, then raise
         `queue.Empty`. With `block=False`: return None at once if the partition is empty.
         """
-        values = await self._get(1, block, timeout, partition)
+        values = yield from self._get(1, block, timeout, partition)
         return values[0] if values else None
 
-    @dual
-    async def get_many(
+    @op
+    def get_many(
         self,
         n_values: int,
         block: bool = True,
         timeout: float | None = None,
         *,
         partition: str | None = None,
-    ) -> builtins.list[Any]:
+    ) -> Op:
         """Remove and return up to `n_values` items (waiting for at least one when blocking).
 
         Raises `queue.Empty` when a blocking call's `timeout` passes; with `block=False` returns
@@ -225,30 +228,28 @@ class Queue(_StoreObject):
         """
         if not isinstance(n_values, int) or n_values < 1:
             raise InvalidError(f"`n_values` must be a positive integer, not {n_values!r}.")
-        return await self._get(n_values, block, timeout, partition)
+        return (yield from self._get(n_values, block, timeout, partition))
 
-    async def _get(
-        self, n: int, block: bool, timeout: float | None, partition: str | None
-    ) -> builtins.list[Any]:
+    def _get(self, n: int, block: bool, timeout: float | None, partition: str | None) -> Op:
         key = _partition(partition)
         rid = new_request_id()
         if not block:
             if timeout is not None:
                 warnings.warn("Timeout is ignored for non-blocking get.", stacklevel=4)
-            data = await self._call("get", key, n, False, None, rid)
+            data = yield ("get", key, n, False, None, rid)
             return [loads(d) for d in data]
         deadline = _deadline(timeout)
         while True:
             # The same request id across re-issued waits: a retry after an actor restart
             # returns the items the first attempt took.
-            data = await self._call("get", key, n, True, _next_wait(deadline), rid)
+            data = yield ("get", key, n, True, _next_wait(deadline), rid)
             if data:
                 return [loads(d) for d in data]
             if deadline is not None and time.monotonic() >= deadline:
                 raise queue.Empty()
 
-    @dual
-    async def put(
+    @op
+    def put(
         self,
         v: Any,
         block: bool = True,
@@ -256,16 +257,16 @@ class Queue(_StoreObject):
         *,
         partition: str | None = None,
         partition_ttl: int = DEFAULT_PARTITION_TTL,
-    ) -> None:
+    ) -> Op:
         """Add an item to the end of the partition.
 
         When the partition is full (5,000 items): wait for room, up to `timeout` seconds if
         given, then raise `queue.Full`; with `block=False` raise `queue.Full` at once.
         """
-        await self._put([v], block, timeout, partition, partition_ttl, "put")
+        yield from self._put([v], block, timeout, partition, partition_ttl, "put")
 
-    @dual
-    async def put_many(
+    @op
+    def put_many(
         self,
         vs: builtins.list[Any],
         block: bool = True,
@@ -273,11 +274,13 @@ class Queue(_StoreObject):
         *,
         partition: str | None = None,
         partition_ttl: int = DEFAULT_PARTITION_TTL,
-    ) -> None:
+    ) -> Op:
         """Add several items to the end of the partition, atomically (all or none)."""
-        await self._put(builtins.list(vs), block, timeout, partition, partition_ttl, "put_many")
+        yield from self._put(
+            builtins.list(vs), block, timeout, partition, partition_ttl, "put_many"
+        )
 
-    async def _put(
+    def _put(
         self,
         vs: builtins.list[Any],
         block: bool,
@@ -285,7 +288,7 @@ class Queue(_StoreObject):
         partition: str | None,
         partition_ttl: float,
         method: str,
-    ) -> None:
+    ) -> Op:
         key = _partition(partition)
         if not isinstance(partition_ttl, (int, float)) or partition_ttl <= 0:
             raise InvalidError(
@@ -300,24 +303,24 @@ class Queue(_StoreObject):
             return
         data = _items(vs, method)
         rid = new_request_id()
+        ttl = float(partition_ttl)
         if not block:
-            if not await self._call("put", key, data, float(partition_ttl), False, None, rid):
+            if not (yield ("put", key, data, ttl, False, None, rid)):
                 raise queue.Full()
             return
         deadline = _deadline(timeout)
         while True:
-            wait = _next_wait(deadline)
-            if await self._call("put", key, data, float(partition_ttl), True, wait, rid):
+            if (yield ("put", key, data, ttl, True, _next_wait(deadline), rid)):
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 raise queue.Full()
 
-    @dual
-    async def len(self, *, partition: str | None = None, total: bool = False) -> int:
+    @op
+    def len(self, *, partition: str | None = None, total: bool = False) -> Op:
         """Number of items in the partition, or in all partitions with `total=True`."""
         if partition and total:
             raise InvalidError("Partition must be null when requesting total length.")
-        return int(await self._call("len", _partition(partition), total))
+        return int((yield ("len", _partition(partition), total)))
 
     @dual
     async def iterate(

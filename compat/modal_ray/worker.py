@@ -65,6 +65,8 @@ class Invocation:
     environment: str
     env: Mapping[str, str] = field(default_factory=dict)  # secrets + env=, applied per input
     setup: Any = None  # an object with .apply(), e.g. the image's worker setup
+    # Volumes and bucket mounts: an object with .task_start() / .task_end() (see volumes/).
+    mounts: Any = None
     is_async: bool = False
     bound_self: Any = None  # reserved for class methods
     _fn: Callable[..., Any] | None = None
@@ -105,11 +107,17 @@ class Invocation:
             # running, so each input still gets its own `timeout` without two syscalls per input.
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
+        mounted = False
         try:
             if self.setup is not None:
                 self.setup.apply()
+            if self.mounts is not None:
+                self.mounts.task_start()
+                mounted = True
             yield alarm
         finally:
+            if mounted:
+                self.mounts.task_end()
             if alarm:
                 signal.setitimer(signal.ITIMER_REAL, 0)
                 signal.signal(signal.SIGALRM, previous)
