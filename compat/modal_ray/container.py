@@ -102,6 +102,8 @@ class Container:
         self._enter_failure: RemoteFailure | None = None
         self._stopped = False
         self._batcher: Any = None
+        # At most `max_inputs` inputs (or batches) run at once; the rest wait here, in order.
+        self._slots: asyncio.Semaphore | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -175,6 +177,14 @@ class Container:
         return RemoteFailure.capture(exc, tb)
 
     async def _invoke(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(max(1, self.spec.max_inputs))
+        async with self._slots:
+            return await self._invoke_now(fn, args, kwargs)
+
+    async def _invoke_now(
         self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         if inspect.iscoroutinefunction(fn):

@@ -143,6 +143,13 @@ class op:
             return self
         return _BoundOp(self._fn, obj, self._name)
 
+    # Unbound use, `Dict.get(d, key)`, as with a plain method.
+    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        return _BoundOp(self._fn, obj, self._name)(*args, **kwargs)
+
+    def aio(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
+        return _BoundOp(self._fn, obj, self._name).aio(*args, **kwargs)
+
 
 class _BoundOp:
     __slots__ = ("__dict__", "_fn", "_name", "_obj")

@@ -266,8 +266,16 @@ class FunctionOptions:
         self.check_supported(tag)
         image, runtime_env, env = self._environment(app)
         max_inputs = self.max_inputs_concurrent or 1
-        max_ongoing = max(max_inputs, self.batch_max_size or 1)
-        target_ongoing = float(self.target_inputs or max_ongoing)
+        per_replica = max(max_inputs, self.batch_max_size or 1)
+        # Serve's router backs off (and throughput collapses) when every replica is at
+        # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
+        # holds the extra ones in a FIFO (`Container._slots`). Batches want a deep queue (the
+        # batcher fills from it); other inputs only a short one, so that new replicas get work.
+        if self.batch_max_size:
+            max_ongoing = max(64, 8 * self.batch_max_size)
+        else:
+            max_ongoing = 2 * max_inputs
+        target_ongoing = float(self.target_inputs or per_replica)
         if self.buffer_containers:
             warn_once(
                 "scaling:buffer_containers",

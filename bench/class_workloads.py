@@ -1,0 +1,56 @@
+"""The classes and deployments both sides of `bench_classes.py` run, in an importable module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray import serve
+
+import modal
+
+app = modal.App("bench-classes")
+
+
+@app.cls(cpu=0.1, min_containers=1, max_containers=1)
+@modal.concurrent(max_inputs=64)
+class Echo:
+    @modal.method()
+    def ping(self, x: Any) -> Any:
+        return x
+
+
+@app.cls(cpu=0.1, min_containers=2, max_containers=2)
+class Pool2:
+    @modal.method()
+    def ping(self, x: Any) -> Any:
+        return x
+
+
+@app.cls(cpu=0.1, min_containers=1, max_containers=1)
+class Batched:
+    @modal.batched(max_batch_size=8, wait_ms=10)
+    async def double(self, xs: list[int]) -> list[int]:
+        return [2 * x for x in xs]
+
+
+@ray.remote(num_cpus=0.1)
+class RawActor:
+    def ping(self, x: Any) -> Any:
+        return x
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class RawEcho:
+    def __call__(self, x: Any) -> Any:
+        return x
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+class RawBatched:
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
+    async def double(self, xs: list[int]) -> list[int]:
+        return [2 * x for x in xs]
+
+    async def __call__(self, x: int) -> int:
+        return await self.double(x)
