@@ -271,10 +271,8 @@ class FunctionOptions:
         # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
         # holds the extra ones in a FIFO (`Container._slots`). Batches want a deep queue (the
         # batcher fills from it); other inputs only a short one, so that new replicas get work.
-        if self.batch_max_size:
-            max_ongoing = max(64, 8 * self.batch_max_size)
-        else:
-            max_ongoing = 2 * max_inputs
+        batch = self.batch_max_size
+        max_ongoing = max(64, 8 * batch) if batch else 2 * max_inputs
         target_ongoing = float(self.target_inputs or per_replica)
         if self.buffer_containers:
             warn_once(
