@@ -86,6 +86,11 @@ class Backend(Protocol):
         """One operation on the object's server; `NotFoundError` if the object does not exist
         (and `create` is False)."""
 
+    def store_call_sync(
+        self, ref: StoreRef, method: str, args: tuple[Any, ...], *, create: bool = False
+    ) -> Any:
+        """`store_call` for a blocking caller, in the caller's thread."""
+
     async def store_create(self, ref: StoreRef) -> bool:
         """Create the object (an ephemeral one is owned by this process); True if it existed."""
 

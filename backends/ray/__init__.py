@@ -57,6 +57,11 @@ class RayBackend:
     ) -> Any:
         return await store.call(ref, method, args, create=create)
 
+    def store_call_sync(
+        self, ref: Any, method: str, args: tuple[Any, ...], *, create: bool = False
+    ) -> Any:
+        return store.call_sync(ref, method, args, create=create)
+
     async def store_create(self, ref: Any) -> bool:
         return await store.create(ref)
 

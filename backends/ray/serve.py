@@ -31,7 +31,7 @@ from modal_ray.specs import ServiceSpec
 from modal_ray.synchronizer import get_loop
 
 from .errors import translate
-from .tasks import _upload_local_packages
+from .tasks import _upload_local_packages, with_source
 
 _serve_lock = threading.Lock()
 _serve_started = False
@@ -92,7 +92,7 @@ def ensure_serve() -> None:
         _serve_started = True
 
 
-def _deployment_options(spec: ServiceSpec) -> dict[str, Any]:
+def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str, Any]:
     res = spec.resources
     actor: dict[str, Any] = {"num_cpus": res.num_cpus}
     if res.num_gpus:
@@ -101,8 +101,9 @@ def _deployment_options(spec: ServiceSpec) -> dict[str, Any]:
         actor["memory"] = res.memory_bytes
     if res.accelerator_type:
         actor["accelerator_type"] = res.accelerator_type
-    if spec.runtime_env:
-        actor["runtime_env"] = _upload_local_packages(dict(spec.runtime_env))
+    runtime_env = with_source(dict(spec.runtime_env), container.target, spec.include_source)
+    if runtime_env:
+        actor["runtime_env"] = _upload_local_packages(runtime_env)
     min_replicas = spec.min_replicas
     max_replicas = max(spec.max_replicas, min_replicas, 1)
     autoscaling = {
@@ -254,7 +255,7 @@ class Service:
 
     def _deploy(self) -> None:
         spec, container = self.spec, self.container
-        deployment = serve.deployment(_Replica, **_deployment_options(spec))
+        deployment = serve.deployment(_Replica, **_deployment_options(spec, container))
         with warnings.catch_warnings():
             # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
             warnings.simplefilter("ignore", FutureWarning)

@@ -167,10 +167,11 @@ class _Server:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     def _start_maintenance(self) -> None:
         if self._maintenance is not None and not self._maintenance.done():
@@ -740,7 +741,7 @@ def _failed(ref: StoreRef, method: str, exc: BaseException, attempt: int) -> flo
             if ref.ephemeral_id is not None:
                 raise NotFoundError("gone") from None
         if attempt < CALL_ATTEMPTS - 1:
-            return min(0.05 * 2**attempt, 1.0)
+            return float(min(0.05 * 2.0**attempt, 1.0))
     raise translate(exc, f"{ref.kind} {method}") from exc
 
 

@@ -12,7 +12,9 @@ exceptions come back as values and are retried by the caller with Modal's backof
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -55,6 +57,33 @@ def task_options(
     if runtime_env:
         opts["runtime_env"] = _upload_local_packages(runtime_env)
     return opts
+
+
+def with_source(runtime_env: dict[str, Any], target: Any, include_source: bool) -> dict[str, Any]:
+    """Ship the user's module with the job (Modal's include_source) on a remote cluster.
+
+    On the embedded Ray workers see the driver's `sys.path`; on a cluster reached by address the
+    module that defines the function (its top-level package, or the single file) goes into
+    `py_modules`. Set MODAL_RAY_SHIP_SOURCE=1 to ship it in every mode, 0 never to."""
+    from . import runtime
+
+    module_name = getattr(target, "module", None)
+    if not include_source or not module_name:
+        return runtime_env
+    flag = os.environ.get("MODAL_RAY_SHIP_SOURCE", "")
+    if flag == "0" or (flag != "1" and runtime.mode() != "address"):
+        return runtime_env
+    top = sys.modules.get(module_name.split(".")[0])
+    path = None
+    if top is not None:
+        paths = list(getattr(top, "__path__", []) or [])
+        path = paths[0] if paths else getattr(top, "__file__", None)
+    if not path or "site-packages" in str(path):
+        return runtime_env
+    modules = list(runtime_env.get("py_modules") or [])
+    if path not in modules:
+        modules.append(path)
+    return {**runtime_env, "py_modules": modules}
 
 
 def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:
@@ -228,7 +257,8 @@ class RayPrepared:
         self.spec = spec
         self.invocation = invocation
         self.what = f"Function {spec.tag!r}" if spec.tag else "the function"
-        self._options = task_options(spec.resources, dict(spec.runtime_env), spec.tag or "modal")
+        runtime_env = with_source(dict(spec.runtime_env), invocation.target, spec.include_source)
+        self._options = task_options(spec.resources, runtime_env, spec.tag or "modal")
         if spec.max_calls:
             self._options["max_calls"] = spec.max_calls
         self._one: Any = None

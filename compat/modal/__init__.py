@@ -12,12 +12,14 @@ from modal_ray.unsupported import placeholder
 
 from . import exception, types
 from .app import App
+from .cloud_bucket_mount import CloudBucketMount
 from .cls import Cls
 from .dict import Dict
 from .exception import Error
 from .file_pattern_matcher import FilePatternMatcher
 from .functions import Function, FunctionCall
 from .image import Image
+from .network_file_system import NetworkFileSystem
 from .output import enable_output
 from .partial_function import (
     asgi_app,
@@ -38,18 +40,12 @@ from .queue import Queue
 from .retries import Retries
 from .schedule import Cron, Period
 from .secret import Secret
+from .volume import Volume
 
 __version__ = "1.6.4"
 
 _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 
-Volume = placeholder("Volume", "modal.Volume is " + _LATER, "modal.volume")
-CloudBucketMount = placeholder(
-    "CloudBucketMount", "CloudBucketMount is " + _LATER, "modal.cloud_bucket_mount"
-)
-NetworkFileSystem = placeholder(
-    "NetworkFileSystem", "NetworkFileSystem is " + _LATER, "modal.network_file_system"
-)
 Sandbox = placeholder("Sandbox", "Sandboxes are " + _LATER, "modal.sandbox")
 SandboxSnapshot = placeholder(
     "SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot"

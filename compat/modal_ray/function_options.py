@@ -295,6 +295,7 @@ class FunctionOptions:
             max_ongoing=max_ongoing,
             target_ongoing=target_ongoing,
             scaledown_window=float(self.scaledown_window or 60),
+            include_source=self.include_source if self.include_source is not None else True,
         )
         container = ContainerSpec(
             tag=tag,

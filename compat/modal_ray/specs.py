@@ -93,3 +93,4 @@ class ServiceSpec:
     target_ongoing: float = 1.0
     scaledown_window: float = 60.0
     exit_grace_s: float = 30.0
+    include_source: bool = True

@@ -1,4 +1,4 @@
-"""A driver killed with SIGKILL leaves no container pools behind on a shared cluster."""
+"""On a cluster reached by address: source shipping, and no pools left by a killed driver."""
 
 from __future__ import annotations
 
@@ -89,3 +89,49 @@ def test_pools_of_a_killed_driver_are_deleted(cluster: object, tmp_path: Path) -
     seen, left = watcher.stdout.split()[1], watcher.stdout.split()[3]
     assert int(left) == 0, watcher.stdout
     assert int(seen) <= 1
+
+
+PACKAGE = textwrap.dedent(
+    """
+    import modal
+
+    app = modal.App("shipped")
+
+    @app.function(cpu=0.1)
+    def where() -> str:
+        import shippedpkg.jobs
+        return shippedpkg.jobs.__file__
+    """
+)
+
+SHIP_DRIVER = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from shippedpkg.jobs import app, where
+
+    with app.run():
+        print("FILE", where.remote())
+    """
+)
+
+
+def test_user_package_is_shipped_to_the_cluster(cluster: object, tmp_path: Path) -> None:
+    src = tmp_path / "src" / "shippedpkg"
+    src.mkdir(parents=True)
+    (src / "__init__.py").write_text("")
+    (src / "jobs.py").write_text(PACKAGE)
+    (tmp_path / "driver.py").write_text(SHIP_DRIVER)
+    result = subprocess.run(
+        [sys.executable, "driver.py", str(tmp_path / "src")],
+        cwd=tmp_path,
+        env=_env(cluster.address),  # type: ignore[attr-defined]
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    worker_file = result.stdout.split("FILE", 1)[1].strip()
+    # The worker imported the package from what Ray unpacked, not from the driver's folder.
+    assert "runtime_resources" in worker_file, worker_file
+    assert str(tmp_path) not in worker_file
