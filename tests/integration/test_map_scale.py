@@ -55,7 +55,9 @@ def test_million_input_generator_streams_with_bounded_memory(running: modal.App)
     assert rss_peak - rss_before < 150 * 2**20, (rss_peak - rss_before) / 2**20
 
 
-def test_map_progress_is_shown_with_enable_output(running: modal.App, capfd: pytest.CaptureFixture[str]) -> None:
+def test_map_progress_is_shown_with_enable_output(
+    running: modal.App, capfd: pytest.CaptureFixture[str]
+) -> None:
     with modal.enable_output():
         assert list(inc.map(range(300))) == list(range(1, 301))
     err = capfd.readouterr().err
