@@ -3,7 +3,10 @@
 | command | module |
 |---|---|
 | `modal run` | `run.py` (references in `import_refs.py`, options in `params.py`) |
+| `modal dict create/list/clear/get/items/delete` | `dict.py` |
+| `modal queue create/list/clear/peek/len/delete` | `queue.py` |
 | `modal secret create/list/delete` | `secret.py` |
+| `modal volume ...` (and the legacy `modal nfs ...`) | `volume.py`, `nfs.py` |
 
 `main()` (in `entry_point.py`) is the console script and `python -m modal`.
 """

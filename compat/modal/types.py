@@ -42,11 +42,16 @@ class FunctionInfo:
     extra: dict[str, Any]
 
 
+from modal_ray.dict import DictInfo  # noqa: E402 - re-exported as `modal.types.DictInfo`
+from modal_ray.queue import QueueInfo  # noqa: E402
+
 __all__ = [
     "AppInfo",
     "AppStats",
+    "DictInfo",
     "FunctionCurrentStats",
     "FunctionInfo",
     "FunctionStats",
+    "QueueInfo",
     "SecretInfo",
 ]

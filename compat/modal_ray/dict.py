@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import builtins
 import functools
+import inspect
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Mapping
@@ -232,15 +233,13 @@ class _BoundEphemeral:
         self.__wrapped__ = signature_of
         self.__doc__ = signature_of.__doc__
 
-    def __call__(
-        self,
-        *args: Any,
-        client: Any = None,
-        environment_name: str | None = None,
-        _heartbeat_sleep: float = 300,
-        **kwargs: Any,
-    ) -> _Ephemeral:
-        return self._cls._ephemeral(*args, environment_name=environment_name, **kwargs)
+    def __call__(self, *args: Any, **kwargs: Any) -> _Ephemeral:
+        # Modal's own signature for this class (Queue's takes positional arguments, Dict's not).
+        try:
+            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidError(f"`{self._cls._label}.ephemeral()`: {exc}.") from None
+        return _Ephemeral(self._cls, bound.arguments.get("environment_name"))
 
     def aio(self, *args: Any, **kwargs: Any) -> _Ephemeral:
         return self(*args, **kwargs)
@@ -278,14 +277,6 @@ class _StoreObject:
         if key.startswith("~"):
             return cls(StoreRef(cls._kind, env, None, key[1:], root))
         return cls(StoreRef(cls._kind, env, key, None, root))
-
-    @classmethod
-    def _ephemeral(cls, *args: Any, environment_name: str | None = None, **kwargs: Any) -> Any:
-        if args or kwargs:
-            raise InvalidError(
-                f"`{cls._label}.ephemeral()` takes only `environment_name=` (and `client=`)."
-            )
-        return _Ephemeral(cls, environment_name)
 
     def __reduce__(self) -> tuple[Any, ...]:
         r = self._ref

@@ -244,6 +244,10 @@ def enter_container(environment: str) -> None:
         return
     _entered_env = environment
     context.mark_remote()
+    # Modal's exceptions claim `modal.exception` as their home: the module must be loaded here,
+    # or cloudpickle would ship them by value and `except`/`isinstance` would fail in the caller.
+    import modal.exception  # noqa: F401
+
     os.environ["MODAL_ENVIRONMENT"] = environment
     os.environ.setdefault("MODAL_TASK_ID", f"ta-{os.uname().nodename}-{os.getpid()}")
     os.environ.setdefault("MODAL_REGION", "local")
