@@ -17,7 +17,11 @@ import typer
 import typer.main
 
 from . import run as run_cli
+from .dict import dict_cli
+from .nfs import nfs_cli
+from .queue import queue_cli
 from .secret import secret_cli
+from .volume import volume_cli
 
 entrypoint_cli_typer = typer.Typer(
     name="modal",
@@ -56,7 +60,11 @@ def _root(
 
 
 run_cli.register(entrypoint_cli_typer)
+entrypoint_cli_typer.add_typer(dict_cli, name="dict")
+entrypoint_cli_typer.add_typer(queue_cli, name="queue")
 entrypoint_cli_typer.add_typer(secret_cli, name="secret")
+entrypoint_cli_typer.add_typer(volume_cli, name="volume")
+entrypoint_cli_typer.add_typer(nfs_cli, name="nfs", hidden=True)
 
 entrypoint_cli: Any = typer.main.get_command(entrypoint_cli_typer)
 

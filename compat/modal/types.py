@@ -44,14 +44,18 @@ class FunctionInfo:
 
 from modal_ray.dict import DictInfo  # noqa: E402 - re-exported as `modal.types.DictInfo`
 from modal_ray.queue import QueueInfo  # noqa: E402
+from modal_ray.volume import FileEntry, FileEntryType, VolumeInfo  # noqa: E402
 
 __all__ = [
     "AppInfo",
     "AppStats",
     "DictInfo",
+    "FileEntry",
+    "FileEntryType",
     "FunctionCurrentStats",
     "FunctionInfo",
     "FunctionStats",
     "QueueInfo",
     "SecretInfo",
+    "VolumeInfo",
 ]

@@ -2,8 +2,7 @@
 
 Every keyword of Modal 1.6.4's `App.function` is accepted. What maps to Ray is honoured
 (resources, timeout, retries, secrets, env, image, max_containers, single-use containers); what is
-meaningless off Modal (`region=`, `cloud=`, `proxy=`, ...) warns once; what needs a later part of
-modal-ray (volumes, container pools) raises when the function is first used, saying so.
+meaningless off Modal (`region=`, `cloud=`, `proxy=`, ...) warns once.
 """
 
 from __future__ import annotations
