@@ -40,13 +40,21 @@ class RawActor:
         return x
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+# Same settings as modal-ray's deployments: no access log on either side.
+QUIET = {"enable_access_log": False, "log_level": "WARNING"}
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64, logging_config=QUIET
+)
 class RawEcho:
     def __call__(self, x: Any) -> Any:
         return x
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64)
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64, logging_config=QUIET
+)
 class RawBatched:
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def double(self, xs: list[int]) -> list[int]:

@@ -466,7 +466,16 @@ class Function(Generic[P, R]):
 
     async def _remote_aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
         self._check_not_generator("remote")
-        return await run_async(self._call_async(args, kwargs))  # type: ignore[no-any-return]
+        prepared, spec = self._prepared, self._spec
+        if prepared is None or spec is None or spec.retries is not None:
+            # First call (preparing may block) or a retry loop: run on the private loop.
+            return await run_async(self._call_async(args, kwargs))  # type: ignore[no-any-return]
+        # Without retries, await the engine's result on the caller's own loop: no hop to the
+        # private loop thread (which costs two cross-thread wake-ups per call).
+        value = await prepared.submit(args, kwargs).result_async()
+        if type(value) is RemoteFailure:
+            raise value.to_exception(self._tag)
+        return value  # type: ignore[no-any-return]
 
     remote = sync_and_aio(_remote, _remote_aio)
 
