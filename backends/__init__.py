@@ -68,6 +68,12 @@ class Backend(Protocol):
 
     def total_cpus(self) -> float: ...
 
+    def register_call(self, environment: str, call_id: str, pending: Pending) -> None:
+        """Make a spawned call findable by id from other processes (best effort)."""
+
+    def lookup_call(self, environment: str, call_id: str) -> Pending | None:
+        """A call spawned by another process of the cluster, or None."""
+
     def prepare_service(self, spec: Any, container: Any) -> Any:
         """Deploy (once) a pool of containers; `.method(name)` gives a `Prepared` per method."""
 

@@ -11,7 +11,7 @@ from modal_ray.specs import FunctionSpec
 from modal_ray.worker import Invocation
 
 from . import runtime, store
-from .tasks import RayPrepared, check_feasible
+from .tasks import RayPending, RayPrepared, check_feasible
 
 
 class RayBackend:
@@ -44,6 +44,19 @@ class RayBackend:
         futs = {p.future(): p for p in pendings}
         done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         return [futs[f] for f in done]
+
+    def register_call(self, environment: str, call_id: str, pending: Any) -> None:
+        from . import calls
+
+        ref = getattr(pending, "ref", None)
+        if ref is not None:  # task-backed calls; container pools answer through Serve
+            calls.register(environment, call_id, ref)
+
+    def lookup_call(self, environment: str, call_id: str) -> Any | None:
+        from . import calls
+
+        ref = calls.lookup(environment, call_id)
+        return RayPending(ref, f"call {call_id}") if ref is not None else None
 
     def total_cpus(self) -> float:
         return float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from typing_extensions import ParamSpec
 
 from modal_ray.backends import get_backend
-from modal_ray.exception import ExecutionError, InvalidError, NotFoundError
+from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
 
 from . import config, context, output
 from .errors import RemoteFailure, UserCodeException, is_failure
@@ -44,7 +44,7 @@ from .synchronizer import (
     run_sync,
     sync_and_aio,
 )
-from .warn import deprecation
+from .warn import deprecation, warn_once
 from .worker import FunctionRef, Invocation
 
 if TYPE_CHECKING:
@@ -161,8 +161,35 @@ class FunctionCall(Generic[R]):
 
     @dual_static
     async def from_id(function_call_id: str, client: Any = None) -> FunctionCall[Any]:
-        """Rebuild a handle from `FunctionCall.object_id`."""
-        return FunctionCall._lookup(function_call_id)
+        """Rebuild a handle from `FunctionCall.object_id`, in this or another process."""
+        call = FunctionCall._registry.get(function_call_id)
+        if call is not None:
+            return call
+        backend = get_backend()
+        environment = config.environment_name()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, backend.connect, environment)
+        pending = await loop.run_in_executor(
+            None, backend.lookup_call, environment, function_call_id
+        )
+        if pending is None:
+            raise NotFoundError(
+                f"No FunctionCall {function_call_id!r} in environment {environment!r}: unknown id,"
+                " older than 7 days, or spawned on another cluster."
+            )
+
+        async def _result() -> Any:
+            try:
+                value = await pending.result_async()
+            except ExecutionError as exc:
+                raise OutputExpiredError(
+                    f"The result of {function_call_id} is no longer available: {exc}"
+                ) from None
+            if is_failure(value):
+                raise value.to_exception("")
+            return value
+
+        return FunctionCall(function_call_id, loop.create_task(_result()), None)
 
     @dual_static
     async def gather(*function_calls: FunctionCall[T]) -> Sequence[T]:
@@ -400,6 +427,18 @@ class Function(Generic[P, R]):
         )
         return backend.prepare_service(service, container).method("__call__")
 
+    def _register_call(self, call_id: str, pending: Any) -> None:
+        """Let other processes find this spawned call by id (`FunctionCall.from_id`)."""
+        app = self._app
+        environment = app._environment if app is not None and app._running else None
+        environment = environment or config.environment_name()
+        try:
+            get_backend().register_call(environment, call_id, pending)
+        except Exception as exc:
+            warn_once(
+                "call-tracker", f"Spawned calls cannot be looked up from other processes: {exc}"
+            )
+
     def _forget(self) -> None:
         """Called when the app stops: the next run prepares again."""
         self._prepared = None
@@ -428,6 +467,7 @@ class Function(Generic[P, R]):
             pending = prepared.submit(args, kwargs, call_id)
             if fc is not None:
                 fc._pending.append(pending)
+                self._register_call(fc.object_id, pending)
             try:
                 value = await pending.result_async()
                 error: BaseException | None = (

@@ -258,3 +258,41 @@ def test_no_warnings_on_plain_calls(running: modal.App) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert square.remote(1) == 1
+
+
+FROM_ID_SCRIPT = """
+import sys
+import modal
+
+call = modal.FunctionCall.from_id(sys.argv[1])
+print("RESULT", call.get(timeout=60))
+try:
+    modal.FunctionCall.from_id("fc-does-not-exist")
+except modal.exception.NotFoundError:
+    print("MISSING OK")
+"""
+
+
+def test_from_id_in_another_process(running: modal.App, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    import ray
+
+    fc = sleepy.spawn(2.0)
+    script = tmp_path / "lookup.py"
+    script.write_text(FROM_ID_SCRIPT)
+    env = dict(os.environ, MODAL_RAY_ADDRESS=ray.get_runtime_context().gcs_address)
+    result = subprocess.run(
+        [sys.executable, str(script), fc.object_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "RESULT 2.0" in result.stdout
+    assert "MISSING OK" in result.stdout
+    assert fc.get() == 2.0
+
