@@ -82,3 +82,17 @@ def test_modal_all_is_sorted_and_complete() -> None:
         assert hasattr(modal, name), name
     with pytest.raises(AttributeError, match=r"modal\.App"):
         modal.Stub  # noqa: B018
+
+
+@pytest.mark.parametrize("module", ["modal", "modal.cli"])
+def test_python_dash_m_runs_the_cli(module: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-P", "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "run" in result.stdout
+    assert "volume" in result.stdout
