@@ -316,36 +316,6 @@ DURABILITY_NOTES = [
 ]
 
 
-def write_docs_section(section: Section) -> None:
-    """Replace (or append) the `## Dict and Queue` section of docs/benchmarks.md."""
-    lines = [f"## {section.title}", "", section.description, ""]
-    lines += common._table(section.rows)
-    lines.append("")
-    for r in section.rows:
-        if r.note:
-            lines.append(f"- {r.what}: {r.note}")
-    for note in section.notes:
-        lines.append(f"- {note}")
-    if section.elapsed_s:
-        lines.append(f"- benchmark wall time: {section.elapsed_s:.0f} s")
-    m = common.machine_info()
-    lines.append(
-        f"- run {m.get('date', '?')} on {m.get('nproc', '?')} CPUs ({m.get('cpu', '?')}), Ray"
-        f" {m.get('ray', '?')}: `.venv/bin/python bench/bench_dict_queue.py`"
-    )
-    block = "\n".join(lines).rstrip() + "\n"
-    path = common.DOCS_MD
-    text = path.read_text() if path.exists() else "# Benchmarks: modal-ray against raw Ray\n"
-    heading = f"## {section.title}\n"
-    if heading in text:
-        start = text.index(heading)
-        nxt = text.find("\n## ", start + len(heading))
-        text = text[:start] + block + ("" if nxt < 0 else "\n" + text[nxt + 1 :])
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
@@ -379,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in section.notes:
         log(note)
     if not args.no_docs:
-        write_docs_section(section)
+        common.write_docs_section(section, "bench_dict_queue.py")
         log(f"wrote the '{SECTION_TITLE}' section of {common.DOCS_MD}")
     return 0
 

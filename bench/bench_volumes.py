@@ -248,36 +248,6 @@ def common_rm(path: str) -> None:
     remove_tree(path)
 
 
-def write_docs_section(section: Section) -> None:
-    """Replace (or append) the `## Volumes` section of docs/benchmarks.md."""
-    lines = [f"## {section.title}", "", section.description, ""]
-    lines += common._table(section.rows)
-    lines.append("")
-    for r in section.rows:
-        if r.note:
-            lines.append(f"- {r.what}: {r.note}")
-    for note in section.notes:
-        lines.append(f"- {note}")
-    if section.elapsed_s:
-        lines.append(f"- benchmark wall time: {section.elapsed_s:.0f} s")
-    m = common.machine_info()
-    lines.append(
-        f"- run {m.get('date', '?')} on {m.get('nproc', '?')} CPUs ({m.get('cpu', '?')}), Ray"
-        f" {m.get('ray', '?')}: `.venv/bin/python bench/bench_volumes.py`"
-    )
-    block = "\n".join(lines).rstrip() + "\n"
-    path = common.DOCS_MD
-    text = path.read_text() if path.exists() else "# Benchmarks: modal-ray against raw Ray\n"
-    heading = f"## {section.title}\n"
-    if heading in text:
-        start = text.index(heading)
-        nxt = text.find("\n## ", start + len(heading))
-        text = text[:start] + block + ("" if nxt < 0 else "\n" + text[nxt + 1 :])
-    else:
-        text = text.rstrip() + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller and fewer (smoke run)")
@@ -312,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in section.rows:
         log(f"{r.what}: {r.ours} vs {r.raw} ({r.ratio_label})")
     if not args.no_docs:
-        write_docs_section(section)
+        common.write_docs_section(section, "bench_volumes.py")
         log(f"wrote the '{SECTION_TITLE}' section of {common.DOCS_MD}")
     return 0
 

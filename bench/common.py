@@ -349,5 +349,36 @@ def render_docs(extra_intro: str = "") -> str:
     return text
 
 
+def write_docs_section(section: Section, script: str) -> None:
+    """Replace (or append) this section alone in docs/benchmarks.md (for `bench_*.py` scripts
+    whose sections `render_docs` does not lay out)."""
+    lines = [f"## {section.title}", "", section.description, ""]
+    lines += _table(section.rows)
+    lines.append("")
+    for r in section.rows:
+        if r.note:
+            lines.append(f"- {r.what}: {r.note}")
+    for note in section.notes:
+        lines.append(f"- {note}")
+    if section.elapsed_s:
+        lines.append(f"- benchmark wall time: {section.elapsed_s:.0f} s")
+    m = machine_info()
+    lines.append(
+        f"- run {m.get('date', '?')} on {m.get('nproc', '?')} CPUs ({m.get('cpu', '?')}), Ray"
+        f" {m.get('ray', '?')}: `.venv/bin/python bench/{script}`"
+    )
+    block = "\n".join(lines).rstrip() + "\n"
+    path = DOCS_MD
+    text = path.read_text() if path.exists() else "# Benchmarks: modal-ray against raw Ray\n"
+    heading = f"## {section.title}\n"
+    if heading in text:
+        start = text.index(heading)
+        nxt = text.find("\n## ", start + len(heading))
+        text = text[:start] + block + ("" if nxt < 0 else "\n" + text[nxt + 1 :])
+    else:
+        text = text.rstrip() + "\n\n" + block
+    path.write_text(text)
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
