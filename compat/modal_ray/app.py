@@ -252,23 +252,7 @@ class App:
         _experimental_buffer_containers: int | None = None,
     ) -> Callable[[Callable[..., Any]], Function[..., Any]]:
         """Decorator that registers a Modal Function on this app."""
-        options = {
-            k: v for k, v in locals().items() if k not in ("self", "_warn_parentheses_missing")
-        }
-        if _warn_parentheses_missing is not None:
-            raise InvalidError(
-                "`@app.function` was used without parentheses; write `@app.function()`."
-            )
-        deprecated = (
-            "keep_warm",
-            "concurrency_limit",
-            "container_idle_timeout",
-            "allow_concurrent_inputs",
-            "_experimental_buffer_containers",
-        )
-        for key in deprecated:
-            if options[key] is None:
-                options.pop(key)
+        options = _decorator_options("function", locals())
 
         def decorator(f: Callable[..., Any]) -> Function[..., Any]:
             raw_f, partial_opts = _unwrap_partial(f)
@@ -356,18 +340,9 @@ class App:
         _experimental_buffer_containers: int | None = None,
     ) -> Callable[[Any], Any]:
         """Decorator that registers a Modal class: a pool of warm containers per parameter set."""
-        from .cls import Cls
+        options = _decorator_options("cls", locals())
 
-        options = {
-            k: v
-            for k, v in locals().items()
-            if k not in ("self", "_warn_parentheses_missing", "Cls")
-        }
-        if _warn_parentheses_missing is not None:
-            raise InvalidError("`@app.cls` was used without parentheses; write `@app.cls()`.")
-        for key in _DEPRECATED_KEYS:
-            if options[key] is None:
-                options.pop(key)
+        from .cls import Cls
 
         def decorator(user_cls: Any) -> Cls:
             raw, class_opts = _unwrap_partial(user_cls)
@@ -531,6 +506,18 @@ _DEPRECATED_KEYS = (
     "allow_concurrent_inputs",
     "_experimental_buffer_containers",
 )
+
+
+def _decorator_options(kind: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The keywords given to `@app.function` / `@app.cls`, deprecated ones only when set."""
+    if arguments.get("_warn_parentheses_missing") is not None:
+        raise InvalidError(f"`@app.{kind}` was used without parentheses; write `@app.{kind}()`.")
+    skip = {"self", "_warn_parentheses_missing"}
+    return {
+        k: v
+        for k, v in arguments.items()
+        if k not in skip and not (k in _DEPRECATED_KEYS and v is None)
+    }
 
 
 def _unwrap_partial(f: Any) -> tuple[Any, dict[str, Any]]:
