@@ -295,4 +295,3 @@ def test_from_id_in_another_process(running: modal.App, tmp_path: Path) -> None:
     assert "RESULT 2.0" in result.stdout
     assert "MISSING OK" in result.stdout
     assert fc.get() == 2.0
-
