@@ -114,6 +114,18 @@ class _MethodFunction(Function[..., Any]):
     ) -> Any:
         return self._obj._service(backend, app, environment).method(self._method)
 
+    def _pool_options(self) -> FunctionOptions:
+        """The live options of the class's pool, with this method's batching if it has one."""
+        cls = self._obj._cls
+        opts = cls._method_opts.get(self._method, {})
+        if not opts.get("batch_max_size"):
+            return cls._options
+        return dataclasses.replace(
+            cls._options,
+            batch_max_size=opts["batch_max_size"],
+            batch_wait_ms=opts.get("batch_wait_ms"),
+        )
+
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the method in this process, on a local instance (its `@enter` hooks run once)."""
         return getattr(self._obj._local_instance(), self._method)(*args, **kwargs)

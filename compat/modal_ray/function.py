@@ -32,7 +32,7 @@ from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, Out
 from . import config, context, output
 from .errors import RemoteFailure, UserCodeException, is_failure
 from .ids import new_id
-from .mapping import Failed, MapEngine
+from .mapping import Failed, MapEngine, container_slots
 from .specs import FunctionSpec
 from .synchronizer import (
     check_blocking_call,
@@ -54,6 +54,10 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+
+# A container pool without `max_containers` may grow to this many containers (Serve's bound in
+# `FunctionOptions.build_container`).
+DEFAULT_MAX_CONTAINERS = 100
 
 
 class FunctionCall(Generic[R]):
@@ -582,9 +586,6 @@ class Function(Generic[P, R]):
         prepared = self._ensure_prepared()
         assert self._spec is not None
         backend = get_backend()
-        max_tasks = max(8, int(2 * backend.total_cpus()))
-        if self._spec.max_containers:
-            max_tasks = min(max_tasks, self._spec.max_containers)
         engine = MapEngine(
             prepared,
             backend,
@@ -593,7 +594,7 @@ class Function(Generic[P, R]):
             call_id=new_id("fc"),
             ordered=ordered,
             retries=self._spec.retries,
-            max_tasks=max_tasks,
+            max_tasks=self._map_capacity(backend),
             length_hint=length_hint,
         )
         progress = output.MapProgress(f"{self._tag} map", length_hint)
@@ -603,6 +604,29 @@ class Function(Generic[P, R]):
                 yield batch
         finally:
             progress.close()
+
+    def _pool_options(self) -> FunctionOptions | None:
+        """The options of the container pool behind this function; None when task-backed."""
+        return self._options if self._options.needs_container() else None
+
+    def _map_capacity(self, backend: Any) -> int:
+        """How many engine tasks a map keeps in flight.
+
+        Task-backed: the cluster's worker slots (`max_containers` caps them); chunks amortise
+        the per-task overhead. A container pool: every input slot of every container it may
+        have (`max_containers`, else as many containers as the cluster has worker slots), so a
+        map fills `@modal.concurrent` slots and `@modal.batched` batchers as Modal's does.
+        """
+        worker_slots = max(8, int(2 * backend.total_cpus()))
+        options = self._pool_options()
+        if options is None:
+            assert self._spec is not None
+            if self._spec.max_containers:
+                return min(worker_slots, self._spec.max_containers)
+            return worker_slots
+        containers = options.max_containers or min(worker_slots, DEFAULT_MAX_CONTAINERS)
+        containers = max(containers, options.min_containers or 0, 1)
+        return containers * container_slots(options.max_inputs_concurrent, options.batch_max_size)
 
     def _outcomes(self, batch: list[Any], return_exceptions: bool, wrap: bool | None) -> list[Any]:
         if not any(type(o) is Failed for o in batch):
@@ -714,20 +738,59 @@ class Function(Generic[P, R]):
         ):
             pass
 
-    @dual
-    async def spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
-        """Submit a map in the background and return once the inputs are taken; no results."""
+    def _map_inputs(self, input_iterators: tuple[Any, ...], name: str) -> tuple[Any, ...]:
+        """Check the iterables of a background map up front (its errors would otherwise surface
+        in a task nobody awaits); sync ones become iterators, still unread."""
+        if not input_iterators:
+            raise InvalidError(f"`{name}` needs at least one input iterable.")
+        out = []
+        for it in input_iterators:
+            if hasattr(it, "__aiter__"):
+                out.append(it)
+                continue
+            try:
+                out.append(iter(it))
+            except TypeError:
+                raise InvalidError(
+                    f"`{name}` takes iterables, one per argument; got {type(it).__name__}."
+                ) from None
+        return tuple(out)
+
+    async def _spawn_map_async(
+        self,
+        input_iterators: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        caller_loop: asyncio.AbstractEventLoop | None,
+    ) -> None:
         self._check_not_generator("spawn_map")
         self._ensure_prepared()
-        materialized = [list(it) for it in input_iterators]
+        # Zipped lazily as the map makes progress: `itertools.repeat(x)` beside a finite list
+        # stops at the shortest, and a long generator is held only as far as the in-flight bound.
+        iterables = self._map_inputs(input_iterators, "spawn_map")
 
         async def _drain() -> None:
-            async for _ in self._map_async(tuple(materialized), dict(kwargs), False, True, False):
+            async for _ in self._map_async(iterables, kwargs, False, True, False, caller_loop):
                 pass
 
         task = asyncio.get_running_loop().create_task(_drain())
         if self._app is not None:
             self._app._background.add(task)
+
+    def _spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
+        """Submit a map in the background and return at once; no results. Inputs are read
+        lazily, as the map makes progress."""
+        for it in input_iterators:
+            if hasattr(it, "__aiter__"):
+                raise InvalidError("Async iterables can only be used with `.spawn_map.aio(...)`.")
+        run_sync(
+            self._spawn_map_async(input_iterators, dict(kwargs), None), f"{self._tag}.spawn_map"
+        )
+
+    async def _spawn_map_aio(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
+        loop = asyncio.get_running_loop()
+        await run_async(self._spawn_map_async(input_iterators, dict(kwargs), loop))
+
+    spawn_map = sync_and_aio(_spawn_map, _spawn_map_aio)
 
     @dual
     async def experimental_spawn_map(
@@ -735,17 +798,17 @@ class Function(Generic[P, R]):
         *input_iterators: Any,
         kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
     ) -> FunctionCall[Any]:
-        materialized = [list(it) for it in input_iterators]
+        """Like `spawn_map`, with a `FunctionCall` whose result is the list of outputs."""
+        self._check_not_generator("spawn_map")
+        self._ensure_prepared()
+        iterables = self._map_inputs(input_iterators, "experimental_spawn_map")
 
         async def _collect() -> list[Any]:
             out: list[Any] = []
-            async for batch in self._map_async(
-                tuple(materialized), dict(kwargs), True, False, False
-            ):
+            async for batch in self._map_async(iterables, dict(kwargs), True, False, False):
                 out.extend(batch)
             return out
 
-        self._ensure_prepared()
         task = asyncio.get_running_loop().create_task(_collect())
         return FunctionCall(new_id("fc"), task, self)
 

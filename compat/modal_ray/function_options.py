@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from modal_ray.exception import InvalidError
 
 from .container import ContainerSpec
+from .mapping import container_slots
 from .resources import parse_resources
 from .secret import Secret, merge_secrets
 from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
@@ -265,14 +266,16 @@ class FunctionOptions:
         self.check_supported(tag)
         image, runtime_env, env = self._environment(app)
         max_inputs = self.max_inputs_concurrent or 1
-        per_replica = max(max_inputs, self.batch_max_size or 1)
         # Serve's router backs off (and throughput collapses) when every replica is at
         # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
         # holds the extra ones in a FIFO (`Container._slots`). Batches want a deep queue (the
         # batcher fills from it); other inputs only a short one, so that new replicas get work.
+        # A map keeps `container_slots` inputs in flight per container (one batch filling while
+        # another runs); a container must accept them, and the autoscaler counts them as full.
         batch = self.batch_max_size
-        max_ongoing = max(64, 8 * batch) if batch else 2 * max_inputs
-        target_ongoing = float(self.target_inputs or per_replica)
+        slots = container_slots(max_inputs, batch)
+        max_ongoing = max(64, 8 * batch, 2 * slots) if batch else 2 * max_inputs
+        target_ongoing = float(self.target_inputs or slots)
         if self.buffer_containers:
             warn_once(
                 "scaling:buffer_containers",

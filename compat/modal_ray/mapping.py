@@ -6,6 +6,13 @@ chunk size starts at 1 and adapts so each task runs about `TARGET_TASK_SECONDS` 
 by the worker), capped by payload size and by how many inputs remain when that is known. A failed
 input is retried on its own, after Modal's backoff delay, without holding up the others.
 
+How many engine tasks may be in flight comes from the caller (`max_tasks`): for a task-backed
+function the cluster's worker slots; for a container pool its capacity, containers times the
+inputs one container takes at once (`container_slots`), so a map keeps every `@modal.concurrent`
+slot busy and every `@modal.batched` batcher full, as Modal does. A chunk sent to a container runs
+its inputs concurrently there (up to `max_inputs`, or into the batcher), never one after another
+unless the container runs one input at a time.
+
 Results come back in batches (lists of outcomes) so the synchronous iterator crosses the
 event-loop thread once per batch, not once per input. Ordered output keeps finished chunks as
 blocks keyed by their first index and releases them when every earlier input is done.
@@ -30,6 +37,19 @@ TARGET_TASK_SECONDS = 0.05
 MAX_CHUNK = 2000
 MAX_CHUNK_BYTES = 16 * 1024 * 1024
 MAX_INFLIGHT_INPUTS = 100_000
+
+
+def container_slots(max_inputs: int | None, batch_max_size: int | None) -> int:
+    """How many inputs of a map one container should hold at once.
+
+    A `@modal.concurrent(max_inputs=N)` container runs N inputs at once. A `@modal.batched`
+    container runs up to `max_inputs` batches at once and fills the next batch meanwhile, so it
+    holds one batch more than it runs (otherwise it would idle between batches).
+    """
+    concurrent = max(1, max_inputs or 1)
+    if batch_max_size:
+        return batch_max_size * (concurrent + 1)
+    return concurrent
 
 
 @dataclass(slots=True)
