@@ -7,17 +7,26 @@
 3. Batched throughput: 64 concurrent callers of a `@modal.batched(max_batch_size=8, wait_ms=10)`
    method vs a raw `@serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)` deployment with
    `max_ongoing_requests=64`.
+4. `.map` of 1,000 inputs over a `@modal.batched(max_batch_size=32)` method vs a raw
+   `@serve.batch(max_batch_size=32)` deployment fed by 64 concurrent handle calls.
+5. `.map` of 1,000 I/O-bound inputs (50 ms each) over a `@modal.concurrent(max_inputs=16)`
+   function vs a raw deployment with `max_ongoing_requests=16` fed by 16 concurrent handle calls.
 
-Run: `.venv/bin/python bench/bench_classes.py [--quick]`.
+Ray runs with the product's defaults here (token authentication on, as `modal run` has it).
+
+Run: `.venv/bin/python bench/bench_classes.py [--quick] [--only KEY ...] [--no-save]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import common
 from common import Row, Section, fmt_ms, fmt_rate, log
@@ -200,35 +209,187 @@ def bench_batched(n_callers: int, per_caller: int, repeats: int) -> Section:
     return section
 
 
+async def _feed(
+    call: Callable[[int], Awaitable[Any]], values: list[int], n_callers: int
+) -> list[Any]:
+    """`n_callers` concurrent callers share the inputs, each awaiting one call at a time."""
+    out: list[Any] = [None] * len(values)
+    indices = iter(range(len(values)))
+
+    async def caller() -> None:
+        for i in indices:
+            out[i] = await call(values[i])
+
+    await asyncio.gather(*(caller() for _ in range(n_callers)))
+    return out
+
+
+def bench_map_batched(n: int, repeats: int) -> Section:
+    from class_workloads import BatchedModel, RawBatchedModel
+    from ray import serve
+
+    model = BatchedModel()
+    handle = serve.run(RawBatchedModel.bind(), name="raw-batched-model", route_prefix=None)
+    values = list(range(n))
+    expected = [2 * v for v in values]
+    callers = 64  # what `.map` keeps in flight for one container: two batches of 32
+    sizes: dict[str, list[float]] = {"modal": [], "raw": []}
+
+    def check(name: str, out: list[tuple[int, int]]) -> None:
+        assert [o[0] for o in out] == expected
+        sizes[name].append(statistics.fmean(o[1] for o in out))
+
+    def ours() -> None:
+        check("modal", list(model.predict.map(values)))
+
+    def raw() -> None:
+        check("raw", asyncio.run(_feed(handle.remote, values, callers)))
+
+    walls = common.interleaved_runs({"modal": ours, "raw": raw}, repeats=repeats)
+    serve.delete("raw-batched-model")
+    r_ours = n / statistics.median(walls["modal"])
+    r_raw = n / statistics.median(walls["raw"])
+    ratio = r_ours / r_raw
+    section = Section(
+        key="class_map_batched",
+        title="`.map` over a batched method vs raw `@serve.batch`",
+        description=(
+            f"`list(BatchedModel().predict.map(range({n})))` on a class with one warm container"
+            " and `@modal.batched(max_batch_size=32, wait_ms=10)` against a raw deployment with"
+            " `@serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)` and"
+            f" `max_ongoing_requests=64`, fed by {callers} concurrent `handle.remote` callers."
+            f" Median of {repeats} whole runs per side, alternated; token authentication on."
+        ),
+    )
+    section.rows.append(
+        Row(
+            what=f"`.map` {n:,} inputs over `@batched(max_batch_size=32)` vs raw",
+            metric="throughput",
+            unit="inputs/s",
+            ours=fmt_rate(r_ours),
+            raw=fmt_rate(r_raw),
+            ratio=ratio,
+            ratio_label=f"{ratio:.2f}x raw Serve",
+            target=">= 0.8x raw Serve",
+            passed=ratio >= 0.8,
+        )
+    )
+    section.notes.append(
+        "mean batch size seen by an input (median over runs): modal-ray"
+        f" {statistics.median(sizes['modal']):.1f}, raw {statistics.median(sizes['raw']):.1f}"
+    )
+    return section
+
+
+def bench_map_concurrent(n: int, repeats: int) -> Section:
+    from class_workloads import IO_SECONDS, RawIOBound, io_bound
+    from ray import serve
+
+    handle = serve.run(RawIOBound.bind(), name="raw-io-bound", route_prefix=None)
+    values = list(range(n))
+    slots = 16
+
+    def ours() -> None:
+        assert list(io_bound.map(values)) == values
+
+    def raw() -> None:
+        assert asyncio.run(_feed(handle.remote, values, slots)) == values
+
+    walls = common.interleaved_runs({"modal": ours, "raw": raw}, repeats=repeats)
+    serve.delete("raw-io-bound")
+    r_ours = n / statistics.median(walls["modal"])
+    r_raw = n / statistics.median(walls["raw"])
+    ratio = r_ours / r_raw
+    ideal = slots / IO_SECONDS
+    section = Section(
+        key="map_concurrent",
+        title="`.map` over a concurrent function vs raw Serve",
+        description=(
+            f"`list(io_bound.map(range({n})))` on a function with"
+            " `@modal.concurrent(max_inputs=16)` and one warm container"
+            " (`min_containers=1, max_containers=1`), each input"
+            f" `await asyncio.sleep({IO_SECONDS})`,"
+            " against a raw deployment with `max_ongoing_requests=16` running the same body, fed by"
+            f" {slots} concurrent `handle.remote` callers. Median of {repeats} whole runs per side,"
+            " alternated; token authentication on."
+        ),
+    )
+    section.rows.append(
+        Row(
+            what=f"`.map` {n:,} I/O-bound inputs, `max_inputs=16` vs raw",
+            metric="throughput",
+            unit="inputs/s",
+            ours=fmt_rate(r_ours),
+            raw=fmt_rate(r_raw),
+            ratio=ratio,
+            ratio_label=f"{ratio:.2f}x raw Serve",
+        )
+    )
+    section.notes.append(
+        f"ideal for 16 slots of {IO_SECONDS * 1e3:.0f} ms: {ideal:,.0f} inputs/s; modal-ray"
+        f" reaches {r_ours / ideal:.0%} of it, raw Serve {r_raw / ideal:.0%}"
+    )
+    return section
+
+
+def start_ray() -> None:
+    """One local Ray for both sides, with the product's defaults: unlike `common.start_ray`,
+    token authentication stays as Ray sets it (on in Ray 2.60)."""
+    os.environ.pop("RAY_ADDRESS", None)
+    os.environ.pop("MODAL_RAY_ADDRESS", None)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    ray.init(**common.RAY_INIT_KWARGS)
+    mode = os.environ.get("RAY_AUTH_MODE", "(unset: Ray's default)")
+    log(f"RAY_AUTH_MODE={mode}")
+
+
+SECTIONS = ("class_call", "class_map", "class_batched", "class_map_batched", "map_concurrent")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument(
+        "--no-save", action="store_true", help="print the rows; leave bench/results.json alone"
+    )
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, help="run these sections only")
     args = parser.parse_args(argv)
+    quick = args.quick
+    selected = set(args.only or SECTIONS)
 
     import ray
 
-    common.start_ray()
+    start_ray()
     from class_workloads import app
 
+    runs: dict[str, Callable[[], Section]] = {
+        "class_call": lambda: bench_method_call(300 if quick else 2000),
+        "class_map": lambda: bench_class_map(10_000, 2 if quick else 5),
+        "class_batched": lambda: bench_batched(64, 5 if quick else 20, 2 if quick else 5),
+        "class_map_batched": lambda: bench_map_batched(1000, 2 if quick else 5),
+        "map_concurrent": lambda: bench_map_concurrent(1000, 2 if quick else 5),
+    }
     try:
         with app.run():
-            for name, run in (
-                ("class_call", lambda: bench_method_call(300 if args.quick else 2000)),
-                ("class_map", lambda: bench_class_map(10_000, 2 if args.quick else 5)),
-                (
-                    "class_batched",
-                    lambda: bench_batched(64, 5 if args.quick else 20, 2 if args.quick else 5),
-                ),
-            ):
+            for name in SECTIONS:
+                if name not in selected:
+                    continue
                 t0 = time.perf_counter()
-                section = run()
+                section = runs[name]()
                 section.elapsed_s = time.perf_counter() - t0
-                common.save_section(section)
+                if args.no_save:
+                    print("\n".join(common._table(section.rows)))
+                    for note in section.notes:
+                        print(f"- {note}")
+                else:
+                    common.save_section(section)
                 log(f"{name}: {[r.ratio_label for r in section.rows]}")
     finally:
         ray.shutdown()
-    if not args.no_docs:
+    if not args.no_docs and not args.no_save:
         common.render_docs()
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import ray
@@ -34,6 +35,25 @@ class Batched:
         return [2 * x for x in xs]
 
 
+@app.cls(cpu=0.1, min_containers=1, max_containers=1)
+class BatchedModel:
+    """A batched model fed by `.map`; each output carries the size of the batch it came in."""
+
+    @modal.batched(max_batch_size=32, wait_ms=10)
+    async def predict(self, xs: list[int]) -> list[tuple[int, int]]:
+        return [(2 * x, len(xs)) for x in xs]
+
+
+IO_SECONDS = 0.05
+
+
+@app.function(cpu=0.1, min_containers=1, max_containers=1)
+@modal.concurrent(max_inputs=16)
+async def io_bound(x: int) -> int:
+    await asyncio.sleep(IO_SECONDS)
+    return x
+
+
 @ray.remote(num_cpus=0.1)
 class RawActor:
     def ping(self, x: Any) -> Any:
@@ -62,3 +82,24 @@ class RawBatched:
 
     async def __call__(self, x: int) -> int:
         return await self.double(x)
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=64, logging_config=QUIET
+)
+class RawBatchedModel:
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.01)
+    async def predict(self, xs: list[int]) -> list[tuple[int, int]]:
+        return [(2 * x, len(xs)) for x in xs]
+
+    async def __call__(self, x: int) -> tuple[int, int]:
+        return await self.predict(x)  # type: ignore[no-any-return]
+
+
+@serve.deployment(
+    ray_actor_options={"num_cpus": 0.1}, max_ongoing_requests=16, logging_config=QUIET
+)
+class RawIOBound:
+    async def __call__(self, x: int) -> int:
+        await asyncio.sleep(IO_SECONDS)
+        return x
