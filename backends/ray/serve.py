@@ -31,7 +31,7 @@ from modal_ray.specs import ServiceSpec
 from modal_ray.synchronizer import get_loop
 
 from .errors import translate
-from .tasks import _upload_local_packages, with_source
+from .tasks import _upload_local_packages, drop_outcome, with_source
 
 _serve_lock = threading.Lock()
 _serve_started = False
@@ -176,6 +176,8 @@ class ServePending:
             self._resp.cancel()
         except Exception:
             pass
+        if self._fut is not None:  # nobody awaits it now: its error is not "never retrieved"
+            self._fut.add_done_callback(drop_outcome)
 
 
 class ServeStream:

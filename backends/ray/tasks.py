@@ -222,6 +222,14 @@ class RayPending:
             ray.cancel(self.ref, force=force)
         except (rex.RayError, ValueError, TypeError):
             pass
+        if self._fut is not None:  # nobody awaits it now: its error is not "never retrieved"
+            self._fut.add_done_callback(drop_outcome)
+
+
+def drop_outcome(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a cancelled call's outcome so asyncio does not log it at exit."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class RayPendingStream:

@@ -1,11 +1,14 @@
 """`modal.enable_output()`: status lines and map progress, silent unless enabled.
 
 `modal run` enables output for the whole run; a script enables it with the context manager.
-Progress bars use rich and write to stderr, so a program's own stdout stays clean.
+Progress bars use rich and write to stderr, so a program's own stdout stays clean. A live bar hides
+the cursor; every bar still live when the interpreter exits (an interrupted run whose map could not
+close it) is stopped then, so the terminal gets its cursor back.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import sys
 import threading
@@ -15,6 +18,7 @@ from typing import Any
 _depth = 0
 _show_progress = True
 _lock = threading.Lock()
+_live: set[MapProgress] = set()
 
 
 @contextlib.contextmanager
@@ -68,14 +72,28 @@ class MapProgress:
                 console=console,
                 transient=console.is_terminal,
             )
-            self._progress.start()
             self._task = self._progress.add_task(label, total=total)
+            with _lock:
+                _live.add(self)
+            self._progress.start()
 
     def advance(self, n: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
+        progress = self._progress
+        if progress is not None:
+            progress.advance(self._task, n)
 
     def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        """Stop the bar (idempotent; safe from any thread)."""
+        with _lock:
+            progress, self._progress = self._progress, None
+            _live.discard(self)
+        if progress is not None:
+            progress.stop()
+
+
+@atexit.register
+def _close_live_bars() -> None:
+    with _lock:
+        bars = list(_live)
+    for bar in bars:
+        bar.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import inspect
 import os
@@ -78,14 +79,80 @@ def check_blocking_call(name: str) -> None:
     )
 
 
+# How long an interrupted blocking call waits for its coroutine to unwind (cancel in-flight work,
+# run `finally` blocks) before it lets the interrupt through anyway.
+INTERRUPT_GRACE_S = 10.0
+
+
+class _Step(Generic[T]):
+    """A coroutine submitted to the private loop, with a handle on the task that runs it.
+
+    The concurrent future of `run_coroutine_threadsafe` is marked cancelled at once when cancelled
+    from another thread, without waiting for the task to unwind; keeping the task lets an
+    interrupted caller cancel it *and wait* until its `finally` blocks have run.
+    """
+
+    __slots__ = ("future", "task")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], loop: asyncio.AbstractEventLoop) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(
+            self._tracked(coro), loop
+        )
+
+    async def _tracked(self, coro: Coroutine[Any, Any, T]) -> T:
+        self.task = asyncio.current_task()
+        return await coro
+
+    async def cancel_and_wait(self) -> None:
+        """On the loop: cancel the task if it still runs, and wait until it has finished."""
+        task = self.task
+        if task is None:  # never started: closing the coroutine is enough
+            return
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+
+def _unwind(steps: list[_Step[Any]], agen: Any | None, loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel `steps` (and close `agen`) on the loop after an interrupt; bounded, never raises.
+
+    Called while an exception (usually `KeyboardInterrupt`) propagates: whatever the cleanup hits is
+    dropped so that the caller sees the interrupt, not an error from the teardown.
+    """
+    if loop.is_closed():
+        return
+
+    async def _cleanup() -> None:
+        for step in steps:
+            await step.cancel_and_wait()
+        aclose = getattr(agen, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(BaseException):
+                await aclose()
+
+    cleanup = asyncio.run_coroutine_threadsafe(_cleanup(), loop)
+    if in_loop_thread():  # e.g. an abandoned iterator collected on the loop: cannot wait here
+        return
+    with contextlib.suppress(Exception):
+        cleanup.result(timeout=INTERRUPT_GRACE_S)
+
+
 def run_sync(coro: Coroutine[Any, Any, T], name: str = "call") -> T:
-    """Run `coro` on the private loop and block until it finishes."""
+    """Run `coro` on the private loop and block until it finishes.
+
+    If the caller is interrupted (Ctrl-C raises `KeyboardInterrupt` in the main thread while it
+    waits), the coroutine is cancelled and given `INTERRUPT_GRACE_S` to unwind before the
+    interrupt propagates.
+    """
     check_blocking_call(name)
-    fut = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    loop = get_loop()
+    step = _Step(coro, loop)
     try:
-        return fut.result()
-    except KeyboardInterrupt:
-        fut.cancel()
+        return step.future.result()
+    except BaseException:
+        if not step.future.done():
+            _unwind([step], None, loop)
         raise
 
 
@@ -103,34 +170,63 @@ async def run_async(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def iter_sync(agen: AsyncIterator[T], name: str = "iterator") -> Iterator[T]:
-    """Drive an async iterator on the private loop from synchronous code."""
+    """Drive an async iterator on the private loop from synchronous code.
+
+    However the caller leaves (the end, `break`, an exception in its loop body, Ctrl-C while it
+    waits for the next item), the async iterator is closed on the loop, so its `finally` blocks
+    run (a map cancels its in-flight inputs and closes its progress bar). A step still running
+    is cancelled first: closing an async generator while it runs is an error.
+    """
     check_blocking_call(name)
     loop = get_loop()
+    step: _Step[tuple[bool, Any]] | None = None
     try:
         while True:
-            fut = asyncio.run_coroutine_threadsafe(_anext(agen), loop)
-            done, item = fut.result()
+            step = _Step(_anext(agen), loop)
+            done, item = step.future.result()
+            step = None
             if done:
-                return
+                break
             yield item
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None and not loop.is_closed():
-            asyncio.run_coroutine_threadsafe(aclose(), loop).result()
+    except BaseException:
+        _unwind([step] if step is not None else [], agen, loop)
+        raise
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None and not loop.is_closed():
+        asyncio.run_coroutine_threadsafe(aclose(), loop).result()
 
 
 async def iter_async(agen: AsyncIterator[T]) -> AsyncIterator[T]:
     """Drive an async iterator on the private loop from another event loop."""
+    if in_loop_thread():
+        try:
+            async for item in agen:
+                yield item
+        finally:
+            aclose = getattr(agen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return
+    loop = get_loop()
+    step: _Step[tuple[bool, Any]] | None = None
     try:
         while True:
-            done, item = await run_async(_anext(agen))
+            step = _Step(_anext(agen), loop)
+            done, item = await asyncio.wrap_future(step.future)
+            step = None
             if done:
-                return
+                break
             yield item
-    finally:
-        aclose = getattr(agen, "aclose", None)
-        if aclose is not None:
-            await run_async(aclose())
+    except BaseException:
+        # Cancelled (or closed) from the caller's loop: unwind on the private loop without
+        # blocking the caller's loop.
+        await asyncio.get_running_loop().run_in_executor(
+            None, _unwind, [step] if step is not None else [], agen, loop
+        )
+        raise
+    aclose = getattr(agen, "aclose", None)
+    if aclose is not None:
+        await run_async(aclose())
 
 
 async def _anext(agen: AsyncIterator[T]) -> tuple[bool, Any]:
