@@ -1,9 +1,15 @@
 """The root `modal` command and `main()`: how errors reach the terminal.
 
-- a Modal error, or an exception from the user's code, prints one line `Error: <message>` on
-  stderr and exits 1; `MODAL_TRACEBACK=1` prints the full traceback instead (remote tracebacks
-  are chained as the exception's cause);
+- an exception from the user's code (importing the user's file, a local entrypoint, a remote
+  function) prints a traceback of the user's frames, remote frames included, and none of
+  modal-ray's own; exit status 1;
+- any other error (a modal error about how the command was used, such as a missing file or
+  name) prints one line `Error: <message>` on stderr; exit status 1;
+- `MODAL_TRACEBACK=1` prints the full traceback instead, in both cases (remote tracebacks are
+  chained as the exception's cause);
 - usage errors are typer's (exit 2); Ctrl-C exits 130 without a traceback.
+
+Commands of Modal's CLI that are not built yet exist and say so (`unbuilt.py`).
 """
 
 from __future__ import annotations
@@ -16,11 +22,22 @@ from typing import Any
 import typer
 import typer.main
 
+from modal_ray.errors import format_user_traceback
+
+from . import deploy as deploy_cli
 from . import run as run_cli
+from . import shell as shell_cli
+from .app import app_cli
+from .config import config_cli
+from .container import container_cli
 from .dict import dict_cli
+from .environment import environment_cli
 from .nfs import nfs_cli
+from .profile import profile_cli
 from .queue import queue_cli
 from .secret import secret_cli
+from .token import setup, token_cli
+from .utils import warn
 from .volume import volume_cli
 
 entrypoint_cli_typer = typer.Typer(
@@ -55,15 +72,34 @@ def _root(
         is_eager=True,
         help="Show the client version and exit.",
     ),
+    profile: str | None = typer.Option(
+        None,
+        "--profile",
+        help="Modal profile to use (modal-ray has none: its cluster is `MODAL_RAY_ADDRESS`).",
+    ),
 ) -> None:
     """Modal is the fastest way to run code in the cloud (here: on your Ray cluster)."""
+    if profile is not None:
+        warn(
+            f"`--profile {profile}` is ignored: modal-ray has no profiles (the cluster comes from"
+            " MODAL_RAY_ADDRESS, the environment from `-e` or MODAL_ENVIRONMENT)."
+        )
 
 
 run_cli.register(entrypoint_cli_typer)
+deploy_cli.register(entrypoint_cli_typer)
+shell_cli.register(entrypoint_cli_typer)
+entrypoint_cli_typer.add_typer(app_cli, name="app")
+entrypoint_cli_typer.add_typer(container_cli, name="container")
 entrypoint_cli_typer.add_typer(dict_cli, name="dict")
 entrypoint_cli_typer.add_typer(queue_cli, name="queue")
 entrypoint_cli_typer.add_typer(secret_cli, name="secret")
 entrypoint_cli_typer.add_typer(volume_cli, name="volume")
+entrypoint_cli_typer.add_typer(environment_cli, name="environment")
+entrypoint_cli_typer.add_typer(config_cli, name="config")
+entrypoint_cli_typer.add_typer(profile_cli, name="profile")
+entrypoint_cli_typer.add_typer(token_cli, name="token")
+entrypoint_cli_typer.command("setup")(setup)
 entrypoint_cli_typer.add_typer(nfs_cli, name="nfs", hidden=True)
 
 entrypoint_cli: Any = typer.main.get_command(entrypoint_cli_typer)
@@ -91,6 +127,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Exception as exc:
         if config.show_traceback():
             traceback.print_exception(exc)
+        elif (user_traceback := format_user_traceback(exc)) is not None:
+            print(user_traceback, end="", file=sys.stderr, flush=True)
         else:
             print(f"Error: {_one_line(exc)}", file=sys.stderr, flush=True)
         sys.exit(1)

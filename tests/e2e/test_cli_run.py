@@ -200,13 +200,17 @@ def test_secrets_and_remote_errors(cli_env: dict[str, str], tmp_path: Path) -> N
     assert used.returncode == 0, used.stderr
     assert out.read_text() == "hello from a secret"
 
-    # A remote exception: one line, exit status 1; the traceback only on request.
+    # A remote exception: the user's frames (on the worker), exit status 1; modal-ray's own frames
+    # only on request.
     failed = modal_cli(
         "run", "-q", "secret_app.py::boom", "--message", "bad thing", env=cli_env, cwd=tmp_path
     )
     assert failed.returncode == 1
-    assert failed.stderr.splitlines()[-1] == "Error: ValueError: bad thing"
-    assert "Traceback" not in failed.stderr
+    assert failed.stderr.splitlines()[-2:] == [
+        "    raise ValueError(message)",
+        "ValueError: bad thing",
+    ]
+    assert "Remote traceback" not in failed.stderr
     verbose = modal_cli(
         "run", "-q", "secret_app.py::boom",
         env={**cli_env, "MODAL_TRACEBACK": "1"}, cwd=tmp_path,

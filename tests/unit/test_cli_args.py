@@ -516,18 +516,133 @@ def test_missing_option_exits_2(
     assert "--foo" in err
 
 
-def test_traceback_mode(
+# Frames of modal-ray itself and of the CLI framework, never the user's: a trimmed traceback
+# shows none of them.
+INTERNAL_FRAMES = re.compile(r"/(modal_ray|modal|cli|compat|backends|typer|click)/\S+\.py\"")
+
+
+def test_import_error_shows_the_users_traceback(
     write_app: Callable[[str], Path],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    path = write_app("raise RuntimeError('broken at import')\n")
+    path = write_app(
+        """
+        def load():
+            raise RuntimeError('broken at import')
+
+        load()
+        """
+    )
     code, _, err = cli(["run", str(path)], capsys)
-    assert (code, err) == (1, "Error: RuntimeError: broken at import\n")
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert f'  File "{path}", line 5, in <module>' in lines
+    assert f'  File "{path}", line 3, in load' in lines
+    assert lines[-1] == "RuntimeError: broken at import"
+    assert not INTERNAL_FRAMES.search(err), err
+    assert "importlib" not in err
+    # MODAL_TRACEBACK=1: the whole traceback, modal-ray's frames included.
     monkeypatch.setenv("MODAL_TRACEBACK", "1")
     code, _, err = cli(["run", str(path)], capsys)
     assert code == 1
     assert "Traceback (most recent call last)" in err
+    assert "import_refs.py" in err
+
+
+def test_entrypoint_error_shows_the_users_traceback(
+    write_app: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    no_ray: list[dict[str, Any]],
+) -> None:
+    path = write_app(
+        """
+        import asyncio
+        import modal
+
+        app = modal.App()
+
+        def helper():
+            return undefined_name
+
+        @app.local_entrypoint()
+        def main():
+            helper()
+
+        @app.local_entrypoint()
+        async def amain():
+            await asyncio.sleep(0)
+            raise ValueError("async boom")
+        """
+    )
+    code, _, err = cli(["run", "-q", f"{path}::main"], capsys)
+    assert code == 1
+    assert err.splitlines() == [
+        "Traceback (most recent call last):",
+        f'  File "{path}", line 12, in main',
+        "    helper()",
+        f'  File "{path}", line 8, in helper',
+        "    return undefined_name",
+        "           ^^^^^^^^^^^^^^",
+        "NameError: name 'undefined_name' is not defined",
+    ]
+    # An async entrypoint: asyncio's own frames are not shown either.
+    code, _, err = cli(["run", "-q", f"{path}::amain"], capsys)
+    assert code == 1
+    assert err.splitlines()[:3] == [
+        "Traceback (most recent call last):",
+        f'  File "{path}", line 17, in amain',
+        '    raise ValueError("async boom")',
+    ]
+    assert err.splitlines()[-1] == "ValueError: async boom"
+    assert "asyncio" not in err
+
+
+def test_modal_error_raised_in_user_code_shows_where(
+    write_app: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_app(
+        """
+        import modal
+
+        app = modal.App()
+
+        @app.function
+        def f(): ...
+        """
+    )
+    code, _, err = cli(["run", str(path)], capsys)
+    assert code == 1
+    lines = err.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert f'  File "{path}", line 6, in <module>' in lines
+    assert lines[-1].startswith("modal.exception.InvalidError: `@app.function` was used without")
+    assert not INTERNAL_FRAMES.search(err), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no_such_file.py"], "Error: File not found: no_such_file.py"),
+        (["run", "-m", "a/b.py"], "Error: `-m` takes a Python module path"),
+        (["run", "{path}::nope"], "Error: No local entrypoint or function named `nope`"),
+        (["run", "{path}", "--x", "2"], "Error: {path} has 0 local entrypoints"),
+    ],
+)
+def test_usage_errors_stay_one_line(
+    write_app: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    path = write_app(TWO_FUNCTIONS)
+    args = [a.format(path=path) for a in args]
+    code, _, err = cli(args, capsys)
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert err.startswith(message.format(path=path)), err
+    assert "Traceback" not in err
 
 
 ENTRYPOINT_APP = """
