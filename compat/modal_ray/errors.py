@@ -157,7 +157,8 @@ class RemoteFailure:
         user = _UserTraceback()
         chain = "".join(user.chain(exc))
         frames = tuple(user.frames(exc))
-        user_tb = chain + "".join(user.section(exc, frames)) if user.found else ""
+        section = "".join(user.section(exc, frames))
+        user_tb = chain + section if user.found else ""
         return cls(kind, blob, f"{type(exc).__name__}: {exc}", tb, True, user_tb, chain, frames)
 
     def to_exception(self, function_name: str = "") -> BaseException:

@@ -621,6 +621,44 @@ def test_modal_error_raised_in_user_code_shows_where(
     assert not INTERNAL_FRAMES.search(err), err
 
 
+def test_remote_failure_carries_the_users_view(write_app: Callable[[str], Path]) -> None:
+    import pickle
+
+    from modal_ray.errors import RemoteFailure, format_user_traceback
+
+    path = write_app(
+        """
+        def lookup(d):
+            try:
+                return d["missing_key"]
+            except KeyError as exc:
+                raise LookupError("no key") from exc
+        """
+    )
+    module = import_file(path)
+    try:
+        module.lookup({})
+    except LookupError as exc:
+        failure = RemoteFailure.capture(exc, "full worker traceback")
+    revived = pickle.loads(pickle.dumps(failure)).to_exception("lookup")
+    # Printed by Python (a script): the remote part shows the user's frames, causes first.
+    remote = str(revived.__cause__)
+    assert "full worker traceback" not in remote
+    assert remote.index("KeyError: 'missing_key'") < remote.index(f'File "{path}", line 6')
+    assert remote.rstrip().endswith("LookupError: no key")
+    # Printed by the CLI: one traceback, the remote frames after the local ones.
+    try:
+        raise revived
+    except LookupError as exc:
+        text = format_user_traceback(exc)
+    assert text is not None
+    assert text.splitlines()[-3:] == [
+        f'  File "{path}", line 6, in lookup',
+        '    raise LookupError("no key") from exc',
+        "LookupError: no key",
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
