@@ -62,8 +62,11 @@ def task_options(
 def with_source(runtime_env: dict[str, Any], target: Any, include_source: bool) -> dict[str, Any]:
     """Ship the user's module with the job (Modal's include_source) on a remote cluster.
 
-    On the embedded Ray workers see the driver's `sys.path`; on a cluster reached by address the
-    module that defines the function (its top-level package, or the single file) goes into
+    On the embedded Ray (and a Ray this process started) workers share this machine's files: a
+    `FunctionRef` carries the folder its module was imported from, and a worker that cannot
+    import the module from its own path adds that folder (see `modal_ray.worker.FunctionRef`).
+    On a cluster reached by address the module that defines the function (its top-level
+    package, or the single file, a script run as `python app.py` included) goes into
     `py_modules`. Set MODAL_RAY_SHIP_SOURCE=1 to ship it in every mode, 0 never to."""
     from . import runtime
 
@@ -73,17 +76,31 @@ def with_source(runtime_env: dict[str, Any], target: Any, include_source: bool) 
     flag = os.environ.get("MODAL_RAY_SHIP_SOURCE", "")
     if flag == "0" or (flag != "1" and runtime.mode() != "address"):
         return runtime_env
-    top = sys.modules.get(module_name.split(".")[0])
-    path = None
-    if top is not None:
-        paths = list(getattr(top, "__path__", []) or [])
-        path = paths[0] if paths else getattr(top, "__file__", None)
-    if not path or "site-packages" in str(path):
+    path = _source_path(target)
+    if not path or "site-packages" in path or "dist-packages" in path:
         return runtime_env
     modules = list(runtime_env.get("py_modules") or [])
     if path not in modules:
         modules.append(path)
     return {**runtime_env, "py_modules": modules}
+
+
+def _source_path(target: Any) -> str | None:
+    """The local folder (a package) or file (a module) that holds the target's top level."""
+    file = getattr(target, "file", "")
+    if file and os.path.isfile(file):
+        return str(file)  # the caller's script, imported by workers under its stem
+    top_name = str(target.module).split(".")[0]
+    top = sys.modules.get(top_name)
+    if top is not None:
+        paths = list(getattr(top, "__path__", []) or [])
+        path = paths[0] if paths else getattr(top, "__file__", None)
+        return str(path) if path else None
+    root = getattr(target, "root", "")
+    for candidate in (os.path.join(root, top_name), os.path.join(root, top_name + ".py")):
+        if root and os.path.exists(candidate):
+            return candidate
+    return None
 
 
 def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:

@@ -281,19 +281,23 @@ class Cls:
         return self._user_cls
 
     def _function_ref(self) -> Any:
-        """By import when the module's attribute is this class (or a variant of it)."""
-        from .worker import FunctionRef
+        """By import when the module's attribute is this class (or a variant of it), a script
+        run as `python app.py` included (see `FunctionRef`); else by value."""
+        from .worker import FunctionRef, refuse_calls_during_import
 
+        refuse_calls_during_import(f"Class {self._tag!r}")
         module_name = getattr(self._user_cls, "__module__", "") or ""
         module = sys.modules.get(module_name)
         qualname = self._user_cls.__qualname__
-        by_ref = module_name != "__main__" and not self._options.serialized
-        if module is not None and by_ref and "<locals>" not in qualname:
+        if module is not None and not self._options.serialized and "<locals>" not in qualname:
             obj: Any = module
             for part in qualname.split("."):
                 obj = getattr(obj, part, None)
             if isinstance(obj, Cls) and obj._user_cls is self._user_cls:
-                return FunctionRef(module.__name__, qualname)
+                include_source = self._options.include_source is not False
+                ref = FunctionRef.locate(module, qualname, include_source)
+                if ref is not None:
+                    return ref
         return self._user_cls
 
     def __call__(self, *args: Any, **kwargs: Any) -> Obj:

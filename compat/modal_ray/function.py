@@ -365,21 +365,28 @@ class Function(Generic[P, R]):
     # -- preparation ---------------------------------------------------------------------
 
     def _function_ref(self) -> Any:
-        """How the worker finds the code: by import (as Modal does) or by value."""
+        """How the worker finds the code: by import (as Modal does) or by value.
+
+        By import wherever the defining file can be imported there, a script run as
+        `python app.py` included (see `FunctionRef`); by value with `serialized=True`, for
+        nested functions and for code with no file (notebooks, `python -c`)."""
+        from .worker import refuse_calls_during_import
+
+        refuse_calls_during_import(f"Function {self._tag!r}")
         raw = self._raw_f
         module_name = getattr(raw, "__module__", None)
-        if self._options.serialized or not module_name or module_name == "__main__":
-            return raw
-        module = sys.modules.get(module_name)
+        module = sys.modules.get(module_name) if module_name else None
         qualname = getattr(raw, "__qualname__", "")
-        if module is None or "<locals>" in qualname:
+        if self._options.serialized or module is None or "<locals>" in qualname:
             return raw
         obj: Any = module
         for part in qualname.split("."):
             obj = getattr(obj, part, None)
-        if obj is self or obj is raw:
-            return FunctionRef(module_name, qualname)
-        return raw
+        if obj is not self and obj is not raw:
+            return raw
+        include_source = self._options.include_source is not False
+        ref = FunctionRef.locate(module, qualname, include_source)
+        return raw if ref is None else ref
 
     def _ensure_prepared(self) -> Any:
         prepared = self._prepared

@@ -18,16 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import importlib
+import importlib.util
 import inspect
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 from . import context
@@ -41,18 +46,222 @@ class _InputTimeout(BaseException):
 
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
-    """A function found by import in the worker, as Modal re-imports the user's module."""
+    """A function or class found by import in the worker, as Modal imports the user's module.
+
+    `root` is the `sys.path` entry in which the caller found the module's top-level package. A
+    worker that cannot import the module from its own path appends `root` to it: a folder added
+    to the caller's `sys.path` after Ray started (pytest's rootdir insertion, a notebook's
+    `sys.path.append`, a script's `sys.path.insert`) is on no worker's path.
+
+    `entrypoint` marks the caller's `__main__` (a script run as `python app.py`, or `python -m`).
+    The worker imports it as the module `module` (from `file` when that exists on its node),
+    never as `__main__`, so the script's global scope runs there (globals bound under
+    `image.imports()` exist) and its `if __name__ == "__main__":` block does not. Values of that
+    module travel back by value: the caller knows it as `__main__`, and Modal too re-declares
+    the types of the entrypoint file in results.
+    """
 
     module: str
     qualname: str
+    root: str = ""
+    file: str = ""
+    entrypoint: bool = False
+
+    @staticmethod
+    def locate(
+        module: ModuleType, qualname: str, include_source: bool = True
+    ) -> FunctionRef | None:
+        """How a worker can import `qualname` of `module` (caller side), or None: code with no
+        file (a notebook, `python -c`), a nested definition, or a script whose running top-level
+        statements (outside its `if __name__ == "__main__":` block) would run again on import."""
+        if "<locals>" in qualname or not qualname:
+            return None
+        name = module.__name__
+        known = _entrypoints.get(name)  # in a worker: a module it imported as an entrypoint
+        ref: FunctionRef | None
+        if known is not None and sys.modules.get(name) is module:
+            ref = FunctionRef(name, qualname, known.root, known.file, entrypoint=True)
+        elif name != "__main__":
+            ref = FunctionRef(name, qualname, _root_of(name, getattr(module, "__file__", None)))
+        elif include_source:
+            ref = _main_ref(module, qualname)
+        else:
+            return None  # the script is not shipped: its functions travel by value
+        if ref is None or include_source:
+            return ref
+        return FunctionRef(ref.module, qualname, entrypoint=ref.entrypoint)
 
     def resolve(self) -> Callable[..., Any]:
-        obj: Any = importlib.import_module(self.module)
+        obj: Any = self._import()
         for part in self.qualname.split("."):
             obj = getattr(obj, part)
         # A modal.Function or modal.Cls stands where the user's function or class was defined.
         raw = getattr(obj, "_modal_raw_object", None)
         return raw() if callable(raw) else obj  # type: ignore[no-any-return]
+
+    def _import(self) -> ModuleType:
+        global _importing
+        with _import_lock:
+            _importing += 1
+            try:
+                if self.file and os.path.isfile(self.file):
+                    module = _import_file(self.module, self.file, self.root)
+                else:
+                    module = _import_by_name(self.module, self.root)
+            finally:
+                _importing -= 1
+            if self.entrypoint and module.__name__ not in _entrypoints:
+                _entrypoints[module.__name__] = self
+                _pickle_by_value(module)
+        return module
+
+
+# Modules this process imported as a caller's entrypoint (see `FunctionRef`), by module name.
+_entrypoints: dict[str, FunctionRef] = {}
+_import_lock = threading.RLock()
+_importing = 0  # > 0 while a worker imports user code for a FunctionRef
+# The copies of cloudpickle that may pickle a worker's results (Ray ships its own, vendored).
+_PICKLERS = ("cloudpickle", "ray.cloudpickle")
+
+
+def importing_user_code() -> bool:
+    """True while this worker imports the user's module to find a function or class."""
+    return _importing > 0
+
+
+def refuse_calls_during_import(what: str) -> None:
+    """Calls made while a worker imports the user's module would start the app again in every
+    container, each importing the module again (Modal refuses them too)."""
+    if _importing:
+        from .exception import InvalidError
+
+        raise InvalidError(
+            f"{what} was called while a container imported the module that defines it: code at "
+            "the top level of that module runs again in every container. Put `app.run()` and "
+            'remote calls under `if __name__ == "__main__":` or in an '
+            "`@app.local_entrypoint()`."
+        )
+
+
+def _root_of(name: str, origin: str | None) -> str:
+    """The `sys.path` entry from which `name` was imported, given its file."""
+    if not origin:
+        return ""
+    path = os.path.dirname(os.path.abspath(origin))
+    levels = name.count(".") + (1 if os.path.basename(origin).startswith("__init__.") else 0)
+    for _ in range(levels):
+        path = os.path.dirname(path)
+    return path
+
+
+def _main_ref(main: ModuleType, qualname: str) -> FunctionRef | None:
+    file = getattr(main, "__file__", None)
+    if not isinstance(file, str) or not file.endswith(".py") or not os.path.isfile(file):
+        return None  # a notebook, `python -c`, stdin
+    file = os.path.realpath(file)
+    if not _safe_to_import(main, file):
+        return None
+    spec = getattr(main, "__spec__", None)
+    spec_name = getattr(spec, "name", None)
+    if isinstance(spec_name, str) and spec_name and spec_name != "__main__":  # python -m pkg.app
+        return FunctionRef(spec_name, qualname, _root_of(spec_name, file), entrypoint=True)
+    name = os.path.splitext(os.path.basename(file))[0]
+    if not name.isidentifier():
+        return None
+    return FunctionRef(name, qualname, os.path.dirname(file), file, entrypoint=True)
+
+
+def _safe_to_import(main: ModuleType, file: str) -> bool:
+    """False while the script runs a top-level statement outside its `__main__` guard (such as
+    an unguarded `with app.run():`): importing the file in a worker would run it again."""
+    threads = [sys._getframe(), sys._current_frames().get(threading.main_thread().ident or 0)]
+    for frame in threads:
+        while frame is not None:
+            if frame.f_code.co_name == "<module>" and frame.f_globals is main.__dict__:
+                return any(a <= frame.f_lineno <= b for a, b in _main_guards(file))
+            frame = frame.f_back
+    return True
+
+
+@functools.lru_cache(maxsize=16)
+def _main_guards(file: str) -> tuple[tuple[int, int], ...]:
+    """Line ranges of the top-level `if __name__ == "__main__":` blocks of a script."""
+    import ast
+
+    try:
+        with open(file, "rb") as fh:
+            tree = ast.parse(fh.read(), file)
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    out = []
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_test(node.test):
+            out.append((node.lineno, node.end_lineno or node.lineno))
+    return tuple(out)
+
+
+def _is_main_test(test: Any) -> bool:
+    import ast
+
+    if not isinstance(test, ast.Compare) or len(test.ops) != 1:
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    values = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and values == ["__main__"]
+
+
+def _import_by_name(name: str, root: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if not (name == missing or name.startswith(missing + ".")) or not missing:
+            raise  # something the module itself imports is missing
+        if not root or root in sys.path or not os.path.isdir(root):
+            raise
+    # Appended, not inserted: the worker's own packages keep precedence over the caller's folder.
+    sys.path.append(root)
+    importlib.invalidate_caches()
+    return importlib.import_module(name)
+
+
+def _import_file(name: str, file: str, root: str) -> ModuleType:
+    """Import a script as the module `name` (a fresh name if another module holds it)."""
+    existing = sys.modules.get(name)
+    if existing is not None:
+        origin = getattr(existing, "__file__", None)
+        if origin and os.path.realpath(origin) == file:
+            return existing
+        digest = hashlib.sha1(file.encode()).hexdigest()[:10]
+        name = f"{name}_{digest}"
+        if name in sys.modules:
+            return sys.modules[name]
+    if root and root not in sys.path and os.path.isdir(root):
+        sys.path.append(root)  # the script's own sibling imports, as `python app.py` allows
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"Cannot import {file} as a module", name=name, path=file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _pickle_by_value(module: ModuleType) -> None:
+    import cloudpickle  # noqa: F401 - loaded, so that the loop below registers with it
+
+    for name in _PICKLERS:
+        register = getattr(sys.modules.get(name), "register_pickle_by_value", None)
+        if callable(register):
+            with contextlib.suppress(Exception):
+                register(module)
 
 
 @dataclass(slots=True)
