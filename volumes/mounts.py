@@ -23,7 +23,10 @@ Invariants:
   (60 s) is dropped when the process next mounts, as Modal scales idle containers down;
 - a container pool replica mounts at start and commits at stop;
 - the views of dead processes are removed by the next process that mounts on the node;
-- a mount path that exists and is not ours is never replaced; the error says why.
+- a mount path is a symlink in the node's own filesystem (a container here is a process of the
+  node): one that exists and is not ours is never replaced (the error says why and what to do),
+  and the links and the directories made for them belong to the run that mounted them and are
+  removed when it ends (`modal_ray.host_files`).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from modal_ray import host_files
 from modal_ray.exception import InvalidError
 
 from . import localfs, paths
@@ -197,47 +201,33 @@ def _ours(target: str) -> bool:
     return target.startswith(os.path.join(cache_root(), "shared") + os.sep)
 
 
+# (claim, mount path, target): links this process made or joined for a run (see host_files).
+_held: set[tuple[str, str, str]] = set()
+
+
 def ensure_mount_link(mount_path: str, target: str, what: str) -> None:
-    """Make `mount_path` a symlink to `target`, creating parent directories. Refuses (with
-    `InvalidError` saying why) when the path holds something that is not ours."""
+    """Make `mount_path` a symlink to `target`, creating parent directories, held by the running
+    input's run: the link and the directories made for it are removed when the run ends (see
+    `modal_ray.host_files`). Refuses (with `InvalidError` saying why) when the path exists and
+    is not modal-ray's: a container here is a process of the node, and the path is the node's."""
+    claim = host_files.current_claim()
+    key = (claim, mount_path, target)
+    if key in _held:
+        with contextlib.suppress(OSError):
+            if os.readlink(mount_path) == target:
+                return
     try:
-        current = os.readlink(mount_path)
-    except FileNotFoundError:
-        current = None
+        current: str | None = os.readlink(mount_path)
     except OSError:
         current = None
-        if os.path.isdir(mount_path):
-            try:
-                os.rmdir(mount_path)  # an empty directory (an image's `mkdir /data`) is replaced
-            except OSError:
-                raise InvalidError(
-                    f"Cannot mount {what} at {mount_path}: that path is a directory that is not"
-                    " empty in this worker. Choose another mount path, or remove it from the"
-                    " image."
-                ) from None
-        elif os.path.lexists(mount_path):
-            raise InvalidError(
-                f"Cannot mount {what} at {mount_path}: a file exists at that path in this worker."
-                " Choose another mount path."
-            ) from None
-    if current == target:
-        return
-    if current is not None and not _ours(current):
-        raise InvalidError(
-            f"Cannot mount {what} at {mount_path}: it is a symlink to {current!r} that"
-            " modal-ray did not create. Choose another mount path, or remove the link."
-        )
-    parent = os.path.dirname(mount_path)
-    tmp = os.path.join(parent, f".modal-ray-{uuid.uuid4().hex[:12]}")
     try:
-        os.makedirs(parent, exist_ok=True)
-        os.symlink(target, tmp)
-        os.replace(tmp, mount_path)
+        with host_files.ledger(claim) as book:
+            assert book is not None
+            book.noun = "mount path"
+            book.link(
+                mount_path, target, f"Mounting {what}", current is not None and _ours(current)
+            )
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if os.path.islink(mount_path) and os.readlink(mount_path) == target:
-            return  # another process on the node made the same link first
         user = _user()
         raise InvalidError(
             f"Cannot mount {what} at {mount_path}: the worker (running as {user}) cannot create"
@@ -245,6 +235,7 @@ def ensure_mount_link(mount_path: str, target: str, what: str) -> None:
             f" under its home directory or /tmp), or run the Ray workers as a user who can"
             f" create {mount_path}."
         ) from None
+    _held.add(key)
 
 
 def _user() -> str:

@@ -426,12 +426,15 @@ class App:
             from modal_ray.backends import get_backend
 
             from .function import service_prefix
+            from .host_files import release_run
 
             # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
             prefix = service_prefix(self._environment, self)
             await asyncio.get_running_loop().run_in_executor(
                 None, get_backend().stop_services, prefix
             )
+            # What this run's containers wrote into this machine's own filesystem goes now.
+            await asyncio.get_running_loop().run_in_executor(None, release_run, self._app_id)
             self._running = False
             for fn in list(self._hydrated):
                 fn._forget()

@@ -10,7 +10,10 @@ environment, and when a function using the image is prepared the chain is compil
   input: it extracts `add_local_dir`/`add_local_file` contents (packed on the driver into
   content-hashed zips), runs `run_function` steps once per node, changes to the `workdir`, and in
   `MODAL_RAY_PACKAGES=check` mode verifies the packages instead of installing them. The work is
-  done once per process (then only the `chdir`), and files/functions once per node (marker files).
+  done once per process and run (then only the `chdir`), `run_function` once per node (marker
+  files). A worker is a process of its node, so files and directories go through `host_files`:
+  a path that exists and is not modal-ray's is never replaced (an error says so), and what was
+  created is removed when the run ends.
 - `Image._emit_warnings()`: steps that Ray cannot perform (`apt_install`, `run_commands`,
   `from_registry`, ...) warn once per step kind, naming the step; nothing is dropped silently.
 
@@ -33,7 +36,6 @@ import os
 import posixpath
 import re
 import shlex
-import shutil
 import stat
 import sys
 import tempfile
@@ -47,6 +49,7 @@ from typing import Any
 
 from modal_ray.exception import ImageBuildError, InvalidError, ModuleNotMountable
 
+from . import host_files
 from .config import packages_mode
 from .context import is_local
 from .file_pattern_matcher import NON_PYTHON_FILES, FilePatternMatcher
@@ -362,7 +365,8 @@ def _pack_dir(root: Path, ignore: Any, what: str) -> bytes:
 # -- worker side ---------------------------------------------------------------------------
 
 _apply_lock = threading.Lock()
-_workdirs: dict[str, str] = {}  # ImageSetup.key -> absolute workdir ("" for none), per process
+# (ImageSetup.key, host_files claim) -> absolute workdir ("" for none), per process
+_workdirs: dict[tuple[str, str], str] = {}
 
 
 def _cache_dir() -> Path:
@@ -394,38 +398,47 @@ def _node_lock(path: Path) -> Iterator[None]:
         yield
 
 
-def _extract(dest: str, data: bytes, digest: str) -> None:
-    root = Path(dest).expanduser().absolute()
-    marker = _cache_dir() / f"files-{hashlib.sha256(f'{digest}:{root}'.encode()).hexdigest()[:32]}"
+def _extract(dest: str, data: bytes, what: str) -> None:
+    """Write a packed zip's files under `dest`, owned by the running input's claim (see
+    `host_files`: nothing that exists and is not modal-ray's is replaced)."""
+    root = os.path.abspath(os.path.expanduser(dest))
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
+        files = [
+            (os.path.join(root, *i.filename.split("/")), zf.read(i), _mode(i))
+            for i in zf.infolist()
+            if not i.is_dir()
+        ]
+    try:
+        with host_files.ledger() as book:
+            assert book is not None
+            book.noun = "`remote_path`"
+            book.make_dirs(root, what)
+            book.write_files(files, what)
+    except OSError as exc:
+        raise InvalidError(
+            f"{what}: cannot write the image's local files to {root!r} on this worker "
+            f"({exc.strerror or exc}). Use a `remote_path` that the Ray worker's user can "
+            "write (a relative path, or one under /tmp), or create it on every node with write "
+            "access."
+        ) from exc
 
-        def present(info: zipfile.ZipInfo) -> bool:
-            try:
-                return (root / info.filename).stat().st_size == info.file_size
-            except OSError:
-                return False
 
-        if marker.exists() and all(present(i) for i in infos):
-            return
-        try:
-            for info in infos:
-                target = root / info.filename
-                target.parent.mkdir(parents=True, exist_ok=True)
-                # Write then rename, so concurrent workers on one node never see a partial file.
-                tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
-                with zf.open(info) as src, tmp.open("wb") as out:
-                    shutil.copyfileobj(src, out)
-                os.chmod(tmp, (info.external_attr >> 16) & 0o7777 or 0o644)
-                os.replace(tmp, target)
-        except OSError as exc:
-            raise InvalidError(
-                f"Cannot write the image's local files to {str(root)!r} on this worker "
-                f"({exc.strerror or exc}). Use a `remote_path` that the Ray worker's user can "
-                "write (a relative path, or one under /tmp), or create it on every node with write "
-                "access."
-            ) from exc
-    _touch(marker)
+def _mode(info: zipfile.ZipInfo) -> int:
+    return (info.external_attr >> 16) & 0o7777 or 0o644
+
+
+def _make_workdir(target: str, what: str) -> str:
+    path = os.path.abspath(os.path.expanduser(target))
+    try:
+        with host_files.ledger() as book:
+            assert book is not None
+            book.make_dirs(path, what)
+    except OSError as exc:
+        raise InvalidError(
+            f"{what}: cannot create it on this worker ({exc.strerror or exc}); create it on the"
+            " cluster's nodes or pick a writable path."
+        ) from exc
+    return path
 
 
 def _run_once(name: str, blob: bytes, digest: str) -> None:
@@ -497,25 +510,31 @@ def _check_requirements(requirements: Sequence[str]) -> None:
 
 
 class ImageSetup:
-    """Worker-side part of an image; `apply()` runs before every input (cheap after the first)."""
+    """Worker-side part of an image; `apply()` runs before every input (cheap after the first).
+
+    Files and directories it writes belong to the running input's run (`host_files`): they
+    are removed when the run ends, so the work is done once per process and run."""
 
     __slots__ = ("key", "ops", "requirements")
 
-    def __init__(self, ops: tuple[tuple[str, str, bytes, str], ...], requirements: tuple[str, ...]):
-        self.ops = ops  # (kind, target, payload, digest), in step order
+    def __init__(
+        self, ops: tuple[tuple[str, str, bytes, str, str], ...], requirements: tuple[str, ...]
+    ):
+        self.ops = ops  # (kind, target, payload, digest, what), in step order
         self.requirements = requirements
         h = hashlib.sha256(repr(requirements).encode())
-        for kind, target, _, digest in ops:
+        for kind, target, _, digest, _ in ops:
             h.update(repr((kind, target, digest)).encode())
         self.key = h.hexdigest()
 
     def apply(self) -> None:
-        workdir = _workdirs.get(self.key)
+        memo = (self.key, host_files.current_claim())
+        workdir = _workdirs.get(memo)
         if workdir is None:
             with _apply_lock:
-                workdir = _workdirs.get(self.key)
+                workdir = _workdirs.get(memo)
                 if workdir is None:
-                    workdir = _workdirs[self.key] = self._first_apply()
+                    workdir = _workdirs[memo] = self._first_apply()
         if workdir:
             os.chdir(workdir)
 
@@ -523,21 +542,12 @@ class ImageSetup:
         if self.requirements:
             _check_requirements(self.requirements)
         workdir = ""
-        for kind, target, payload, digest in self.ops:
+        for kind, target, payload, digest, what in self.ops:
             if kind == "workdir":
-                path = Path(target).expanduser().absolute()
-                try:
-                    path.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise InvalidError(
-                        f"`Image.workdir({target!r})`: cannot create it on this worker "
-                        f"({exc.strerror or exc}); create it on the cluster's nodes or pick a "
-                        "writable path."
-                    ) from exc
-                os.chdir(path)  # later relative remote paths resolve against it
-                workdir = str(path)
+                workdir = _make_workdir(target, what)
+                os.chdir(workdir)  # later relative remote paths resolve against it
             elif kind == "extract":
-                _extract(target, payload, digest)
+                _extract(target, payload, what)
             elif kind == "run":
                 _run_once(target, payload, digest)
         return workdir
@@ -1204,23 +1214,24 @@ class Image(metaclass=_ImageMeta):
 
     def _worker_setup(self) -> ImageSetup | None:
         """The worker-side part (files, run_function, workdir, package check), or None."""
-        ops: list[tuple[str, str, bytes, str]] = []
+        ops: list[tuple[str, str, bytes, str, str]] = []
         for s in self._steps:
             what = f"`Image.{s.kind}({_short(s.shown)})`"
             if s.kind == "workdir":
-                ops.append(("workdir", s.path, b"", ""))
+                ops.append(("workdir", s.path, b"", "", what))
             elif s.kind == "add_local_dir":
                 data = _pack_dir(Path(s.local), s.ignore, what)
-                ops.append(("extract", s.path, data, hashlib.sha256(data).hexdigest()))
+                ops.append(("extract", s.path, data, hashlib.sha256(data).hexdigest(), what))
             elif s.kind == "add_local_file":
                 local = Path(s.local)
                 if not local.is_file():
                     raise FileNotFoundError(f"{what}: local file {s.local!r} does not exist.")
                 folder, name = posixpath.split(s.path)
                 data = _zip([(name, local)], what)
-                ops.append(("extract", folder or ".", data, hashlib.sha256(data).hexdigest()))
+                digest = hashlib.sha256(data).hexdigest()
+                ops.append(("extract", folder or ".", data, digest, what))
             elif s.kind == "run_function":
-                ops.append(("run", s.shown, s.blob, s.digest))
+                ops.append(("run", s.shown, s.blob, s.digest, what))
         check = packages_mode() == "check"
         requirements = tuple(p for s in self._steps for p in s.packages) if check else ()
         if not ops and not requirements:

@@ -317,6 +317,9 @@ class Invocation:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
         mounted = False
+        # An image's `workdir` is the run's: the worker process, which outlives the run, goes
+        # back to where it was (the run's directories are removed when it ends).
+        cwd = _cwd() if self.setup is not None else None
         try:
             if self.setup is not None:
                 self.setup.apply()
@@ -325,6 +328,9 @@ class Invocation:
                 mounted = True
             yield alarm
         finally:
+            if cwd is not None:
+                with contextlib.suppress(OSError):
+                    os.chdir(cwd)
             if mounted:
                 self.mounts.task_end()
             if alarm:
@@ -441,6 +447,13 @@ class Invocation:
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             yield self._failure(exc)
+
+
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 _entered_env: str | None = None

@@ -13,6 +13,7 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+import modal_ray.host_files as host_files
 import modal_ray.image as image_mod
 from modal.exception import ImageBuildError, InvalidError, ModuleNotMountable
 from modal.file_pattern_matcher import NON_PYTHON_FILES, FilePatternMatcher
@@ -31,6 +32,9 @@ def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MODAL_IS_REMOTE", raising=False)
     monkeypatch.setattr(image_mod, "_workdirs", {})
     monkeypatch.setattr(image_mod, "_cache_dir", lambda: tmp_path / "node-cache")
+    monkeypatch.setattr(host_files, "_ledger_dir", lambda: str(tmp_path / "ledger"))
+    monkeypatch.delenv("MODAL_RAY_APP_ID", raising=False)
+    monkeypatch.delenv("MODAL_RAY_WORKER_FS", raising=False)
 
 
 @pytest.fixture
@@ -338,6 +342,110 @@ def test_unwritable_remote_path_is_a_clear_error(tmp_path: Path) -> None:
     setup = Image.debian_slim().add_local_file(tmp_path / "f.txt", f"{tmp_path}/blocker/f.txt")
     with pytest.raises(InvalidError, match="remote_path"):
         setup._worker_setup().apply()  # type: ignore[union-attr]
+
+
+# -- the host's own files (a container is a process of the machine) ------------------------
+
+
+def _file_image(tmp_path: Path, remote: Path, text: str = "payload") -> ImageSetup:
+    (tmp_path / "payload.txt").write_text(text)
+    setup = Image.debian_slim().add_local_file(tmp_path / "payload.txt", str(remote))
+    return setup._worker_setup()  # type: ignore[return-value]
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, app_id: str) -> None:
+    monkeypatch.setenv("MODAL_RAY_APP_ID", app_id)
+    image_mod._workdirs.clear()  # another process of the node, as far as the memo goes
+
+
+def test_created_files_belong_to_the_run_and_go_when_it_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "made" / "deep" / "payload.txt"
+    _run(monkeypatch, "ap-one")
+    _file_image(tmp_path, target).apply()
+    assert target.read_text() == "payload"
+    host_files.release_run("ap-other")  # another run's end removes nothing of this one
+    assert target.exists()
+    host_files.release_run("ap-one")
+    assert not (tmp_path / "made").exists()
+
+
+def test_existing_host_paths_are_never_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(monkeypatch, "ap-one")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    with pytest.raises(InvalidError, match="already exists on this machine") as info:
+        _file_image(tmp_path, victim).apply()
+    assert str(victim) in str(info.value)
+    assert "`remote_path`" in str(info.value)
+    assert victim.read_text() == "mine"
+    same = tmp_path / "same.txt"
+    same.write_text("payload")
+    _file_image(tmp_path, same).apply()  # already holds these bytes: used as is
+    host_files.release_run("ap-one")
+    assert same.read_text() == "payload"
+    monkeypatch.setenv("MODAL_RAY_WORKER_FS", "private")
+    _file_image(tmp_path, victim).apply()
+    assert victim.read_text() == "payload"
+    monkeypatch.setenv("MODAL_RAY_WORKER_FS", "bogus")
+    with pytest.raises(InvalidError, match="shared"):
+        host_files.private_worker_fs()
+
+
+def test_a_file_changed_after_modal_ray_wrote_it_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out" / "payload.txt"
+    _run(monkeypatch, "ap-one")
+    _file_image(tmp_path, target).apply()
+    target.write_text("the user edited it meanwhile")
+    host_files.release_run("ap-one")
+    assert target.read_text() == "the user edited it meanwhile"
+
+
+def test_two_runs_share_identical_files_and_refuse_different_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "shared" / "payload.txt"
+    _run(monkeypatch, "ap-one")
+    _file_image(tmp_path, target).apply()
+    _run(monkeypatch, "ap-two")
+    _file_image(tmp_path, target).apply()
+    (tmp_path / "v2").mkdir()
+    with pytest.raises(InvalidError, match="another modal-ray run"):
+        _file_image(tmp_path / "v2", target, "other bytes").apply()
+    host_files.release_run("ap-one")
+    assert target.read_text() == "payload"  # the second run still holds it
+    host_files.release_run("ap-two")
+    assert not (tmp_path / "shared").exists()
+
+
+def test_claims_of_exited_processes_are_swept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose workers on this node all exited (its driver died) holds nothing."""
+    target = tmp_path / "orphan" / "payload.txt"
+    _run(monkeypatch, "ap-crashed")
+    _file_image(tmp_path, target).apply()
+    with host_files.ledger() as book:
+        assert book is not None
+        book.claims["run:ap-crashed"] = [[2**30, ""]]  # no such process
+    assert not (tmp_path / "orphan").exists()
+
+
+def test_workdir_is_made_for_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restore_cwd: object
+) -> None:
+    target = tmp_path / "work" / "dir"
+    _run(monkeypatch, "ap-one")
+    Image.debian_slim().workdir(str(target))._worker_setup().apply()  # type: ignore[union-attr]
+    assert Path.cwd() == target
+    os.chdir(tmp_path)
+    host_files.release_run("ap-one")
+    assert not (tmp_path / "work").exists()
 
 
 def test_copy_local_aliases_warn(tmp_path: Path) -> None:

@@ -256,20 +256,33 @@ def test_prepare_mounts_validates() -> None:
     assert pickle.loads(pickle.dumps(ms)).key == ms.key
 
 
-def test_mount_links_never_replace_foreign_paths(tmp_path: Path) -> None:
+def test_mount_links_never_replace_foreign_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODAL_RAY_WORKER_FS", raising=False)
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "file").write_text("x")
-    with pytest.raises(InvalidError, match=r"not\s+empty"):
+    with pytest.raises(InvalidError, match="already exists"):
         ensure_mount_link(str(busy), "/proc/self/fd/1021/m-x", "Volume 'v'")
     foreign = tmp_path / "foreign"
     foreign.symlink_to(tmp_path)
     with pytest.raises(InvalidError, match="did not create"):
         ensure_mount_link(str(foreign), "/proc/self/fd/1021/m-x", "Volume 'v'")
+    # Workers are processes of the machine: even an empty directory is the machine's own.
     empty = tmp_path / "empty"
     empty.mkdir()
+    with pytest.raises(InvalidError, match="MODAL_RAY_WORKER_FS=private"):
+        ensure_mount_link(str(empty), "/proc/self/fd/1021/m-x", "Volume 'v'")
+    assert empty.is_dir()
+    assert not empty.is_symlink()
+    # In a disposable container of its own, an empty directory is replaced, as on Modal.
+    monkeypatch.setenv("MODAL_RAY_WORKER_FS", "private")
     ensure_mount_link(str(empty), "/proc/self/fd/1021/m-x", "Volume 'v'")
     assert os.readlink(empty) == "/proc/self/fd/1021/m-x"
+    with pytest.raises(InvalidError, match="already exists"):
+        ensure_mount_link(str(busy), "/proc/self/fd/1021/m-x", "Volume 'v'")
+    monkeypatch.delenv("MODAL_RAY_WORKER_FS")
     with pytest.raises(InvalidError, match="cannot create it"):
         ensure_mount_link("/proc/modal-ray-unit-test/x", "/proc/self/fd/1021/m-x", "Volume 'v'")
 
