@@ -41,6 +41,9 @@ class _Replica:
     """The Serve deployment class: one Modal container per replica."""
 
     async def __init__(self, spec: ContainerSpec) -> None:  # type: ignore[misc] # Serve awaits it
+        from .runtime import keep_replica_on_loopback
+
+        keep_replica_on_loopback()
         self._container = Container(spec)
         await self._container.start()
 

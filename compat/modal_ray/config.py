@@ -4,6 +4,8 @@ Variables (default in brackets):
 
 - `MODAL_RAY_ADDRESS` / `RAY_ADDRESS`: Ray cluster to connect to
   [unset: start an embedded local Ray]
+- `MODAL_RAY_CONNECT_TIMEOUT`: seconds to wait for that cluster to answer before failing with
+  `modal.exception.ConnectionError` [`30`]
 - `MODAL_ENVIRONMENT`: Modal environment (Ray namespace `modal-<env>`) [`main`]
 - `MODAL_RAY_STATE`: state store root (registry, secrets, ...) [`~/.modal-ray`]
 - `MODAL_RAY_NUM_CPUS` / `MODAL_RAY_NUM_GPUS`: logical resources of the embedded Ray [detected]
@@ -33,6 +35,25 @@ def _flag(name: str, default: bool) -> bool:
 
 def ray_address() -> str | None:
     return os.environ.get("MODAL_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
+
+
+DEFAULT_CONNECT_TIMEOUT_S = 30.0
+
+
+def connect_timeout() -> float:
+    """How long the first connection to a cluster at an address may take, in seconds."""
+    raw = os.environ.get("MODAL_RAY_CONNECT_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidError(
+            f"MODAL_RAY_CONNECT_TIMEOUT must be a positive number of seconds, not {raw!r}."
+        )
+    return value
 
 
 def environment_name(explicit: str | None = None) -> str:
