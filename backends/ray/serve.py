@@ -7,6 +7,13 @@ A replica is a container: `_Replica.__init__` builds the user's object and runs 
 
 Serve applications are named `modal-<env>-<app_id>-<tag>-<hash>`; stopping an app deletes every
 Serve application with its prefix, including ones that workers created for nested calls.
+
+Attach, then deploy: a process that needs a pool which already exists (a worker's nested call, a
+second client on a shared cluster) attaches to it by handle and never deploys it again; only the
+process that found no pool deploys it. Pools are deployed with a fixed Serve `version`, so an
+update (`update_autoscaler`) or a second deploy of the same pool changes it in place instead of
+rolling its replicas (which would run `@modal.enter` again). While a call waits for a container
+that the cluster cannot place, the run says what it waits for.
 """
 
 from __future__ import annotations
@@ -15,26 +22,33 @@ import asyncio
 import dataclasses
 import logging
 import socket
+import sys
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import ray
 import ray.exceptions as rex
 from ray import serve
+from ray.serve.exceptions import RayServeException
 
 from modal_ray.container import Container, ContainerSpec
 from modal_ray.exception import ExecutionError
-from modal_ray.specs import ServiceSpec
+from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
 
 from .errors import translate
 from .tasks import _upload_local_packages, drop_outcome, with_source
 
 _serve_lock = threading.Lock()
-_serve_started = False
+_serve_session: str | None = None  # the Ray session whose Serve this process uses
+
+# Every pool is deployed with this Serve version: a pool's code never changes during a run, and
+# without a fixed version Serve treats each deploy as new code and replaces every replica. (Serve
+# 2.60 removed `version=` from its public options; its `Deployment` still carries one.)
+POOL_VERSION = "modal-ray-pool"
 
 
 class _Replica:
@@ -78,21 +92,49 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _session() -> str:
+    return str(ray.get_runtime_context().get_session_name())
+
+
 def ensure_serve() -> None:
-    """Start Serve once (HTTP proxy on 127.0.0.1 only), or reuse the cluster's running Serve."""
-    global _serve_started
-    if _serve_started:
+    """Start Serve once per Ray session (HTTP proxy on 127.0.0.1 only), or use the cluster's
+    running Serve as it is (a worker, or a second client of a shared cluster)."""
+    global _serve_session
+    session = _session()
+    if _serve_session == session:
         return
     with _serve_lock:
-        if _serve_started:
+        if _serve_session == session:
             return
+        if _serve_session is not None:
+            # Ray was shut down and started again in this process: the old pools are gone.
+            _services.clear()
+            _watched_prefixes.clear()
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        serve.start(
-            http_options={"host": "127.0.0.1", "port": _free_port()},
-            logging_config={"enable_access_log": False, "log_level": "WARNING"},
-        )
+        if not _serve_running():
+            serve.start(
+                http_options={"host": "127.0.0.1", "port": _free_port()},
+                logging_config={"enable_access_log": False, "log_level": "WARNING"},
+            )
         logging.getLogger("ray.serve").setLevel(logging.WARNING)
-        _serve_started = True
+        _serve_session = session
+
+
+def _autoscaling(spec: ServiceSpec) -> dict[str, Any]:
+    min_replicas = spec.min_replicas
+    max_replicas = max(spec.max_replicas, min_replicas, 1)
+    return {
+        "min_replicas": min_replicas,
+        "initial_replicas": max(min_replicas, 1),
+        "max_replicas": max_replicas,
+        "target_ongoing_requests": spec.target_ongoing,
+        "upscale_delay_s": 0.5,
+        "downscale_delay_s": spec.scaledown_window,
+        "downscale_to_zero_delay_s": spec.scaledown_window,
+        # Modal reacts within seconds; Serve's 10 s default reporting interval would not.
+        "metrics_interval_s": 0.5,
+        "look_back_period_s": 2.0,
+    }
 
 
 def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str, Any]:
@@ -107,30 +149,20 @@ def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str
     runtime_env = with_source(dict(spec.runtime_env), container.target, spec.include_source)
     if runtime_env:
         actor["runtime_env"] = _upload_local_packages(runtime_env)
-    min_replicas = spec.min_replicas
-    max_replicas = max(spec.max_replicas, min_replicas, 1)
-    autoscaling = {
-        "min_replicas": min_replicas,
-        "initial_replicas": max(min_replicas, 1),
-        "max_replicas": max_replicas,
-        "target_ongoing_requests": spec.target_ongoing,
-        "upscale_delay_s": 0.5,
-        "downscale_delay_s": spec.scaledown_window,
-        "downscale_to_zero_delay_s": spec.scaledown_window,
-        # Modal reacts within seconds; Serve's 10 s default reporting interval would not.
-        "metrics_interval_s": 0.5,
-        "look_back_period_s": 2.0,
-    }
     return {
-        "name": spec.tag.replace(".", "_"),
+        "name": _deployment_name(spec),
         "ray_actor_options": actor,
         "max_ongoing_requests": spec.max_ongoing,
         "max_queued_requests": -1,
-        "autoscaling_config": autoscaling,
+        "autoscaling_config": _autoscaling(spec),
         "graceful_shutdown_timeout_s": spec.exit_grace_s,
         "graceful_shutdown_wait_loop_s": 0.5,
         "logging_config": {"enable_access_log": False, "log_level": "WARNING"},
     }
+
+
+def _deployment_name(spec: ServiceSpec) -> str:
+    return spec.tag.replace(".", "_")
 
 
 class ServePending:
@@ -224,6 +256,7 @@ class ServeMethod:
     def submit(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
     ) -> ServePending:
+        self.service.note_call()
         return ServePending(
             self.service.handle.remote(self.method, args, kwargs, call_id), self.what
         )
@@ -231,6 +264,7 @@ class ServeMethod:
     def submit_chunk(
         self, args_list: list[tuple[Any, ...]], kwargs: dict[str, Any], call_id: str, first: int
     ) -> ServePending:
+        self.service.note_call()
         return ServePending(
             self._chunk.remote(self.method, args_list, kwargs, call_id, first), self.what
         )
@@ -238,46 +272,200 @@ class ServeMethod:
     def submit_stream(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
     ) -> ServeStream:
+        self.service.note_call()
         return ServeStream(self._stream.remote(self.method, args, kwargs, call_id), self.what)
 
 
+def _versioned(deployment: Any) -> Any:
+    """`deployment` with the pools' fixed Serve version."""
+    from ray.serve.deployment import Deployment
+
+    return Deployment(
+        deployment.name,
+        deployment._deployment_config,
+        deployment._replica_config,
+        version=POOL_VERSION,
+        _internal=True,
+    )
+
+
+def _deploy(spec: ServiceSpec, container: ContainerSpec) -> Any:
+    """Deploy a new pool; returns its handle."""
+    deployment = serve.deployment(_Replica, **_deployment_options(spec, container))
+    return _run(_versioned(deployment).bind(container), spec)
+
+
+def _attach(spec: ServiceSpec) -> Any | None:
+    """A handle on the pool if it exists on the cluster (deployed by any process), else None."""
+    try:
+        return serve.get_app_handle(spec.name)
+    except RayServeException:
+        return None
+
+
+def _run(app: Any, spec: ServiceSpec) -> Any:
+    with warnings.catch_warnings():
+        # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return serve.run(app, name=spec.name, route_prefix=None, blocking=False)
+        except rex.RayError as exc:
+            raise translate(exc, f"the containers of {spec.tag}") from None
+        except RuntimeError as exc:
+            raise ExecutionError(f"Could not start the containers of {spec.tag}: {exc}") from None
+
+
+def _release(handle: Any) -> None:
+    """Stop a handle's router (its background tasks would call a Ray that may be shut down)
+    and drop Serve's cached copies of it."""
+    try:
+        handle.shutdown()
+    except Exception:
+        pass
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client(raise_if_no_controller_running=False)
+    except Exception:
+        return
+    if client is None:
+        return
+    for key in [
+        k for k in client.handle_cache if k[:2] == (handle.deployment_name, handle.app_name)
+    ]:
+        client.handle_cache.pop(key, None)
+
+
+def _resource_shortage(resources: Resources) -> list[tuple[str, str]]:
+    """What a container of `resources` lacks on the cluster right now: (need, free) pairs."""
+    free: Mapping[str, float] = ray.available_resources()  # type: ignore[no-untyped-call]
+    total: Mapping[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    short: list[tuple[str, str]] = []
+
+    def number(x: float) -> str:
+        return f"{x:.3f}".rstrip("0").rstrip(".")
+
+    if free.get("CPU", 0.0) + 1e-9 < resources.num_cpus:
+        short.append(
+            (
+                f"{number(resources.num_cpus)} CPU",
+                f"{number(free.get('CPU', 0.0))} of {number(total.get('CPU', 0.0))} CPUs",
+            )
+        )
+    if resources.num_gpus and free.get("GPU", 0.0) + 1e-9 < resources.num_gpus:
+        short.append(
+            (
+                f"{number(resources.num_gpus)} GPU",
+                f"{number(free.get('GPU', 0.0))} of {number(total.get('GPU', 0.0))} GPUs",
+            )
+        )
+    if resources.accelerator_type:
+        key = f"accelerator_type:{resources.accelerator_type}"
+        if free.get(key, 0.0) <= 0.0:
+            short.append((f"a {resources.accelerator_type} GPU", f"no free {key}"))
+    if resources.memory_bytes and free.get("memory", 0.0) < resources.memory_bytes:
+        gib = 1024**3
+        short.append(
+            (
+                f"{number(resources.memory_bytes / gib)} GiB of memory",
+                f"{number(free.get('memory', 0.0) / gib)} GiB",
+            )
+        )
+    return short
+
+
+def _unplaced(app_name: str, resources: Resources) -> bool:
+    """Is a replica of `app_name` waiting for the cluster to find room for it (not merely
+    starting: a replica that has its resources may still be installing its environment)?"""
+    from ray._private.state import state
+    from ray.autoscaler.v2.sdk import get_cluster_status
+
+    prefix = f"SERVE_REPLICA::{app_name}#"
+    pending = state.actor_table(None, actor_state_name="PENDING_CREATION")  # type: ignore[no-untyped-call]
+    if not any(str(a.get("Name", "")).startswith(prefix) for a in pending.values()):
+        return False
+    status = get_cluster_status(ray.get_runtime_context().gcs_address)
+    shape = {"CPU": resources.num_cpus, "GPU": float(resources.num_gpus)}
+    for demand in status.resource_demands.ray_task_actor_demand:
+        for request in demand.bundles_by_count:
+            bundle = request.bundle
+            if all(abs(bundle.get(k, 0.0) - v) < 1e-6 for k, v in shape.items()):
+                return True
+    return False
+
+
 class Service:
-    """A running Serve application for one container spec."""
+    """A Serve application for one container spec: deployed by this process, or attached to."""
+
+    # After this long without a running replica, a waiting call is explained.
+    PLACEMENT_GRACE_S = 2.0
 
     def __init__(self, spec: ServiceSpec, container: ContainerSpec) -> None:
         self.spec = spec
         self.container = container
         self._methods: dict[str, ServeMethod] = {}
-        ensure_serve()
-        self._deploy()
+        self._watch: threading.Thread | None = None
+        self._seen_running = False
+        self._last_call = 0.0
+        self._stopped = False
+        handle = _attach(spec)
+        self.owner = handle is None
+        if handle is None:
+            # `serve.run` returns once a replica runs: watch the wait from the start.
+            self._start_watch()
+            handle = _deploy(spec, container)
+        self.handle = handle
+
+    @property
+    def label(self) -> str:
+        """How the user names this pool: `C(name='n2')`, or a function's name."""
+        if not self.container.is_class:
+            return self.spec.tag
+        params = ", ".join(f"{k}={v!r}" for k, v in self.container.params.items())
+        return f"{self.spec.tag}({params})"
 
     def update(self, **changes: Any) -> None:
-        """New autoscaling bounds; Serve applies them in place (replicas keep running)."""
+        """New autoscaling bounds, applied in place: the running replicas stay.
+
+        Whoever calls it (the pool's owner or a process attached to it), the pool is redeployed
+        from the controller's own record of it (same replica config, same version), with only
+        the autoscaling fields changed."""
         self.spec = dataclasses.replace(self.spec, **changes)
-        self._deploy()
+        from ray.serve.context import _get_global_client
+        from ray.serve.deployment import Application, Deployment
+
+        name = _deployment_name(self.spec)
+        try:
+            client = _get_global_client()
+            if client is None:
+                raise RuntimeError("Serve is not running on this cluster")
+            info, _ = client.get_deployment_info(name, self.spec.name)
+        except Exception as exc:
+            raise ExecutionError(
+                f"Could not update the containers of {self.label}: the pool is gone ({exc})."
+            ) from None
+        current = info.deployment_config.autoscaling_config
+        update: dict[str, Any] = {}
+        if "min_replicas" in changes:
+            update["min_replicas"] = self.spec.min_replicas
+        if "max_replicas" in changes:
+            update["max_replicas"] = max(self.spec.max_replicas, 1)
+        if "scaledown_window" in changes:
+            update["downscale_delay_s"] = self.spec.scaledown_window
+            update["downscale_to_zero_delay_s"] = self.spec.scaledown_window
+        low = update.get("min_replicas", current.min_replicas)
+        high = max(update.get("max_replicas", current.max_replicas), low, 1)
+        update["max_replicas"] = high
+        initial = current.initial_replicas
+        if initial is not None:
+            update["initial_replicas"] = min(max(initial, low), high)
+        deployment = Deployment(
+            name, info.deployment_config, info.replica_config, _internal=True
+        ).options(autoscaling_config=current.model_copy(update=update))
+        self.handle = _run(Application(_versioned(deployment)), self.spec)
         for method in self._methods.values():
             method.rebind()
-
-    def _deploy(self) -> None:
-        spec, container = self.spec, self.container
-        deployment = serve.deployment(_Replica, **_deployment_options(spec, container))
-        with warnings.catch_warnings():
-            # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                self.handle = serve.run(
-                    deployment.bind(container),  # type: ignore[attr-defined]
-                    name=spec.name,
-                    route_prefix=None,
-                    blocking=False,
-                )
-            except rex.RayError as exc:
-                raise translate(exc, f"the containers of {spec.tag}") from None
-            except RuntimeError as exc:
-                raise ExecutionError(
-                    f"Could not start the containers of {spec.tag}: {exc}"
-                ) from None
 
     def method(self, name: str) -> ServeMethod:
         m = self._methods.get(name)
@@ -285,12 +473,88 @@ class Service:
             m = self._methods[name] = ServeMethod(self, name)
         return m
 
-    def replica_count(self) -> int:
+    def replica_states(self) -> dict[str, int] | None:
         status = serve.status().applications.get(self.spec.name)
         if status is None:
-            return 0
-        states = [d.replica_states for d in status.deployments.values()]
-        return sum(int(s.get("RUNNING", 0)) for s in states)  # type: ignore[call-overload,misc]
+            return None
+        out: dict[str, int] = {}
+        for d in status.deployments.values():
+            for state, n in d.replica_states.items():
+                out[str(state)] = out.get(str(state), 0) + int(n)
+        return out
+
+    def replica_count(self) -> int:
+        return (self.replica_states() or {}).get("RUNNING", 0)
+
+    # -- saying what a waiting call waits for ---------------------------------------------------
+
+    def note_call(self) -> None:
+        """A call is going in: if the pool may have no container (new, or idle for longer than
+        its scaledown window), watch it until one runs, and explain a wait for resources."""
+        now = time.monotonic()
+        idle = now - self._last_call > self.spec.scaledown_window and self.spec.min_replicas == 0
+        self._last_call = now
+        if self._seen_running and not idle:
+            return
+        self._start_watch()
+
+    def _start_watch(self) -> None:
+        if self._watch is not None or self._stopped:
+            return
+        self._seen_running = False
+        self._watch = threading.Thread(
+            target=self._watch_placement, name=f"modal-ray-watch-{self.spec.tag}", daemon=True
+        )
+        self._watch.start()
+
+    def _watch_placement(self) -> None:
+        """Until a replica runs: after a grace period, say what the cluster lacks to place one."""
+        start = time.monotonic()
+        told: float | None = None
+        seen = False
+        try:
+            while not self._stopped and ray.is_initialized():
+                states = self.replica_states()
+                if states is None:
+                    if seen or time.monotonic() - start > 60:
+                        return  # deleted (or never created: the deploy failed)
+                elif states.get("RUNNING", 0) > 0:
+                    self._seen_running = True
+                    if told is not None:
+                        waited = time.monotonic() - start
+                        _say(f"{self.label} got its container after {waited:.0f} s.")
+                    return
+                seen = seen or states is not None
+                if (
+                    told is None
+                    and time.monotonic() - start >= self.PLACEMENT_GRACE_S
+                    and _unplaced(self.spec.name, self.spec.resources)
+                ):
+                    short = _resource_shortage(self.spec.resources)
+                    if short:
+                        need = " and ".join(n for n, _ in short)
+                        free = " and ".join(f for _, f in short)
+                        _say(
+                            f"{self.label} is waiting for {need}; the cluster has {free} free."
+                            " Its container starts when running containers or tasks release"
+                            " theirs (an idle container keeps its share for its"
+                            " `scaledown_window`)."
+                        )
+                        told = time.monotonic()
+                time.sleep(1.0)
+        except Exception:
+            return  # the cluster or Serve went away; nothing to explain any more
+        finally:
+            self._watch = None
+
+    def close(self) -> None:
+        self._stopped = True
+        _release(self.handle)
+
+
+def _say(message: str) -> None:
+    """A line in the run's output (stderr), whether or not `modal.enable_output()` is on."""
+    print(message, file=sys.stderr, flush=True)
 
 
 _services: dict[str, Service] = {}
@@ -309,11 +573,13 @@ def _serve_running() -> bool:
 
 
 def get_service(spec: ServiceSpec, container: ContainerSpec) -> Service:
-    """The Serve application for `spec`, deployed on first use (once per process)."""
+    """The pool for `spec`: attached to if it exists on the cluster, else deployed (once per
+    process either way)."""
     service = _services.get(spec.name)
-    if service is not None:
+    if service is not None and _serve_session == _session():
         return service
     with _create_lock:
+        ensure_serve()
         service = _services.get(spec.name)
         if service is None:
             service = _services[spec.name] = Service(spec, container)
@@ -335,16 +601,25 @@ def _run_prefix(name: str) -> str:
 
 
 def stop_services(prefix: str, timeout: float = 60.0) -> None:
-    """Delete every Serve application whose name starts with `prefix`, and wait until gone."""
+    """Delete every Serve application whose name starts with `prefix`, wait until gone, and let
+    the last output of their containers (`@exit` hooks) reach this process first."""
     for name in [n for n in _services if n.startswith(prefix)]:
-        _services.pop(name, None)
+        _services.pop(name).close()
     if prefix in _watched_prefixes:
         _watched_prefixes.discard(prefix)
         unwatch_driver(prefix)
     if not ray.is_initialized():
         return
-    if not _serve_started and not _serve_running():
-        return
+    try:
+        if _serve_session == _session() or _serve_running():
+            _delete_apps(prefix, timeout)
+    finally:
+        from . import logs
+
+        logs.drain()
+
+
+def _delete_apps(prefix: str, timeout: float) -> None:
     try:
         apps = [n for n in serve.status().applications if n.startswith(prefix)]
     except Exception:

@@ -17,7 +17,7 @@ from modal_ray.exception import InvalidError
 
 from .container import ContainerSpec
 from .mapping import container_slots
-from .resources import parse_resources
+from .resources import container_resources, parse_resources
 from .secret import Secret, merge_secrets
 from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
 from .warn import deprecation, warn_once
@@ -109,7 +109,7 @@ class FunctionOptions:
         for name, why in _CLOUD_ONLY.items():
             value = kw.pop(name, None)
             if value not in (None, False, {}, [], ()):
-                warn_once(f"param:{name}", f"`{name}=` has no effect on Ray: {why}.", stacklevel=4)
+                warn_once(f"param:{name}", f"`{name}=` has no effect on Ray: {why}.")
         is_generator = kw.pop("is_generator", None)
         if is_generator is None:
             is_generator = inspect.isgeneratorfunction(raw_f) or inspect.isasyncgenfunction(raw_f)
@@ -290,7 +290,7 @@ class FunctionOptions:
         service = ServiceSpec(
             name=name,
             tag=tag,
-            resources=self.resources,
+            resources=container_resources(self.resources, self.cpu),
             runtime_env=runtime_env,
             min_replicas=self.min_containers or 0,
             max_replicas=self.max_containers or 100,
@@ -374,9 +374,7 @@ def _apply_deprecated(kw: dict[str, Any]) -> None:
     for old, new in _DEPRECATED.items():
         if old in kw:
             value = kw.pop(old)
-            deprecation(
-                f"param:{old}", f"`{old}=` is deprecated; use `{new}=` instead.", stacklevel=4
-            )
+            deprecation(f"param:{old}", f"`{old}=` is deprecated; use `{new}=` instead.")
             if value is not None and kw.get(new) is None:
                 kw[new] = value
     if "allow_concurrent_inputs" in kw:
@@ -385,7 +383,6 @@ def _apply_deprecated(kw: dict[str, Any]) -> None:
             "param:allow_concurrent_inputs",
             "`allow_concurrent_inputs=` is deprecated;"
             " use the `@modal.concurrent(max_inputs=...)` decorator.",
-            stacklevel=4,
         )
         if value:
             kw["max_inputs_concurrent"] = value

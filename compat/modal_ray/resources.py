@@ -3,11 +3,17 @@
 Modal accepts `cpu=2`, `cpu=(request, limit)`, `memory=MiB`, `memory=(request, limit)`, and GPU
 strings such as "T4", "a10g", "A100-80GB:2", "H100!", "any", or a list of them as fallbacks. Ray
 cannot cap CPU or memory, so limits are accepted with a one-time warning that says so.
+
+Without `cpu=`, a container (a Serve replica of a class or container function) reserves Modal's
+default request, `DEFAULT_CONTAINER_CPU` (0.125 core), and may use more, as on Modal: idle
+containers, one per parameter set, then cost little and do not keep new ones from starting. A
+task-backed function keeps Ray's 1 CPU per task, which bounds how many inputs run at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from modal_ray.exception import InvalidError
@@ -34,6 +40,9 @@ _GPU_TYPES: dict[str, tuple[str | None, int]] = {
 }
 
 _MAX_CPU = 64.0 * 8
+
+# Modal's default CPU request per container, in cores (containers may burst above it).
+DEFAULT_CONTAINER_CPU = 0.125
 _MAX_MEMORY_MIB = 344_064 * 8
 
 
@@ -135,6 +144,13 @@ def parse_memory(memory: int | tuple[int, int] | None) -> int | None:
             f"Invalid memory {memory!r}: at most {_MAX_MEMORY_MIB} MiB per container."
         )
     return int(request * 1024 * 1024)
+
+
+def container_resources(resources: Resources, cpu: Any) -> Resources:
+    """What a container reserves: the parsed request, or Modal's default share without `cpu=`."""
+    if cpu is not None:
+        return resources
+    return replace(resources, num_cpus=DEFAULT_CONTAINER_CPU)
 
 
 def parse_resources(

@@ -183,3 +183,32 @@ def test_function_options_override() -> None:
     assert new.resources.num_gpus == 1
     assert new.resources.num_cpus == 2
     assert opts.timeout == 30
+
+
+def _container_cpus(kwargs: dict[str, object]) -> float:
+    opts = FunctionOptions.from_decorator(lambda: None, kwargs)
+    service, _ = opts.build_container(
+        name="modal-main-ap-x-C-0",
+        tag="C",
+        target=None,
+        is_class=True,
+        params={},
+        app=None,
+        environment="main",
+    )
+    return service.resources.num_cpus
+
+
+def test_containers_request_modals_default_cpu_share() -> None:
+    from modal_ray.resources import DEFAULT_CONTAINER_CPU
+
+    assert DEFAULT_CONTAINER_CPU == 0.125
+    assert _container_cpus({}) == 0.125
+    assert _container_cpus({"gpu": "T4"}) == 0.125
+    # An explicit request is kept exactly, for containers and tasks alike.
+    assert _container_cpus({"cpu": 1.5}) == 1.5
+    assert FunctionOptions.from_decorator(lambda: None, {"cpu": 1.5}).resources.num_cpus == 1.5
+    with_options = FunctionOptions.from_decorator(lambda: None, {}).override(cpu=2)
+    assert with_options.resources.num_cpus == 2
+    # A task-backed function keeps Ray's one CPU per task.
+    assert FunctionOptions.from_decorator(lambda: None, {}).resources.num_cpus == 1.0
