@@ -287,11 +287,29 @@ def _private_token() -> Path | None:
     return folder
 
 
+_session_dir: Path | None = None  # the embedded Ray's session folder (logs, sockets)
+
+
+def _remove_session_dir() -> None:
+    """The embedded Ray's session folder (`/tmp/ray/session_*`: logs that name every task, the
+    node's sockets) is the run's own: remove it, and Ray's `session_latest` link if it points
+    there, so that a run leaves nothing behind on the user's machine."""
+    session = _session_dir
+    if session is None:
+        return
+    shutil.rmtree(session, ignore_errors=True)
+    latest = session.parent / "session_latest"
+    with contextlib.suppress(OSError):
+        if latest.is_symlink() and Path(os.readlink(latest)) == session:
+            latest.unlink()
+
+
 def _stop_embedded(folder: Path | None) -> None:
     """At exit: stop the embedded Ray first (its processes read the token as they start),
-    then remove the token folder."""
+    then remove the token folder and the session folder."""
     if _mode == "embedded" and ray.is_initialized():
         ray.shutdown(_exiting_interpreter=True)
+        _remove_session_dir()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -317,6 +335,10 @@ def _start_embedded(namespace: str) -> None:
             _system_config={"enable_metrics_collection": False},
             **kwargs,  # type: ignore[arg-type]
         )
+    global _session_dir
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None:
+        _session_dir = Path(node.get_session_dir_path())
 
 
 def connect(environment: str) -> str:

@@ -165,6 +165,7 @@ class Observed:
     output: str = ""
     left_alive: list[str] = field(default_factory=list)
     token_dir_left: bool = True
+    session_dir: str = ""
     home: Path = Path()
 
 
@@ -229,6 +230,14 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Observed:
                             seen.token_envs[_label(p)] = proc_env.get("RAY_AUTH_TOKEN_PATH")
                         if "gcs_server" in p.name():
                             seen.ray_env = p.environ()
+                            seen.session_dir = next(
+                                (
+                                    str(Path(a.split("=", 1)[1]).parent)
+                                    for a in args
+                                    if a.startswith("--log_dir=")
+                                ),
+                                "",
+                            )
                     except (psutil.NoSuchProcess, psutil.AccessDenied):
                         continue
                     seen.node_ip_flags += [
@@ -327,6 +336,9 @@ def test_the_run_leaves_nothing_behind(observed: Observed) -> None:
     assert not observed.left_alive
     assert observed.ray_env.get("RAY_AUTH_TOKEN_PATH"), "the run had no token file of its own"
     assert not observed.token_dir_left
+    # Ray's session folder of the run (logs naming every task, the node's sockets) is gone too.
+    assert observed.session_dir, "the run's session folder was not found"
+    assert not Path(observed.session_dir).exists()
     # The user's own token is neither used, replaced nor joined by anything of ours.
     user_token = observed.home / ".ray" / "auth_token"
     assert user_token.read_text() == USER_TOKEN
