@@ -489,7 +489,7 @@ class App:
 
     @dual
     async def info(self, refresh: bool = False) -> Any:
-        from modal.types import AppInfo
+        from modal_ray.types import AppInfo
 
         return AppInfo(
             app_id=self._app_id, name=self._name, state="running" if self._running else "stopped"
@@ -497,7 +497,7 @@ class App:
 
     @dual
     async def stats(self, *, since: Any = None, until: Any = None) -> Any:
-        from modal.types import AppStats
+        from modal_ray.types import AppStats
 
         return AppStats(num_functions=len(self._functions), num_running=len(self._hydrated))
 

@@ -122,7 +122,7 @@ class FunctionCall(Generic[R]):
 
     @dual
     async def get_call_graph(self) -> list[Any]:
-        from modal.call_graph import InputInfo, InputStatus
+        from modal_ray.call_graph import InputInfo, InputStatus
 
         status = InputStatus.PENDING
         if self._task.done():
@@ -920,7 +920,7 @@ class Function(Generic[P, R]):
 
     @dual
     async def get_current_stats(self) -> Any:
-        from modal.types import FunctionStats
+        from modal_ray.types import FunctionStats
 
         running = sum(1 for fc in self._spawned if not fc._task.done())
         return FunctionStats(backlog=0, num_total_runners=running)

@@ -243,7 +243,7 @@ class Secret:
 
     @dual
     async def info(self, *, refresh: bool = False) -> Any:
-        from modal.types import SecretInfo
+        from modal_ray.types import SecretInfo
 
         created = None
         if self._name is not None:

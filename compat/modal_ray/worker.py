@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from . import context
+from . import context, homes
 from .errors import RemoteFailure
 
 
@@ -468,7 +468,7 @@ def enter_container(environment: str) -> None:
     context.mark_remote()
     # Modal's exceptions claim `modal.exception` as their home: the module must be loaded here,
     # or cloudpickle would ship them by value and `except`/`isinstance` would fail in the caller.
-    import modal.exception  # noqa: F401
+    homes.load()
 
     os.environ["MODAL_ENVIRONMENT"] = environment
     os.environ.setdefault("MODAL_TASK_ID", f"ta-{os.uname().nodename}-{os.getpid()}")
