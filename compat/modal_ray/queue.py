@@ -13,7 +13,8 @@ Shares its plumbing (references, pickling by name, `objects`, ephemeral contexts
   seconds (default 24 h) after its last put.
 
 Waiting happens inside the store, one round trip per call; a wait longer than `_LONG_POLL_S` is
-re-issued, so a caller that vanished never leaves a waiter behind for long.
+re-issued, so a caller that vanished never leaves a waiter behind for long, and a caller that gives
+up (cancelled, interrupted) has the store put back whatever its `get` took.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Queue(_StoreObject):
 
     objects = _QueueManager()
     ephemeral = _EphemeralMethod(_queue_ephemeral)
+    _gets_wait = False  # this reference's last blocking get had to wait (a hint, per process)
 
     @staticmethod
     def from_name(
@@ -236,15 +238,23 @@ class Queue(_StoreObject):
         if not block:
             if timeout is not None:
                 warnings.warn("Timeout is ignored for non-blocking get.", stacklevel=4)
-            data = yield ("get", key, n, False, None, rid)
+            data = yield ("get", key, n, rid)
             return [loads(d) for d in data]
         deadline = _deadline(timeout)
+        if not self._gets_wait:
+            # While gets find items, a blocking get first tries the store's ordinary call path,
+            # which is cheaper than its path for calls that may wait.
+            data = yield ("get", key, n, rid)
+            if data:
+                return [loads(d) for d in data]
         while True:
             # The same request id across re-issued waits: a retry after an actor restart
             # returns the items the first attempt took.
-            data = yield ("get", key, n, True, _next_wait(deadline), rid)
+            data, waited = yield ("get_wait", key, n, _next_wait(deadline), rid)
             if data:
+                self._gets_wait = waited  # back to the cheaper path once items are waiting
                 return [loads(d) for d in data]
+            self._gets_wait = True
             if deadline is not None and time.monotonic() >= deadline:
                 raise queue.Empty()
 
@@ -304,13 +314,13 @@ class Queue(_StoreObject):
         data = _items(vs, method)
         rid = new_request_id()
         ttl = float(partition_ttl)
+        deadline = _deadline(timeout) if block else None
+        if (yield ("put", key, data, ttl, rid)):
+            return  # room at once: the common case, on the store's ordinary call path
         if not block:
-            if not (yield ("put", key, data, ttl, False, None, rid)):
-                raise queue.Full()
-            return
-        deadline = _deadline(timeout)
+            raise queue.Full()
         while True:
-            if (yield ("put", key, data, ttl, True, _next_wait(deadline), rid)):
+            if (yield ("put_wait", key, data, ttl, _next_wait(deadline), rid)):
                 return
             if deadline is not None and time.monotonic() >= deadline:
                 raise queue.Full()
@@ -333,7 +343,12 @@ class Queue(_StoreObject):
         key = _partition(partition)
         after = 0
         while True:
-            page = await self._call("peek", key, after, _ITERATE_PAGE, float(item_poll_timeout))
+            if item_poll_timeout > 0:
+                page = await self._call(
+                    "peek_wait", key, after, _ITERATE_PAGE, float(item_poll_timeout)
+                )
+            else:
+                page = await self._call("peek", key, after, _ITERATE_PAGE)
             if not page:
                 return
             for item_id, data in page:

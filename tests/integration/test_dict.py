@@ -196,6 +196,30 @@ def test_items_survive_actor_kill(d: modal.Dict) -> None:
     assert modal.Dict.from_name(d.name).get("k42") == 42
 
 
+def test_an_actor_of_an_older_version_is_replaced_over_the_same_file() -> None:
+    # A long-lived cluster may still run a Dict's actor started by an older modal-ray.
+    name = f"old-actor-{uuid.uuid4().hex[:8]}"
+    d = modal.Dict.from_name(name, create_if_missing=True)
+    try:
+        d["k"] = "kept"
+        actor_name = f"modal-dict.{name}"
+        ray.kill(ray.get_actor(actor_name, namespace="modal-main"))
+
+        @ray.remote(num_cpus=0)
+        class OlderServer:
+            def get(self, *args: object) -> None:
+                return None
+
+        older = OlderServer.options(
+            name=actor_name, namespace="modal-main", lifetime="detached"
+        ).remote()
+        ray.get(older.get.remote())
+        assert d["k"] == "kept"
+        assert modal.Dict.from_name(name).len() == 1
+    finally:
+        modal.Dict.objects.delete(name)
+
+
 def test_entries_expire_after_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
     # MODAL_RAY_DICT_TTL shortens the 7-day TTL for a Dict's actor created afterwards.
     monkeypatch.setenv("MODAL_RAY_DICT_TTL", "1")

@@ -104,7 +104,7 @@ def test_blocking_get_times_out_or_wakes(q: modal.Queue) -> None:
     t0 = time.monotonic()
     with pytest.raises(queue.Empty):
         q.get(timeout=1)
-    assert 0.9 <= time.monotonic() - t0 <= 3
+    assert time.monotonic() - t0 >= 1  # it waited its timeout, not less
     with pytest.raises(queue.Empty):
         q.get_many(10, timeout=0.5)
     assert q.get(block=False) is None
@@ -114,9 +114,7 @@ def test_blocking_get_times_out_or_wakes(q: modal.Queue) -> None:
 
     timer = threading.Timer(0.5, lambda: modal.Queue.from_name(q.name).put("late"))
     timer.start()
-    t0 = time.monotonic()
-    assert q.get(timeout=10) == "late"  # woken by the put, not by a timeout
-    assert 0.4 <= time.monotonic() - t0 <= 3
+    assert q.get(timeout=60) == "late"  # woken by the put (a timeout would raise queue.Empty)
     timer.join()
 
 
@@ -127,7 +125,7 @@ def test_full_partition_blocks_puts(q: modal.Queue) -> None:
     t0 = time.monotonic()
     with pytest.raises(queue.Full):
         q.put("one more", partition="full", timeout=0.5)
-    assert 0.4 <= time.monotonic() - t0 <= 3
+    assert time.monotonic() - t0 >= 0.5  # it waited its timeout, not less
     threading.Timer(0.5, lambda: q.get(partition="full")).start()
     q.put("made room", partition="full", timeout=10)
     assert q.len(partition="full") == 5_000
@@ -206,6 +204,27 @@ def test_queue_aio(q: modal.Queue) -> None:
         assert (await q.info.aio()).name == q.name
 
     asyncio.run(main())
+
+
+def test_a_get_given_up_takes_nothing(q: modal.Queue) -> None:
+    async def main() -> None:
+        # The get waits inside the Queue's actor; its caller gives up meanwhile.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(q.get.aio(timeout=60), 0.5)
+        await q.put.aio("after")
+        items = [await q.get.aio(timeout=10)]
+        # ... and a caller interrupted after its get took items gets them put back.
+        await q.put_many.aio(["x", "y"])
+        getter = asyncio.ensure_future(q.get_many.aio(2, timeout=60))
+        await asyncio.sleep(0)
+        getter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await getter
+        items += await q.get_many.aio(2, timeout=10)
+        assert items == ["after", "x", "y"]
+
+    asyncio.run(main())
+    assert q.len() == 0
 
 
 def test_values_include_modal_objects(q: modal.Queue) -> None:
