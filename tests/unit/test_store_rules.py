@@ -307,15 +307,16 @@ def test_queue_server_blocking_get_wakes_on_put(
     s = QueueServer(tmp_path / "q.sqlite")
     s.open(True)
     getter = _Thread(lambda: s.get_wait(False, "", 1, 600.0, "g1"))
-    peeker = _Thread(lambda: s.peek_wait(False, "", 0, 10, 600.0))
+    peeker = _Thread(lambda: s.peek_wait(False, "p", 0, 10, 600.0))
     other = _Thread(lambda: s.get_wait(False, "elsewhere", 1, 0.5, "g2"))
     waiting = _count_waits(s)
     for t in (getter, peeker, other):
         t.start()
     _until(lambda: len(waiting) >= 3)  # all three are waiting: the put below must wake them
     s.put(False, "", [b"hello"], 60.0, "p1")
+    s.put(False, "p", [b"look"], 60.0, "p1b")
     assert getter.outcome() == ([b"hello"], True)  # it had to wait
-    assert [v for _, v in peeker.outcome()] == [b"hello"]
+    assert [v for _, v in peeker.outcome()] == [b"look"]
     assert other.outcome() == ([], True)  # its own partition stayed empty: its timeout ended it
     t0 = time.monotonic()
     assert s.get_wait(False, "", 1, 0.3, "g3") == ([], True)
