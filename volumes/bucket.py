@@ -33,12 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from modal_ray import config
 from modal_ray.exception import InvalidError
 from modal_ray.warn import warn_once
 
 from . import localfs, paths
-
-_DEFAULT_MAX_BYTES = 50 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +226,7 @@ class Mirror:
             if not todo and not gone and all(os.path.isdir(self._local(d)) for d in dirs):
                 return
             total = sum(size for _, _, size in todo)
-            limit = int(os.environ.get("MODAL_RAY_CBM_MAX_BYTES") or _DEFAULT_MAX_BYTES)
+            limit = config.settings().cbm_max_bytes
             if total > limit:
                 raise InvalidError(
                     f"{self.label}: this node has no FUSE, and mirroring it would download"
@@ -438,9 +437,7 @@ def node_mount(spec: BucketMountSpec) -> FuseMount | MirrorMount:
         found = _nodes.get(spec)
         if found is not None:
             return found  # type: ignore[no-any-return]
-        mode = (os.environ.get("MODAL_RAY_CBM_MODE") or "auto").strip().lower()
-        if mode not in ("auto", "fuse", "copy"):
-            raise InvalidError(f"MODAL_RAY_CBM_MODE must be auto, fuse or copy, not {mode!r}.")
+        mode = config.settings().cbm_mode
         why = fuse_available() if mode != "copy" else "MODAL_RAY_CBM_MODE=copy"
         if mode == "fuse" and why:
             raise InvalidError(f"{spec.label}: MODAL_RAY_CBM_MODE=fuse, but {why}.")

@@ -42,27 +42,26 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from modal_ray import host_files
+from modal_ray import config, host_files
 from modal_ray.exception import InvalidError
 
 from . import localfs, paths
 from .workcopy import VolumeMountSpec, WorkingCopy
 
-DEFAULT_VIEW_FD = 1021
 _VIEW_LINK_PREFIX = "/proc/self/fd/"
 
 
 def cache_root() -> str:
-    explicit = os.environ.get("MODAL_RAY_VOLUME_CACHE")
-    if explicit:
-        return os.path.abspath(os.path.expanduser(explicit))
+    """The node-local cache (`MODAL_RAY_VOLUME_CACHE`, else under `$XDG_CACHE_HOME`)."""
+    explicit = config.settings().volume_cache
+    if explicit is not None:
+        return os.path.abspath(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "modal-ray", "volumes")
 
 
 def view_fd() -> int:
-    raw = os.environ.get("MODAL_RAY_VOLUME_FD")
-    return int(raw) if raw else DEFAULT_VIEW_FD
+    return config.settings().volume_fd
 
 
 def _start_time(pid: int | str) -> str | None:
@@ -382,7 +381,7 @@ def _scale_down_idle(v: _View) -> None:
     """Task-backed "containers" whose copies sat unused past the idle window are scaled down,
     as Modal scales down idle containers (`MODAL_RAY_VOLUME_IDLE_S`, default 60 s): their
     changes were committed when their last input ended, and the next input mounts afresh."""
-    idle = float(os.environ.get("MODAL_RAY_VOLUME_IDLE_S") or 60)
+    idle = config.settings().volume_idle_s
     now = time.monotonic()
     active = {id(wc) for wc in v.active.values()}
     for key, wc in list(v.copies.items()):

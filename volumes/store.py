@@ -67,14 +67,9 @@ class StoreConfig:
 
 def store_config() -> StoreConfig:
     """The store of this process's configuration (`MODAL_RAY_VOLUMES`...)."""
-    url = os.environ.get("MODAL_RAY_VOLUMES") or str(config.state_root() / "volumes")
-    raw = os.environ.get("MODAL_RAY_VOLUMES_OPTIONS") or "{}"
-    try:
-        options = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InvalidError(f"MODAL_RAY_VOLUMES_OPTIONS is not valid JSON: {exc}") from None
-    if not isinstance(options, dict):
-        raise InvalidError("MODAL_RAY_VOLUMES_OPTIONS must be a JSON object of fsspec options.")
+    settings = config.settings()
+    url = settings.volumes or str(config.state_root() / "volumes")
+    options = settings.volumes_options
     return StoreConfig(url.rstrip("/") or "/", json.dumps(options, sort_keys=True))
 
 

@@ -73,8 +73,8 @@ def with_source(runtime_env: dict[str, Any], target: Any, include_source: bool) 
     module_name = getattr(target, "module", None)
     if not include_source or not module_name:
         return runtime_env
-    flag = os.environ.get("MODAL_RAY_SHIP_SOURCE", "")
-    if flag == "0" or (flag != "1" and runtime.mode() != "address"):
+    ship = config.ship_source()
+    if ship is False or (ship is None and runtime.mode() != "address"):
         return runtime_env
     path = _source_path(target)
     if not path or "site-packages" in path or "dist-packages" in path:

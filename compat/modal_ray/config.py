@@ -1,68 +1,63 @@
-"""Client-side configuration: environment variables first, then `~/.modal.toml`-style defaults.
+"""Client- and worker-side configuration: typed readers over the user's settings, and the
+variables modal-ray sets for its own workers.
 
-Variables (default in brackets):
+User settings (every `MODAL_RAY_*` variable, `MODAL_ENVIRONMENT`, `MODAL_TRACEBACK`) are
+declared, validated and documented once in `modal_ray.settings`; `settings()` returns them as
+they are now, and the functions below derive what callers need (defaults that depend on the
+machine, an explicit environment name over `MODAL_ENVIRONMENT`). `docs/operations.md`
+("Configuration") lists each one.
 
-- `MODAL_RAY_ADDRESS` / `RAY_ADDRESS`: Ray cluster to connect to
-  [unset: start an embedded local Ray]
-- `MODAL_RAY_CONNECT_TIMEOUT`: seconds to wait for that cluster to answer before failing with
-  `modal.exception.ConnectionError` [`30`]
-- `MODAL_ENVIRONMENT`: Modal environment (Ray namespace `modal-<env>`) [`main`]
-- `MODAL_RAY_STATE`: state store root (registry, secrets, ...) [`~/.modal-ray`]
-- `MODAL_RAY_NUM_CPUS` / `MODAL_RAY_NUM_GPUS`: logical resources of the embedded Ray [detected]
-- `MODAL_RAY_PACKAGES`: `install` image packages through runtime_env, or only `check` them
-  [`install`]
-- `MODAL_RAY_CHECK_FEASIBLE`: refuse resource requests no node can satisfy
-  (`0` on autoscaling clusters) [`1`]
-- `MODAL_TRACEBACK`: full tracebacks from the CLI [unset]
+Internal handoff variables are set by modal-ray in its workers' environment and read back
+there; users do not set them:
+
+- `APP_ID_ENV` (`MODAL_RAY_APP_ID`): the app id of the run an input belongs to (set around
+  each input by the function layer; host files are claimed by it).
+
+`modal_ray.settings` imports pydantic; it is imported on the first read, so that `import modal`
+stays light.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modal_ray.exception import InvalidError
 
+if TYPE_CHECKING:
+    from modal_ray.settings import Settings
+
 DEFAULT_ENVIRONMENT = "main"
 
+# Internal handoff variables (driver -> worker). Not user settings.
+APP_ID_ENV = "MODAL_RAY_APP_ID"
+INTERNAL_ENV = (APP_ID_ENV,)
 
-def _flag(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+def settings() -> Settings:
+    """The user's settings from this process's environment now (`InvalidError` on a bad value)."""
+    from modal_ray.settings import current
+
+    return current()
 
 
 def ray_address() -> str | None:
-    return os.environ.get("MODAL_RAY_ADDRESS") or os.environ.get("RAY_ADDRESS") or None
-
-
-DEFAULT_CONNECT_TIMEOUT_S = 30.0
+    return settings().address
 
 
 def connect_timeout() -> float:
     """How long the first connection to a cluster at an address may take, in seconds."""
-    raw = os.environ.get("MODAL_RAY_CONNECT_TIMEOUT", "").strip()
-    if not raw:
-        return DEFAULT_CONNECT_TIMEOUT_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise InvalidError(
-            f"MODAL_RAY_CONNECT_TIMEOUT must be a positive number of seconds, not {raw!r}."
-        )
-    return value
+    return settings().connect_timeout
 
 
 def environment_name(explicit: str | None = None) -> str:
-    name = explicit or os.environ.get("MODAL_ENVIRONMENT") or DEFAULT_ENVIRONMENT
-    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum() or len(name) > 64:
-        raise InvalidError(
-            f"Invalid environment name {name!r}: use up to 64 letters, digits, '-', '_' or '.'."
-        )
-    return name
+    if not explicit:
+        return settings().environment
+    from modal_ray.settings import ENVIRONMENT_NAME_RULE, valid_environment_name
+
+    if not valid_environment_name(explicit):
+        raise InvalidError(f"Invalid environment name {explicit!r}: use {ENVIRONMENT_NAME_RULE}.")
+    return explicit
 
 
 def namespace_for(environment: str) -> str:
@@ -70,29 +65,35 @@ def namespace_for(environment: str) -> str:
 
 
 def state_root() -> Path:
-    return Path(os.environ.get("MODAL_RAY_STATE") or Path.home() / ".modal-ray").expanduser()
+    return settings().state or Path.home() / ".modal-ray"
 
 
 def embedded_num_cpus() -> float | None:
-    raw = os.environ.get("MODAL_RAY_NUM_CPUS")
-    return float(raw) if raw else None
+    return settings().num_cpus
 
 
 def embedded_num_gpus() -> float | None:
-    raw = os.environ.get("MODAL_RAY_NUM_GPUS")
-    return float(raw) if raw else None
+    return settings().num_gpus
 
 
 def packages_mode() -> str:
-    mode = os.environ.get("MODAL_RAY_PACKAGES", "install").strip().lower()
-    if mode not in ("install", "check"):
-        raise InvalidError(f"MODAL_RAY_PACKAGES must be 'install' or 'check', not {mode!r}.")
-    return mode
+    return settings().packages
 
 
 def check_feasible() -> bool:
-    return _flag("MODAL_RAY_CHECK_FEASIBLE", True)
+    return settings().check_feasible
+
+
+def ship_source() -> bool | None:
+    """Ship the function's source as `py_modules`: always (True), never (False), or only on a
+    cluster reached by address (None)."""
+    return settings().ship_source
 
 
 def show_traceback() -> bool:
-    return _flag("MODAL_TRACEBACK", False)
+    """`MODAL_TRACEBACK`. Used while an error is shown, so it never raises: with a bad setting
+    the error being shown is (or will be) the `InvalidError` that names it."""
+    try:
+        return settings().traceback
+    except InvalidError:
+        return False

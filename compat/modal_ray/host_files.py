@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modal_ray import config
 from modal_ray.exception import InvalidError
 
 __all__ = [
@@ -51,21 +52,13 @@ __all__ = [
 ]
 
 WORKER_FS_ENV = "MODAL_RAY_WORKER_FS"
-# Set in every input's environment by the function layer (function_options.APP_ID_ENV).
-_APP_ID_ENV = "MODAL_RAY_APP_ID"
 _LEDGER = "host-files.json"
 _lock = threading.RLock()  # flock is per open file: threads of one process take this first
 
 
 def private_worker_fs() -> bool:
     """Whether each worker has a disposable filesystem of its own (`MODAL_RAY_WORKER_FS`)."""
-    raw = (os.environ.get(WORKER_FS_ENV) or "shared").strip().lower()
-    if raw not in ("shared", "private"):
-        raise InvalidError(
-            f"{WORKER_FS_ENV}={raw!r}: use `shared` (Ray workers are processes of the machine,"
-            " the default) or `private` (each worker runs in its own disposable container)."
-        )
-    return raw == "private"
+    return config.settings().worker_fs == "private"
 
 
 def _proc_start(pid: int) -> str:
@@ -95,7 +88,8 @@ def _me() -> list[Any]:
 
 def current_claim() -> str:
     """The claim of the running input: its run (app id), or this process outside any run."""
-    app_id = os.environ.get(_APP_ID_ENV)
+    # Set around every input by the function layer (an internal handoff variable).
+    app_id = os.environ.get(config.APP_ID_ENV)
     if app_id:
         return f"run:{app_id}"
     pid, start = _me()
