@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -428,7 +429,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 5)
 
-    os.environ.setdefault("MODAL_RAY_STATE", tempfile.mkdtemp(prefix="modal-ray-bench-"))
+    own_state = None
+    if not os.environ.get("MODAL_RAY_STATE"):  # a private state store, removed at the end
+        own_state = tempfile.mkdtemp(prefix="modal-ray-bench-")
+        os.environ["MODAL_RAY_STATE"] = own_state
     # The product's default (modal-ray's embedded Ray sets the same): token authentication on.
     os.environ["RAY_AUTH_MODE"] = "token"
     import ray
@@ -444,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
         queue_rows, queue_notes = bench_queue(n_items=300 if args.quick else 1000, repeats=repeats)
     finally:
         ray.shutdown()
+        if own_state is not None:
+            shutil.rmtree(own_state, ignore_errors=True)
     commit_notes = bench_commit_cost(200 if args.quick else 1000)
     section = Section(
         key="dict_queue",
