@@ -333,16 +333,9 @@ def bench_map_concurrent(n: int, repeats: int) -> Section:
 
 
 def start_ray() -> None:
-    """One local Ray for both sides, with the product's defaults: unlike `common.start_ray`,
-    token authentication stays as Ray sets it (on in Ray 2.60)."""
-    os.environ.pop("RAY_ADDRESS", None)
-    os.environ.pop("MODAL_RAY_ADDRESS", None)
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    ray.init(**common.RAY_INIT_KWARGS)
-    mode = os.environ.get("RAY_AUTH_MODE", "(unset: Ray's default)")
-    log(f"RAY_AUTH_MODE={mode}")
+    """One local Ray for both sides, with the product's defaults (`common.start_ray`)."""
+    common.start_ray()
+    log(f"RAY_AUTH_MODE={os.environ['RAY_AUTH_MODE']}")
 
 
 SECTIONS = ("class_call", "class_map", "class_batched", "class_map_batched", "map_concurrent")
@@ -360,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     selected = set(args.only or SECTIONS)
 
+    common.quiet_env()  # the product's defaults (token authentication on), before Ray loads
     import ray
 
     start_ray()

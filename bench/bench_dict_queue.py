@@ -433,8 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.environ.get("MODAL_RAY_STATE"):  # a private state store, removed at the end
         own_state = tempfile.mkdtemp(prefix="modal-ray-bench-")
         os.environ["MODAL_RAY_STATE"] = own_state
-    # The product's default (modal-ray's embedded Ray sets the same): token authentication on.
-    os.environ["RAY_AUTH_MODE"] = "token"
+    common.quiet_env()  # the product's defaults (token authentication on), before Ray loads
     import ray
 
     common.start_ray()

@@ -314,6 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     only = set(args.only or ["remote", "map_trivial", "map_large"])
 
+    common.quiet_env()  # the product's defaults (token authentication on), before Ray loads
     import ray
 
     common.start_ray()

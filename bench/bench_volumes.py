@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     state = tempfile.mkdtemp(prefix="modal-ray-bench-")
     os.environ.setdefault("MODAL_RAY_STATE", state)
     os.environ.setdefault("MODAL_RAY_VOLUME_CACHE", os.path.join(state, "volume-cache"))
+    common.quiet_env()  # the product's defaults (token authentication on), before Ray loads
     import ray
 
     common.start_ray()

@@ -34,15 +34,17 @@ RAY_INIT_KWARGS: dict[str, Any] = {
 
 
 def quiet_env() -> None:
-    """Environment for a private, silent local Ray (never attach to someone else's cluster)."""
+    """Environment for a private local Ray (never attach to someone else's cluster), with the
+    product's defaults: token authentication on, as modal-ray's embedded Ray has it, even if the
+    calling shell turned it off. Call it before `import ray`: Ray reads its config at import."""
     os.environ.pop("RAY_ADDRESS", None)
     os.environ.pop("MODAL_RAY_ADDRESS", None)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def start_ray() -> None:
-    """One local Ray shared by both sides of every in-process benchmark."""
+    """One local Ray shared by both sides of every in-process benchmark (see `quiet_env`)."""
     quiet_env()
     import ray
 
