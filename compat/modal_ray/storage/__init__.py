@@ -13,7 +13,7 @@ Modules: `sqlite.py` (the file, group commit), `server.py` (dispatch, waits, upk
 
 from __future__ import annotations
 
-import os
+from modal_ray import config
 
 from .dict_server import DICT_LEN_CAP, DICT_TTL_S, DictServer
 from .queue_server import QUEUE_MAX_ITEMS, QUEUE_MAX_PARTITIONS, QueueServer
@@ -24,16 +24,15 @@ SERVERS: dict[str, type[StoreServer]] = {"dict": DictServer, "queue": QueueServe
 
 
 def dict_ttl() -> float:
-    """`MODAL_RAY_DICT_TTL`: seconds a Dict entry lives without reads or writes, for servers
-    started from now on [7 days, Modal's]."""
-    raw = os.environ.get("MODAL_RAY_DICT_TTL")
-    return float(raw) if raw else DICT_TTL_S
+    """Seconds a Dict entry lives without reads or writes, for servers started from now on
+    (`MODAL_RAY_DICT_TTL`, from the settings)."""
+    return config.settings().dict_ttl
 
 
 def store_sync() -> str:
-    """`MODAL_RAY_STORE_SYNC`: SQLite's `synchronous` for servers started from now on
-    [`normal`; `full` fsyncs every commit]."""
-    return sync_mode(os.environ.get("MODAL_RAY_STORE_SYNC"))
+    """SQLite's `synchronous` for servers started from now on (`MODAL_RAY_STORE_SYNC`, from the
+    settings)."""
+    return sync_mode(config.settings().store_sync)
 
 
 __all__ = [
