@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from modal_ray.dict import StoreRef
+    from modal_ray.runtime.worker import Invocation
     from modal_ray.specs import FunctionSpec
-    from modal_ray.worker import Invocation
 
 
 class Pending(Protocol):

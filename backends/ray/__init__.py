@@ -7,8 +7,8 @@ from typing import Any
 
 import ray
 
+from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec
-from modal_ray.worker import Invocation
 
 from . import runtime, store
 from .tasks import RayPending, RayPrepared, check_feasible

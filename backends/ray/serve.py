@@ -34,8 +34,8 @@ import ray.exceptions as rex
 from ray import serve
 from ray.serve.exceptions import RayServeException
 
-from modal_ray.container import Container, ContainerSpec
 from modal_ray.exception import ExecutionError
+from modal_ray.runtime.container import Container, ContainerSpec
 from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
 

@@ -24,8 +24,8 @@ import ray.exceptions as rex
 
 from modal_ray import config
 from modal_ray.exception import InvalidError, SerializationError
+from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec, Resources
-from modal_ray.worker import Invocation
 
 from .errors import translate
 
@@ -64,7 +64,8 @@ def with_source(runtime_env: dict[str, Any], target: Any, include_source: bool) 
 
     On the embedded Ray (and a Ray this process started) workers share this machine's files: a
     `FunctionRef` carries the folder its module was imported from, and a worker that cannot
-    import the module from its own path adds that folder (see `modal_ray.worker.FunctionRef`).
+    import the module from its own path adds that folder (see
+    `modal_ray.runtime.worker.FunctionRef`).
     On a cluster reached by address the module that defines the function (its top-level
     package, or the single file, a script run as `python app.py` included) goes into
     `py_modules`. Set MODAL_RAY_SHIP_SOURCE=1 to ship it in every mode, 0 never to."""

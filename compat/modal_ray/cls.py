@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 from .exception import InvalidError, NotFoundError
 from .function import Function, service_name
 from .function_options import FunctionOptions
+from .runtime.worker import Invocation
 from .specs import FunctionSpec
 from .synchronizer import dual
 from .warn import deprecation
-from .worker import Invocation
 
 if TYPE_CHECKING:
     from .app import App
@@ -180,7 +180,7 @@ class Obj:
 
     def _local_instance(self) -> Any:
         if self._local is None:
-            from .container import _hooks, instantiate
+            from .runtime.container import _hooks, instantiate
 
             obj = instantiate(self._cls._user_cls, self._params)
             for name, _snap in sorted(_hooks(type(obj), "enter"), key=lambda h: not h[1]):
@@ -283,7 +283,7 @@ class Cls:
     def _function_ref(self) -> Any:
         """By import when the module's attribute is this class (or a variant of it), a script
         run as `python app.py` included (see `FunctionRef`); else by value."""
-        from .worker import FunctionRef, refuse_calls_during_import
+        from .runtime.worker import FunctionRef, refuse_calls_during_import
 
         refuse_calls_during_import(f"Class {self._tag!r}")
         module_name = getattr(self._user_cls, "__module__", "") or ""

@@ -33,6 +33,7 @@ from . import config, context, output
 from .errors import RemoteFailure, UserCodeException, is_failure
 from .ids import new_id
 from .mapping import Failed, MapEngine, container_slots
+from .runtime.worker import FunctionRef, Invocation
 from .specs import FunctionSpec
 from .synchronizer import (
     check_blocking_call,
@@ -45,7 +46,6 @@ from .synchronizer import (
     sync_and_aio,
 )
 from .warn import deprecation, warn_once
-from .worker import FunctionRef, Invocation
 
 if TYPE_CHECKING:
     from .app import App
@@ -370,7 +370,7 @@ class Function(Generic[P, R]):
         By import wherever the defining file can be imported there, a script run as
         `python app.py` included (see `FunctionRef`); by value with `serialized=True`, for
         nested functions and for code with no file (notebooks, `python -c`)."""
-        from .worker import refuse_calls_during_import
+        from .runtime.worker import refuse_calls_during_import
 
         refuse_calls_during_import(f"Function {self._tag!r}")
         raw = self._raw_f

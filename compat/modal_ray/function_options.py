@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from modal_ray.exception import InvalidError
 
-from .container import ContainerSpec
 from .mapping import container_slots
 from .resources import container_resources, parse_resources
+from .runtime.container import ContainerSpec
+from .runtime.worker import Invocation
 from .secret import Secret, merge_secrets
 from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
 from .warn import deprecation, warn_once
-from .worker import Invocation
 
 if TYPE_CHECKING:
     from .app import App

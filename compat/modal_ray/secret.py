@@ -1,7 +1,8 @@
 """`modal.Secret`: environment variables injected into a function's worker at call time.
 
 Secrets never go into a Ray `runtime_env` (the Ray dashboard shows it): the resolved values travel
-inside the function's invocation and are set in `os.environ` around each input (see worker.py).
+inside the function's invocation and are set in `os.environ` around each input
+(see `modal_ray.runtime.worker`).
 Named secrets live in the state store, one JSON file per secret with mode 0600.
 """
 

@@ -1,4 +1,4 @@
-"""How a worker finds the user's code (`modal_ray.worker.FunctionRef`), without Ray."""
+"""How a worker finds the user's code (`modal_ray.runtime.worker.FunctionRef`), without Ray."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from modal.exception import InvalidError
-from modal_ray import worker
-from modal_ray.worker import FunctionRef
+from modal_ray.runtime import worker
+from modal_ray.runtime.worker import FunctionRef
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_a_missing_dependency_of_the_module_is_not_hidden(
 
 SCRIPT = textwrap.dedent(
     """
-    import modal_ray.worker as w
+    import modal_ray.runtime.worker as w
 
     IMPORTING = w.importing_user_code()
     MAIN_RAN = False

@@ -14,7 +14,8 @@ import cloudpickle
 import pytest
 
 import modal_ray.host_files as host_files
-import modal_ray.image as image_mod
+import modal_ray.image.packing as packing
+import modal_ray.image.setup as image_setup
 from modal.exception import ImageBuildError, InvalidError, ModuleNotMountable
 from modal.file_pattern_matcher import NON_PYTHON_FILES, FilePatternMatcher
 from modal.image import Image
@@ -30,8 +31,8 @@ def _fresh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     reset_for_tests()
     monkeypatch.delenv("MODAL_RAY_PACKAGES", raising=False)
     monkeypatch.delenv("MODAL_IS_REMOTE", raising=False)
-    monkeypatch.setattr(image_mod, "_workdirs", {})
-    monkeypatch.setattr(image_mod, "_cache_dir", lambda: tmp_path / "node-cache")
+    monkeypatch.setattr(image_setup, "_workdirs", {})
+    monkeypatch.setattr(image_setup, "_cache_dir", lambda: tmp_path / "node-cache")
     monkeypatch.setattr(host_files, "_ledger_dir", lambda: str(tmp_path / "ledger"))
     monkeypatch.delenv("MODAL_RAY_APP_ID", raising=False)
     monkeypatch.delenv("MODAL_RAY_WORKER_FS", raising=False)
@@ -318,7 +319,7 @@ def test_add_local_dir_inverted_matcher_and_errors(tmp_path: Path) -> None:
 
 def test_add_local_files_size_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write(tmp_path / "big", {"a": "x" * 100})
-    monkeypatch.setattr(image_mod, "_MAX_LOCAL_BYTES", 50)
+    monkeypatch.setattr(packing, "_MAX_LOCAL_BYTES", 50)
     with pytest.raises(InvalidError, match="Volume"):
         Image.debian_slim().add_local_dir(tmp_path / "big", "/big")._worker_setup()
 
@@ -355,7 +356,7 @@ def _file_image(tmp_path: Path, remote: Path, text: str = "payload") -> ImageSet
 
 def _run(monkeypatch: pytest.MonkeyPatch, app_id: str) -> None:
     monkeypatch.setenv("MODAL_RAY_APP_ID", app_id)
-    image_mod._workdirs.clear()  # another process of the node, as far as the memo goes
+    image_setup._workdirs.clear()  # another process of the node, as far as the memo goes
 
 
 def test_created_files_belong_to_the_run_and_go_when_it_ends(
@@ -496,7 +497,7 @@ def test_run_function_runs_once_per_node(tmp_path: Path) -> None:
     )
     setup = cloudpickle.loads(cloudpickle.dumps(image._worker_setup()))
     setup.apply()
-    image_mod._workdirs.clear()  # as if another worker process on the same node
+    image_setup._workdirs.clear()  # as if another worker process on the same node
     setup.apply()
     assert log.read_text() == "ran!"
     assert "BUILD_FLAG" not in os.environ

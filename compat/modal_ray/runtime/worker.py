@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from . import context, homes
-from .errors import RemoteFailure
+from modal_ray import context, homes
+from modal_ray.errors import RemoteFailure
 
 
 class _InputTimeout(BaseException):
@@ -133,7 +133,7 @@ def refuse_calls_during_import(what: str) -> None:
     """Calls made while a worker imports the user's module would start the app again in every
     container, each importing the module again (Modal refuses them too)."""
     if _importing:
-        from .exception import InvalidError
+        from modal_ray.exception import InvalidError
 
         raise InvalidError(
             f"{what} was called while a container imported the module that defines it: code at "

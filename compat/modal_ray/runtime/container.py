@@ -13,7 +13,7 @@ Invariants:
   replica's event loop (Modal's `@modal.concurrent` semantics); the engine caps how many inputs
   are in flight;
 - a batched method receives one list per parameter and must return a list of the same length;
-  every caller gets its own element, or the batch's error;
+  every caller gets its own element, or the batch's error (`batching.py`);
 - secrets and `env=` are set once for the process: a replica serves only this container;
 - `@modal.exit` hooks run once when the engine stops the replica.
 """
@@ -33,8 +33,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import context
-from .errors import RemoteFailure
+from modal_ray import context
+from modal_ray.errors import RemoteFailure
+
+from .batching import _Batcher
 from .worker import FunctionRef, enter_container
 
 
@@ -278,66 +280,3 @@ class Container:
                 self, method, self.spec.batch_max_size or 1, self.spec.batch_wait_ms / 1000
             )
         return await self._batcher.submit(args, kwargs)
-
-
-class _Batcher:
-    """Collects concurrent inputs into one call: the first input opens a batch, which runs when
-    `max_size` inputs are in or `wait_s` after it opened."""
-
-    def __init__(self, container: Container, method: str, max_size: int, wait_s: float) -> None:
-        self.container = container
-        self.method = method
-        self.max_size = max_size
-        self.wait_s = wait_s
-        self.pending: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]] = []
-        self.timer: asyncio.TimerHandle | None = None
-        fn = container._callable(method)
-        self.signature = inspect.signature(fn)
-
-    def submit(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        self.pending.append((args, kwargs, fut))
-        if len(self.pending) >= self.max_size:
-            self._flush()
-        elif self.timer is None:
-            self.timer = loop.call_later(self.wait_s, self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        batch, self.pending = self.pending[: self.max_size], self.pending[self.max_size :]
-        if self.pending:
-            self.timer = asyncio.get_running_loop().call_later(self.wait_s, self._flush)
-        if batch:
-            asyncio.get_running_loop().create_task(self._run(batch))
-
-    async def _run(
-        self, batch: list[tuple[tuple[Any, ...], dict[str, Any], asyncio.Future[Any]]]
-    ) -> None:
-        futures = [f for _, _, f in batch]
-        try:
-            columns: dict[str, list[Any]] = {name: [] for name in self.signature.parameters}
-            for args, kwargs, _ in batch:
-                bound = self.signature.bind(*args, **kwargs)
-                bound.apply_defaults()
-                for name in columns:
-                    columns[name].append(bound.arguments.get(name))
-            fn = self.container._callable(self.method)
-            result = await self.container._invoke(fn, tuple(columns.values()), {})
-            if not isinstance(result, list) or len(result) != len(batch):
-                got = len(result) if isinstance(result, list) else type(result).__name__
-                raise ValueError(
-                    f"A @modal.batched function must return a list with one output per input:"
-                    f" got {got} for a batch of {len(batch)} inputs."
-                )
-            for fut, value in zip(futures, result, strict=True):
-                if not fut.done():
-                    fut.set_result(value)
-        except BaseException as exc:
-            failure = self.container._failure(exc)
-            for fut in futures:
-                if not fut.done():
-                    fut.set_result(failure)

@@ -1,4 +1,4 @@
-"""`modal.Image` compiled to a Ray `runtime_env` plus a small worker-side setup step.
+"""`modal.Image`, the builder: an immutable chain of recorded steps, compiled for Ray.
 
 An `Image` is an immutable chain of recorded steps (one per builder call); every builder method
 returns a new `Image`. There is no image build: the base is always the cluster's own Python
@@ -6,19 +6,14 @@ environment, and when a function using the image is prepared the chain is compil
 
 - `Image._runtime_env()`: `pip` or `uv` (all package steps merged, in order), `env_vars`,
   `py_modules`. Never secrets. Deterministic for a given chain and local files.
-- `Image._worker_setup()`: a picklable `ImageSetup` whose `apply()` runs in the worker before every
-  input: it extracts `add_local_dir`/`add_local_file` contents (packed on the driver into
-  content-hashed zips), runs `run_function` steps once per node, changes to the `workdir`, and in
-  `MODAL_RAY_PACKAGES=check` mode verifies the packages instead of installing them. The work is
-  done once per process and run (then only the `chdir`), `run_function` once per node (marker
-  files). A worker is a process of its node, so files and directories go through `host_files`:
-  a path that exists and is not modal-ray's is never replaced (an error says so), and what was
-  created is removed when the run ends.
+- `Image._worker_setup()`: a picklable `ImageSetup` (see `setup.py`) carrying the packed local
+  files (`packing.py`), the `run_function` steps and the `workdir`.
 - `Image._emit_warnings()`: steps that Ray cannot perform (`apt_install`, `run_commands`,
   `from_registry`, ...) warn once per step kind, naming the step; nothing is dropped silently.
 
-Local paths and modules are resolved when the builder is called on the driver. Inside a worker
-(`is_local()` False) the user's module is re-imported, so those look-ups are skipped there.
+Local paths and modules are resolved when the builder is called on the driver (`sources.py`).
+Inside a worker (`is_local()` False) the user's module is re-imported, so those look-ups are
+skipped there.
 
 Known gaps: `add_local_python_source` ships whole top-level packages through `py_modules` (its
 `ignore=` is not applied and warns); one runtime_env holds either `pip` or `uv`, so a chain that
@@ -30,36 +25,29 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.util
-import io
-import os
 import posixpath
 import re
 import shlex
-import stat
 import sys
-import tempfile
-import threading
 import weakref
-import zipfile
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from modal_ray.exception import ImageBuildError, InvalidError, ModuleNotMountable
+from modal_ray.config import packages_mode
+from modal_ray.context import is_local
+from modal_ray.exception import InvalidError
+from modal_ray.file_pattern_matcher import NON_PYTHON_FILES
+from modal_ray.synchronizer import dual, dual_static
+from modal_ray.warn import deprecation, warn_once
 
-from . import host_files
-from .config import packages_mode
-from .context import is_local
-from .file_pattern_matcher import NON_PYTHON_FILES, FilePatternMatcher
-from .synchronizer import dual, dual_static
-from .warn import deprecation, warn_once
+from .packing import _ignore_key, _matcher, _pack_dir, _zip
+from .setup import ImageSetup
+from .sources import _module_path, _pyproject_dependencies, _read_requirements
 
-__all__ = ["AUTO_DOCKERIGNORE", "Image", "ImageSetup", "default_image"]
+__all__ = ["AUTO_DOCKERIGNORE", "Image", "default_image"]
 
-_MAX_LOCAL_BYTES = 100 * 1024 * 1024
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _PIP_DEFAULTS = ("--disable-pip-version-check", "--no-cache-dir")  # Ray's own defaults
 _UV_DEFAULTS = ("--no-cache",)
 _NODES = "the cluster's nodes"
@@ -195,368 +183,6 @@ def _install_options(
 def _ignored(**given: Any) -> tuple[str, ...]:
     return tuple(f"{name}=" for name, value in given.items() if value)
 
-
-def _read_requirements(path: str | Path, method: str) -> list[str]:
-    """Requirement lines of a requirements file, with `-r` includes inlined (option lines kept)."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(f"`Image.{method}`: requirements file {str(file)!r} not found.")
-    out: list[str] = []
-    for raw in re.sub(r"\\\r?\n", "", file.read_text()).splitlines():
-        line = re.split(r"(?:^|\s)#", raw, maxsplit=1)[0].strip()
-        include = re.match(r"^(-r|--requirement|-c|--constraint)(?:\s*=\s*|\s+)(\S+)$", line)
-        if not line:
-            continue
-        if include and include.group(1) in ("-r", "--requirement"):
-            out += _read_requirements(file.parent / include.group(2), method)
-        elif include:
-            warn_once(
-                f"image.constraints.{line}",
-                f"`Image.{method}`: constraints files ({line!r}) "
-                "are not supported on Ray; the line is ignored.",
-            )
-        else:
-            out.append(line)
-    return out
-
-
-def _load_toml(path: Path, method: str) -> dict[str, Any]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ImportError as exc:
-            raise InvalidError(
-                f"`Image.{method}` needs Python 3.11+ or `tomli` installed."
-            ) from exc
-    if not path.is_file():
-        raise FileNotFoundError(f"`Image.{method}`: {str(path)!r} not found.")
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
-
-
-def _pyproject_dependencies(
-    path: Path, method: str, extras: Sequence[str], groups: Sequence[str] = ()
-) -> list[str]:
-    data = _load_toml(path, method)
-    project = data.get("project", {})
-    if "dependencies" not in project:
-        raise InvalidError(
-            f"`Image.{method}`: {str(path)!r} has no [project] dependencies. For "
-            "[tool.poetry.dependencies] use `Image.poetry_install_from_file()`."
-        )
-    deps = list(project["dependencies"])
-    optional = project.get("optional-dependencies", {})
-    dep_groups = data.get("dependency-groups", {})
-    for name in extras:
-        if name not in optional:
-            warn_once(
-                f"image.extra.{name}",
-                f"`Image.{method}`: no optional dependency group "
-                f"{name!r} in {str(path)!r}; it is skipped.",
-            )
-        deps += optional.get(name, [])
-
-    def group(name: str, seen: tuple[str, ...]) -> list[str]:
-        if name not in dep_groups or name in seen:
-            raise InvalidError(f"`Image.{method}`: unknown or cyclic dependency group {name!r}.")
-        items = dep_groups[name]
-        return [
-            d
-            for item in items
-            for d in (
-                [item] if isinstance(item, str) else group(item["include-group"], (*seen, name))
-            )
-        ]
-
-    for name in groups:
-        deps += group(name, ())
-    return deps
-
-
-def _module_path(name: str) -> str:
-    """Local directory (package) or file (module) that Ray's `py_modules` should ship."""
-    if not isinstance(name, str) or not name:
-        raise InvalidError(f"`Image.add_local_python_source` expects module names, got {name!r}.")
-    top = name.split(".")[0]  # py_modules ships top-level packages
-    try:
-        spec = importlib.util.find_spec(top)
-    except (ImportError, ValueError) as exc:
-        raise ModuleNotMountable(f"Module {name!r} cannot be found locally: {exc}") from exc
-    if spec is None:
-        raise ModuleNotMountable(
-            f"`Image.add_local_python_source`: module {name!r} was not found locally; check the "
-            "name and that it is importable from where the app is launched."
-        )
-    locations = list(spec.submodule_search_locations or [])
-    if len(locations) == 1:
-        return str(Path(locations[0]).absolute())
-    if locations:
-        raise ModuleNotMountable(
-            f"Namespace package {top!r} spans several directories: {locations}."
-        )
-    if spec.origin and spec.origin.endswith(".py"):
-        return str(Path(spec.origin).absolute())
-    raise ModuleNotMountable(
-        f"Module {name!r} is not pure-Python source ({spec.origin}); install it on the cluster "
-        "with `pip_install` instead."
-    )
-
-
-def _matcher(ignore: Any) -> Callable[[Path], bool]:
-    if isinstance(ignore, str):
-        return FilePatternMatcher(ignore)
-    if callable(ignore):
-        return ignore  # type: ignore[no-any-return]
-    if isinstance(ignore, Sequence):
-        return FilePatternMatcher(*ignore)
-    raise InvalidError(f"`ignore` must be a list of patterns or a callable, got {ignore!r}.")
-
-
-def _ignore_key(ignore: Any) -> str:
-    if callable(ignore) and not isinstance(ignore, FilePatternMatcher):
-        return f"{getattr(ignore, '__module__', '')}.{getattr(ignore, '__qualname__', '')}"
-    return repr(ignore if not isinstance(ignore, list) else tuple(ignore))
-
-
-def _zip(entries: list[tuple[str, Path]], what: str) -> bytes:
-    """Deterministic zip (sorted names, fixed timestamps, modes kept) of regular files."""
-    buf, total = io.BytesIO(), 0
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for arcname, path in sorted(entries):
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # a dangling symlink
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            total += st.st_size
-            if total > _MAX_LOCAL_BYTES:
-                raise InvalidError(
-                    f"{what}: the files add up to more than 100 MiB, and modal-ray ships them with "
-                    "each function. Put large data in a `modal.Volume` (or on the cluster's nodes)."
-                )
-            info = zipfile.ZipInfo(arcname, date_time=_ZIP_EPOCH)
-            info.external_attr = (stat.S_IMODE(st.st_mode) | stat.S_IFREG) << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, path.read_bytes())
-    return buf.getvalue()
-
-
-def _pack_dir(root: Path, ignore: Any, what: str) -> bytes:
-    if not root.is_dir():
-        raise FileNotFoundError(f"{what}: local directory {str(root)!r} does not exist.")
-    matcher = _matcher(ignore)
-    prune = isinstance(matcher, FilePatternMatcher) and matcher.can_prune_directories()
-    entries: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        dirnames.sort()
-        if prune:
-            dirnames[:] = [d for d in dirnames if not matcher(rel_dir / d)]
-        for name in filenames:
-            rel = rel_dir / name
-            if not matcher(rel):
-                entries.append((rel.as_posix(), Path(dirpath) / name))
-    return _zip(entries, what)
-
-
-# -- worker side ---------------------------------------------------------------------------
-
-_apply_lock = threading.Lock()
-# (ImageSetup.key, host_files claim) -> absolute workdir ("" for none), per process
-_workdirs: dict[tuple[str, str], str] = {}
-
-
-def _cache_dir() -> Path:
-    uid = getattr(os, "getuid", lambda: 0)()
-    return Path(tempfile.gettempdir()) / f"modal-ray-image-{uid}"
-
-
-def _touch(marker: Path) -> None:
-    with contextlib.suppress(OSError):
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.touch()
-
-
-@contextlib.contextmanager
-def _node_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock shared by the worker processes of one node (best effort)."""
-    try:
-        import fcntl
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fh = path.open("a")
-    except (ImportError, OSError):
-        fh = None
-    if fh is None:
-        yield
-        return
-    with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-def _extract(dest: str, data: bytes, what: str) -> None:
-    """Write a packed zip's files under `dest`, owned by the running input's claim (see
-    `host_files`: nothing that exists and is not modal-ray's is replaced)."""
-    root = os.path.abspath(os.path.expanduser(dest))
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        files = [
-            (os.path.join(root, *i.filename.split("/")), zf.read(i), _mode(i))
-            for i in zf.infolist()
-            if not i.is_dir()
-        ]
-    try:
-        with host_files.ledger() as book:
-            assert book is not None
-            book.noun = "`remote_path`"
-            book.make_dirs(root, what)
-            book.write_files(files, what)
-    except OSError as exc:
-        raise InvalidError(
-            f"{what}: cannot write the image's local files to {root!r} on this worker "
-            f"({exc.strerror or exc}). Use a `remote_path` that the Ray worker's user can "
-            "write (a relative path, or one under /tmp), or create it on every node with write "
-            "access."
-        ) from exc
-
-
-def _mode(info: zipfile.ZipInfo) -> int:
-    return (info.external_attr >> 16) & 0o7777 or 0o644
-
-
-def _make_workdir(target: str, what: str) -> str:
-    path = os.path.abspath(os.path.expanduser(target))
-    try:
-        with host_files.ledger() as book:
-            assert book is not None
-            book.make_dirs(path, what)
-    except OSError as exc:
-        raise InvalidError(
-            f"{what}: cannot create it on this worker ({exc.strerror or exc}); create it on the"
-            " cluster's nodes or pick a writable path."
-        ) from exc
-    return path
-
-
-def _run_once(name: str, blob: bytes, digest: str) -> None:
-    marker = _cache_dir() / f"run-{digest[:32]}"
-    if marker.exists():
-        return
-    with _node_lock(marker.with_suffix(".lock")):
-        if marker.exists():
-            return
-        import cloudpickle
-
-        fn, args, kwargs, env = cloudpickle.loads(blob)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update({k: v for k, v in env.items() if v is not None})
-        try:
-            fn(*args, **kwargs)
-        except Exception as exc:
-            raise ImageBuildError(
-                f"`Image.run_function({name})` failed on this worker: {exc!r}"
-            ) from exc
-        finally:
-            for k, old in saved.items():
-                if old is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = old
-        _touch(marker)
-
-
-def _check_requirements(requirements: Sequence[str]) -> None:
-    """`MODAL_RAY_PACKAGES=check`: every requirement must already be satisfied in this worker."""
-    from importlib import metadata
-
-    try:
-        from packaging.requirements import InvalidRequirement, Requirement
-    except ImportError:  # name-only check
-        Requirement = None  # type: ignore[assignment,misc]
-    problems: list[str] = []
-    for line in requirements:
-        if line.startswith("-"):
-            continue  # an option line from a requirements file
-        spec: Any = None
-        if Requirement is not None:
-            try:
-                req = Requirement(line)
-            except InvalidRequirement:
-                continue  # a URL or path: the distribution name is unknown
-            if req.marker is not None and not req.marker.evaluate():
-                continue
-            name, spec = req.name, req.specifier
-        else:
-            match = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
-            if not match:
-                continue
-            name = match.group(0)
-        try:
-            version = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            problems.append(f"{line} (not installed)")
-            continue
-        if spec is not None and not spec.contains(version, prereleases=True):
-            problems.append(f"{line} (found {version})")
-    if problems:
-        raise ImageBuildError(
-            "MODAL_RAY_PACKAGES=check: the image needs packages that this worker's Python "
-            f"({sys.executable}) does not have: {', '.join(problems)}. Install them on the "
-            "cluster's nodes, or unset MODAL_RAY_PACKAGES to let Ray install them."
-        )
-
-
-class ImageSetup:
-    """Worker-side part of an image; `apply()` runs before every input (cheap after the first).
-
-    Files and directories it writes belong to the running input's run (`host_files`): they
-    are removed when the run ends, so the work is done once per process and run."""
-
-    __slots__ = ("key", "ops", "requirements")
-
-    def __init__(
-        self, ops: tuple[tuple[str, str, bytes, str, str], ...], requirements: tuple[str, ...]
-    ):
-        self.ops = ops  # (kind, target, payload, digest, what), in step order
-        self.requirements = requirements
-        h = hashlib.sha256(repr(requirements).encode())
-        for kind, target, _, digest, _ in ops:
-            h.update(repr((kind, target, digest)).encode())
-        self.key = h.hexdigest()
-
-    def apply(self) -> None:
-        memo = (self.key, host_files.current_claim())
-        workdir = _workdirs.get(memo)
-        if workdir is None:
-            with _apply_lock:
-                workdir = _workdirs.get(memo)
-                if workdir is None:
-                    workdir = _workdirs[memo] = self._first_apply()
-        if workdir:
-            os.chdir(workdir)
-
-    def _first_apply(self) -> str:
-        if self.requirements:
-            _check_requirements(self.requirements)
-        workdir = ""
-        for kind, target, payload, digest, what in self.ops:
-            if kind == "workdir":
-                workdir = _make_workdir(target, what)
-                os.chdir(workdir)  # later relative remote paths resolve against it
-            elif kind == "extract":
-                _extract(target, payload, what)
-            elif kind == "run":
-                _run_once(target, payload, digest)
-        return workdir
-
-    def __repr__(self) -> str:
-        return f"ImageSetup({[op[0] for op in self.ops]}, requirements={len(self.requirements)})"
-
-
-# -- the builder ---------------------------------------------------------------------------
 
 _known: weakref.WeakValueDictionary[str, Image] = weakref.WeakValueDictionary()
 
