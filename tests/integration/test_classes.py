@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 import modal
 from modal.exception import InvalidError
+from tests.support import overlap
 
 STATE = Path(os.environ["MODAL_RAY_STATE"]) / "test-classes"
 STATE.mkdir(parents=True, exist_ok=True)
@@ -59,16 +60,12 @@ class Counter:
 @modal.concurrent(max_inputs=3)
 class Overlap:
     @modal.method()
-    def window(self, seconds: float) -> tuple[float, float]:
-        start = time.monotonic()
-        time.sleep(seconds)
-        return start, time.monotonic()
+    def window(self, path: str) -> None:
+        overlap.occupy(path, 3)
 
     @modal.method()
-    async def awindow(self, seconds: float) -> tuple[float, float]:
-        start = time.monotonic()
-        await asyncio.sleep(seconds)
-        return start, time.monotonic()
+    async def awindow(self, path: str) -> None:
+        await overlap.occupy_async(path, 3)
 
 
 @app.cls(cpu=0.1, max_containers=1)
@@ -98,10 +95,9 @@ class WrongBatch:
 
 @app.function(cpu=0.1, max_containers=1)
 @modal.concurrent(max_inputs=4)
-def concurrent_fn(seconds: float) -> tuple[float, float, int]:
-    start = time.monotonic()
-    time.sleep(seconds)
-    return start, time.monotonic(), os.getpid()
+def concurrent_fn(path: str) -> int:
+    overlap.occupy(path, 4)
+    return os.getpid()
 
 
 @app.function(cpu=0.1, max_containers=1)
@@ -116,13 +112,8 @@ def running():  # type: ignore[no-untyped-def]
         yield app
 
 
-def _max_overlap(windows: list[tuple[float, float]]) -> int:
-    events = sorted([(s, 1) for s, _ in windows] + [(e, -1) for _, e in windows])
-    best = current = 0
-    for _, delta in events:
-        current += delta
-        best = max(best, current)
-    return best
+def _state_file(label: str) -> str:
+    return str(STATE / f"overlap-{label}-{uuid.uuid4().hex[:8]}.json")
 
 
 def test_methods_parameters_and_state(running: modal.App) -> None:
@@ -168,18 +159,23 @@ def test_map_spawn_and_aio_on_methods(running: modal.App) -> None:
 
 
 def test_concurrent_inputs_overlap_up_to_max_inputs(running: modal.App) -> None:
+    # Counted inside the container (tests/support/overlap.py): 3 at once, never 4.
     o = Overlap()
-    calls = [o.window.spawn(1.0) for _ in range(9)]
-    windows = [fc.get(timeout=120) for fc in calls]
-    assert _max_overlap(windows) == 3
-    async_calls = [o.awindow.spawn(0.5) for _ in range(7)]
-    assert _max_overlap([fc.get(timeout=120) for fc in async_calls]) == 3
+    path = _state_file("sync")
+    for fc in [o.window.spawn(path) for _ in range(9)]:
+        fc.get(timeout=120)
+    assert overlap.read(path) == {"running": 0, "peak": 3, "done": 9}
+    path = _state_file("async")
+    for fc in [o.awindow.spawn(path) for _ in range(7)]:
+        fc.get(timeout=120)
+    assert overlap.read(path) == {"running": 0, "peak": 3, "done": 7}
 
 
 def test_concurrent_plain_function_is_served(running: modal.App) -> None:
-    results = [fc.get(timeout=120) for fc in [concurrent_fn.spawn(0.8) for _ in range(8)]]
-    assert _max_overlap([(s, e) for s, e, _ in results]) == 4
-    assert len({pid for _, _, pid in results}) == 1
+    path = _state_file("fn")
+    pids = [fc.get(timeout=120) for fc in [concurrent_fn.spawn(path) for _ in range(8)]]
+    assert overlap.read(path) == {"running": 0, "peak": 4, "done": 8}
+    assert len(set(pids)) == 1
 
 
 def test_batches_group_concurrent_calls(running: modal.App) -> None:

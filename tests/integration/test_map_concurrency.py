@@ -1,15 +1,14 @@
 """`.map` fills a container's input slots and its batcher; `spawn_map` zips lazily.
 
-Overlap is counted inside the function: each input marks itself running in a small state file
-(under an exclusive lock, since containers are separate processes) and records the peak number
-of inputs running at once. Concurrent inputs also wait (briefly) until `max_inputs` of them run,
-so a map that feeds a container one input at a time shows a peak of 1, never a lucky 4.
+Overlap is counted inside the function with `tests/support/overlap.py`: each input marks itself
+running in a small state file and records the peak number of inputs running at once.
+Concurrent inputs also wait (briefly) until `max_inputs` of them run, so a map that feeds a
+container one input at a time shows a peak of 1, never a lucky 4.
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import itertools
 import json
 import os
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 import modal
+from tests.support import overlap
 
 STATE = Path(os.environ["MODAL_RAY_STATE"]) / "test-map-concurrency"
 STATE.mkdir(parents=True, exist_ok=True)
@@ -31,48 +31,14 @@ SLOTS = 4
 GATHER_TIMEOUT_S = 10.0
 
 
-def _update(path: str, change: Any) -> dict[str, Any]:
-    """Apply `change(state)` to the JSON state at `path` under an exclusive lock."""
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            f.seek(0)
-            text = f.read()
-            state: dict[str, Any] = json.loads(text) if text else {}
-            change(state)
-            f.seek(0)
-            f.truncate()
-            f.write(json.dumps(state))
-            f.flush()  # before the lock is released
-            return state
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _enter(state: dict[str, Any]) -> None:
-    state["running"] = state.get("running", 0) + 1
-    state["peak"] = max(state.get("peak", 0), state["running"])
-
-
-def _leave(state: dict[str, Any]) -> None:
-    state["running"] -= 1
-    state["done"] = state.get("done", 0) + 1
-
-
 def _occupy(path: str, x: int, slots: int = SLOTS) -> int:
-    """Run as one input: count it, wait until `slots` inputs run at once (or give up), leave."""
-    _update(path, _enter)
-    deadline = time.monotonic() + GATHER_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if _update(path, lambda s: None).get("peak", 0) >= slots:
-            break
-        time.sleep(0.02)
-    _update(path, _leave)
+    """Run as one input that waits for `slots` inputs to run at once (tests/support/overlap.py)."""
+    overlap.occupy(path, slots, GATHER_TIMEOUT_S)
     return x * 10
 
 
 def _record_batch(path: str, size: int) -> None:
-    _update(path, lambda s: s.setdefault("sizes", []).append(size))
+    overlap.update(path, lambda s: s.setdefault("sizes", []).append(size))
 
 
 @app.function(cpu=0.1, max_containers=1)
