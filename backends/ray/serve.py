@@ -35,6 +35,7 @@ from ray import serve
 from ray.serve.exceptions import RayServeException
 
 from modal_ray.exception import ExecutionError
+from modal_ray.naming import run_prefix_of
 from modal_ray.runtime.container import Container, ContainerSpec
 from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
@@ -583,7 +584,7 @@ def get_service(spec: ServiceSpec, container: ContainerSpec) -> Service:
         service = _services.get(spec.name)
         if service is None:
             service = _services[spec.name] = Service(spec, container)
-            prefix = _run_prefix(spec.name)
+            prefix = run_prefix_of(spec.name)
             if prefix not in _watched_prefixes:
                 _watched_prefixes.add(prefix)
                 watch_driver(prefix)
@@ -591,13 +592,6 @@ def get_service(spec: ServiceSpec, container: ContainerSpec) -> Service:
 
 
 _watched_prefixes: set[str] = set()
-
-
-def _run_prefix(name: str) -> str:
-    """`modal-<env>-<app_id>-` of a pool name (app ids are `ap-<hex>`)."""
-    head, sep, _ = name.partition("-ap-")
-    app_hex = name[len(head) + len(sep) :].split("-", 1)[0]
-    return f"{head}-ap-{app_hex}-"
 
 
 def stop_services(prefix: str, timeout: float = 60.0) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 from modal_ray.exception import InvalidError, UnimplementedError
 
-from . import config, output
-from .function import Function, FunctionCall
+from . import config, naming, output
+from .function import Function
 from .function_options import FunctionOptions
-from .ids import new_id
+from .run_context import RunContext, RunTasks, app_id_from_env
 from .secret import Secret
 from .synchronizer import dual, dual_static, run_async, run_sync, sync_and_aio
 from .warn import warn_once
@@ -120,9 +120,7 @@ class App:
         self._environment = config.DEFAULT_ENVIRONMENT
         self._app_id: str | None = None
         self._description: str | None = name
-        self._hydrated: weakref.WeakSet[Function[..., Any]] = weakref.WeakSet()
-        self._spawned: weakref.WeakSet[FunctionCall[Any]] = weakref.WeakSet()
-        self._background: set[asyncio.Task[Any]] = set()
+        self._tasks = RunTasks()
         self._detach = False
         App._all_apps.add(self)
 
@@ -131,16 +129,13 @@ class App:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        for key in ("_hydrated", "_spawned", "_background"):
-            state[key] = None
+        state["_tasks"] = None
         state["_running"] = False
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._hydrated = weakref.WeakSet()
-        self._spawned = weakref.WeakSet()
-        self._background = set()
+        self._tasks = RunTasks()
 
     def __getattr__(self, name: str) -> Any:
         # `app.my_function` looked up Modal 0.x style.
@@ -373,6 +368,23 @@ class App:
 
     # -- running ---------------------------------------------------------------------------
 
+    def run_context(self) -> RunContext:
+        """The context this app's functions and classes run in (see `run_context`): this run's
+        environment and id while the app runs; elsewhere (in a worker) the configured
+        environment and the app id its driver handed down."""
+        running = self._running
+        return RunContext(
+            environment=self._environment if running else config.environment_name(),
+            app_id=self._app_id or app_id_from_env(),
+            app_name=self._name,
+            running=running,
+            image=self._image,
+            secrets=tuple(self._secrets),
+            volumes=dict(self._volumes),
+            include_source=self._include_source,
+            tasks=self._tasks,
+        )
+
     def _run(
         self,
         *,
@@ -400,7 +412,7 @@ class App:
         await asyncio.get_running_loop().run_in_executor(
             None, get_backend().connect, self._environment
         )
-        self._app_id = new_id("ap")
+        self._app_id = naming.new_app_id()
         self._detach = detach
         self._running = True
         output.status(f"✓ Initialized app {self._app_id} on {get_backend().describe()}.")
@@ -411,36 +423,24 @@ class App:
         try:
             if self._detach:
                 # Background work must finish before this process may leave.
-                if self._background:
-                    await asyncio.gather(*self._background, return_exceptions=True)
-                pending = [fc._task for fc in list(self._spawned) if not fc._task.done()]
-                if pending:
-                    await asyncio.gather(*pending, return_exceptions=True)
+                await self._tasks.wait_all()
             else:
-                for task in list(self._background):
-                    task.cancel()
-                for fc in list(self._spawned):
-                    if not fc._task.done():
-                        await fc.cancel.aio()
+                await self._tasks.cancel_all()
         finally:
             from modal_ray.backends import get_backend
 
-            from .function import service_prefix
             from .host_files import release_run
 
             # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
-            prefix = service_prefix(self._environment, self)
+            prefix = naming.run_prefix(self._environment, self._app_id)
             await asyncio.get_running_loop().run_in_executor(
                 None, get_backend().stop_services, prefix
             )
             # What this run's containers wrote into this machine's own filesystem goes now.
             await asyncio.get_running_loop().run_in_executor(None, release_run, self._app_id)
             self._running = False
-            for fn in list(self._hydrated):
-                fn._forget()
-            self._hydrated = weakref.WeakSet()
-            self._spawned = weakref.WeakSet()
-            self._background = set()
+            self._tasks.forget_prepared()
+            self._tasks = RunTasks()
             output.status(f"✓ App {self._app_id} stopped.")
 
     @dual
@@ -499,7 +499,7 @@ class App:
     async def stats(self, *, since: Any = None, until: Any = None) -> Any:
         from modal_ray.types import AppStats
 
-        return AppStats(num_functions=len(self._functions), num_running=len(self._hydrated))
+        return AppStats(num_functions=len(self._functions), num_running=self._tasks.num_prepared)
 
 
 _DEPRECATED_KEYS = (

@@ -17,8 +17,9 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import naming
 from .exception import InvalidError, NotFoundError
-from .function import Function, service_name
+from .function import Function
 from .function_options import FunctionOptions
 from .runtime.worker import Invocation
 from .specs import FunctionSpec
@@ -27,6 +28,7 @@ from .warn import deprecation
 
 if TYPE_CHECKING:
     from .app import App
+    from .run_context import RunContext
 
 _PARAM_TYPES = (str, int, bool, bytes)
 MAX_PARAMS_BYTES = 16 * 1024
@@ -105,14 +107,9 @@ class _MethodFunction(Function[..., Any]):
         return self._obj._cls._function_ref()
 
     def _make_prepared(
-        self,
-        backend: Any,
-        spec: FunctionSpec,
-        invocation: Invocation,
-        app: App | None,
-        environment: str,
+        self, backend: Any, spec: FunctionSpec, invocation: Invocation, ctx: RunContext
     ) -> Any:
-        return self._obj._service(backend, app, environment).method(self._method)
+        return self._obj._service(backend, ctx).method(self._method)
 
     def _pool_options(self) -> FunctionOptions:
         """The live options of the class's pool, with this method's batching if it has one."""
@@ -190,9 +187,10 @@ class Obj:
             self._local = obj
         return self._local
 
-    def _service(self, backend: Any, app: App | None, environment: str) -> Any:
+    def _service(self, backend: Any, ctx: RunContext) -> Any:
         cls = self._cls
-        name = service_name(environment, app, cls._tag, self._params, cls._variant)
+        name = naming.pool_name(ctx.environment, ctx.app_id, cls._tag, self._params, cls._variant)
+        environment = ctx.environment
         if self._service_handle is not None and self._service_key == (name, environment):
             return self._service_handle
         batched = [m for m, o in cls._method_opts.items() if o.get("batch_max_size")]
@@ -208,8 +206,7 @@ class Obj:
             target=cls._function_ref(),
             is_class=True,
             params=self._params,
-            app=app,
-            environment=environment,
+            ctx=ctx,
             batched_method=batched[0] if batched else None,
         )
         self._service_handle = backend.prepare_service(service, container)

@@ -29,10 +29,11 @@ from typing_extensions import ParamSpec
 from modal_ray.backends import get_backend
 from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
 
-from . import config, context, output
+from . import config, context, naming, output
 from .errors import RemoteFailure, UserCodeException, is_failure
 from .ids import new_id
 from .mapping import Failed, MapEngine, container_slots
+from .run_context import worker_context
 from .runtime.worker import FunctionRef, Invocation
 from .specs import FunctionSpec
 from .synchronizer import (
@@ -50,6 +51,7 @@ from .warn import deprecation, warn_once
 if TYPE_CHECKING:
     from .app import App
     from .function_options import FunctionOptions
+    from .run_context import RunContext
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,6 +121,13 @@ class FunctionCall(Generic[R]):
         for pending in self._pending:
             pending.cancel(force=terminate_containers)
         self._task.cancel()
+
+    def _owned_task(self) -> asyncio.Task[R]:
+        """`RunTasks`: the task its app run waits for or cancels when it stops."""
+        return self._task
+
+    async def _cancel_owned(self) -> None:
+        await self.cancel.aio()
 
     @dual
     async def get_call_graph(self) -> list[Any]:
@@ -250,29 +259,6 @@ def _service_changes(changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def service_prefix(environment: str, app: App | None) -> str:
-    """Names of an app run's container pools start with this (so stopping finds them all)."""
-    import os
-
-    from .function_options import APP_ID_ENV
-
-    app_id = (
-        app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV, "ap-local")
-    )
-    return f"modal-{environment}-{app_id}-"
-
-
-def service_name(
-    environment: str, app: App | None, tag: str, params: dict[str, Any], variant: str
-) -> str:
-    """A deterministic pool name: workers of the same app run compute the same one."""
-    import hashlib
-
-    digest = hashlib.sha256(repr((sorted(params.items()), variant)).encode()).hexdigest()[:10]
-    safe = "".join(c if c.isalnum() else "-" for c in tag)
-    return f"{service_prefix(environment, app)}{safe}-{digest}"
-
-
 def _length_hint(iterables: tuple[Any, ...]) -> int | None:
     hints = [
         operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables
@@ -395,54 +381,47 @@ class Function(Generic[P, R]):
         with self._lock:
             if self._prepared is not None:
                 return self._prepared
-            app = self._app
-            if context.is_local() and (app is None or not app._running):
+            ctx = self._run_context()
+            if context.is_local() and not ctx.running:
                 raise ExecutionError(
                     f"Function {self._tag!r} has not been hydrated: its app is not running. Call it"
                     " inside `with app.run():`, or run the file with `modal run`."
                 )
-            environment = (
-                app._environment if app is not None and app._running else config.environment_name()
-            )
             backend = get_backend()
-            backend.connect(environment)
+            backend.connect(ctx.environment)
             spec, invocation = self._options.build(
-                self._tag, self._raw_f, self._function_ref(), app, environment, served=self._served
+                self._tag, self._raw_f, self._function_ref(), ctx, served=self._served
             )
             self._spec = spec
-            self._prepared = self._make_prepared(backend, spec, invocation, app, environment)
-            if app is not None:
-                app._hydrated.add(self)
+            self._prepared = self._make_prepared(backend, spec, invocation, ctx)
+            if ctx.tasks is not None:
+                ctx.tasks.add_prepared(self)
             return self._prepared
 
+    def _run_context(self) -> RunContext:
+        """The run this function belongs to: its app's, or (no app) the worker's."""
+        return self._app.run_context() if self._app is not None else worker_context()
+
     def _make_prepared(
-        self,
-        backend: Any,
-        spec: FunctionSpec,
-        invocation: Invocation,
-        app: App | None,
-        environment: str,
+        self, backend: Any, spec: FunctionSpec, invocation: Invocation, ctx: RunContext
     ) -> Any:
         if not self._options.needs_container():
             return backend.prepare(spec, invocation)
         # Container semantics (concurrency, batching, a warm floor): a Serve pool of one function.
         service, container = self._options.build_container(
-            name=service_name(environment, app, self._tag, {}, ""),
+            name=naming.pool_name(ctx.environment, ctx.app_id, self._tag, {}, ""),
             tag=self._tag,
             target=self._function_ref(),
             is_class=False,
             params={},
-            app=app,
-            environment=environment,
+            ctx=ctx,
             batched_method="__call__" if self._options.batch_max_size else None,
         )
         return backend.prepare_service(service, container).method("__call__")
 
     def _register_call(self, call_id: str, pending: Any) -> None:
         """Let other processes find this spawned call by id (`FunctionCall.from_id`)."""
-        app = self._app
-        environment = app._environment if app is not None and app._running else None
-        environment = environment or config.environment_name()
+        environment = self._run_context().environment
         try:
             get_backend().register_call(environment, call_id, pending)
         except Exception as exc:
@@ -539,7 +518,7 @@ class Function(Generic[P, R]):
         """Start a call without waiting; returns a `FunctionCall`."""
         self._check_not_generator("spawn")
         self._ensure_prepared()
-        call_id = new_id("fc")
+        call_id = naming.new_call_id()
         holder: list[FunctionCall[Any]] = []
 
         async def _run() -> Any:
@@ -550,8 +529,9 @@ class Function(Generic[P, R]):
         fc: FunctionCall[R] = FunctionCall(call_id, task, self)
         holder.append(fc)
         self._spawned.add(fc)
-        if self._app is not None:
-            self._app._spawned.add(fc)
+        tasks = self._run_context().tasks
+        if tasks is not None:
+            tasks.add(fc)
         return fc
 
     # -- generators ----------------------------------------------------------------------
@@ -563,7 +543,7 @@ class Function(Generic[P, R]):
                 " Use `.remote(...)`."
             )
         prepared = self._ensure_prepared()
-        call_id = new_id("fc")
+        call_id = naming.new_call_id()
         stream = prepared.submit_stream(args, kwargs, call_id)
         try:
             async for item in stream:
@@ -598,7 +578,7 @@ class Function(Generic[P, R]):
             backend,
             inputs,
             kwargs,
-            call_id=new_id("fc"),
+            call_id=naming.new_call_id(),
             ordered=ordered,
             retries=self._spec.retries,
             max_tasks=self._map_capacity(backend),
@@ -780,8 +760,9 @@ class Function(Generic[P, R]):
                 pass
 
         task = asyncio.get_running_loop().create_task(_drain())
-        if self._app is not None:
-            self._app._background.add(task)
+        tasks = self._run_context().tasks
+        if tasks is not None:
+            tasks.add(task)
 
     def _spawn_map(self, *input_iterators: Any, kwargs: dict[str, Any] = {}) -> None:  # noqa: B006
         """Submit a map in the background and return at once; no results. Inputs are read
@@ -817,7 +798,7 @@ class Function(Generic[P, R]):
             return out
 
         task = asyncio.get_running_loop().create_task(_collect())
-        return FunctionCall(new_id("fc"), task, self)
+        return FunctionCall(naming.new_call_id(), task, self)
 
     # -- options and scaling ---------------------------------------------------------------
 

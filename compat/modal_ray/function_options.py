@@ -8,13 +8,13 @@ meaningless off Modal (`region=`, `cloud=`, `proxy=`, ...) warns once.
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from modal_ray.exception import InvalidError
 
+from . import config
 from .mapping import container_slots
 from .resources import container_resources, parse_resources
 from .runtime.container import ContainerSpec
@@ -24,11 +24,9 @@ from .specs import FunctionSpec, Resources, RetryPolicy, ServiceSpec
 from .warn import deprecation, warn_once
 
 if TYPE_CHECKING:
-    from .app import App
+    from .run_context import RunContext
 
 MAX_TIMEOUT = 24 * 60 * 60
-# Lets code in a worker find the container pools of the app run that started it.
-APP_ID_ENV = "MODAL_RAY_APP_ID"
 
 # Parameters that mean nothing on a Ray cluster: accepted, with one warning each.
 _CLOUD_ONLY = {
@@ -220,34 +218,33 @@ class FunctionOptions:
     def check_supported(self, tag: str) -> None:
         """Nothing left to refuse here; kept as the one place for such checks."""
 
-    def mounts(self, app: App | None, environment: str) -> Any:
+    def mounts(self, ctx: RunContext) -> Any:
         """The picklable mount set for `volumes=` / `network_file_systems=` (app's first)."""
-        volumes = dict(app._volumes) if app is not None else {}
+        volumes = dict(ctx.volumes)
         volumes.update(self.volumes)
         if not volumes and not self.network_file_systems:
             return None
         from modal_ray.volumes import prepare_mounts
 
-        return prepare_mounts(volumes, dict(self.network_file_systems), environment)
+        return prepare_mounts(volumes, dict(self.network_file_systems), ctx.environment)
 
     def needs_container(self) -> bool:
         """Container semantics (warm state, concurrency, batching, a warm floor) need Serve."""
         return bool(self.max_inputs_concurrent or self.batch_max_size or self.min_containers)
 
-    def _environment(self, app: App | None) -> tuple[Any, dict[str, Any], dict[str, str]]:
+    def _environment(self, ctx: RunContext) -> tuple[Any, dict[str, Any], dict[str, str]]:
         """(image, runtime_env, env) shared by tasks and containers."""
         from .image import default_image
 
-        image = self.image or (app._image if app is not None else None) or default_image()
+        image = self.image or ctx.image or default_image()
         image._emit_warnings()
         runtime_env = dict(image._runtime_env())
-        secrets = list(app._secrets) if app is not None else []
+        secrets = list(ctx.secrets)
         secrets += list(self.secrets)
         env = merge_secrets(secrets)
         env.update({k: v for k, v in (self.env or {}).items() if v is not None})
-        app_id = app._app_id if app is not None and app._app_id else os.environ.get(APP_ID_ENV)
-        if app_id:
-            env[APP_ID_ENV] = app_id
+        if ctx.app_id:
+            env[config.APP_ID_ENV] = ctx.app_id
         return image, runtime_env, env
 
     def build_container(
@@ -258,13 +255,12 @@ class FunctionOptions:
         target: Any,
         is_class: bool,
         params: Mapping[str, Any],
-        app: App | None,
-        environment: str,
+        ctx: RunContext,
         batched_method: str | None = None,
     ) -> tuple[ServiceSpec, ContainerSpec]:
         """The Serve pool and the per-replica container for a class parameter set or function."""
         self.check_supported(tag)
-        image, runtime_env, env = self._environment(app)
+        image, runtime_env, env = self._environment(ctx)
         max_inputs = self.max_inputs_concurrent or 1
         # Serve's router backs off (and throughput collapses) when every replica is at
         # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
@@ -304,10 +300,10 @@ class FunctionOptions:
             target=target,
             is_class=is_class,
             params=dict(params),
-            environment=environment,
+            environment=ctx.environment,
             env=env,
             setup=image._worker_setup(),
-            mounts=self.mounts(app, environment),
+            mounts=self.mounts(ctx),
             timeout=self.timeout,
             max_inputs=max_inputs,
             batch_max_size=self.batch_max_size,
@@ -321,8 +317,7 @@ class FunctionOptions:
         tag: str,
         raw_f: Callable[..., Any],
         target: Any,
-        app: App | None,
-        environment: str,
+        ctx: RunContext,
         served: bool = False,
     ) -> tuple[FunctionSpec, Invocation]:
         self.check_supported(tag)
@@ -334,10 +329,10 @@ class FunctionOptions:
                     " input as a Ray task (add `min_containers=` or `@modal.concurrent` for a"
                     " pool).",
                 )
-        image, runtime_env, env = self._environment(app)
+        image, runtime_env, env = self._environment(ctx)
         spec = FunctionSpec(
             tag=tag,
-            app_name=app.name if app is not None else None,
+            app_name=ctx.app_name,
             is_generator=self.is_generator,
             is_async=self.is_async,
             timeout=self.timeout,
@@ -353,10 +348,10 @@ class FunctionOptions:
             tag=tag,
             target=target,
             timeout=self.timeout,
-            environment=environment,
+            environment=ctx.environment,
             env=env,
             setup=image._worker_setup(),
-            mounts=self.mounts(app, environment),
+            mounts=self.mounts(ctx),
             is_async=self.is_async,
         )
         return spec, invocation

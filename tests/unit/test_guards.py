@@ -255,7 +255,6 @@ def test_private_app_read_detector() -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason="run context not threaded yet: issue 9 item 1")
 def test_no_module_but_app_py_reads_app_internals() -> None:
     offenders = [
         f"{path.relative_to(ROOT)}:{read}"

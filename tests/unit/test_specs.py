@@ -11,6 +11,7 @@ from modal.exception import InvalidError
 from modal_ray.errors import RemoteFailure
 from modal_ray.function_options import FunctionOptions, to_retry_policy
 from modal_ray.resources import ACCELERATOR_LABEL, parse_gpu, parse_resources
+from modal_ray.run_context import RunContext
 
 
 @pytest.mark.parametrize(
@@ -193,8 +194,7 @@ def _container_cpus(kwargs: dict[str, object]) -> float:
         target=None,
         is_class=True,
         params={},
-        app=None,
-        environment="main",
+        ctx=RunContext(environment="main", app_id=None),
     )
     return service.resources.num_cpus
 
