@@ -156,9 +156,12 @@ def test_partitions_are_independent(q: modal.Queue) -> None:
 
 
 def test_partition_ttl_expires(q: modal.Queue) -> None:
-    q.put("short", partition="ttl", partition_ttl=1)
+    # A partition expires `partition_ttl` after its last put, with all its items. The first put's
+    # long TTL keeps the check that it was stored independent of how fast the machine is.
+    q.put("first", partition="ttl", partition_ttl=600)
     q.put("long", partition="keep")
     assert q.len(partition="ttl") == 1
+    q.put("last", partition="ttl", partition_ttl=1)
     time.sleep(1.5)
     assert q.len(partition="ttl") == 0
     assert q.get(partition="ttl", block=False) is None
