@@ -59,9 +59,7 @@ def test_functions_of_a_pytest_test_package(cli_env: dict[str, str], tmp_path: P
     elsewhere.mkdir()
     # pytest puts `project/` (the folder above the package) on sys.path at collection time,
     # after nothing else: the workers' own path knows neither it nor the package.
-    result = _run(
-        [str(PYTEST), str(package), "-q", "-p", "no:cacheprovider"], elsewhere, cli_env
-    )
+    result = _run([str(PYTEST), str(package), "-q", "-p", "no:cacheprovider"], elsewhere, cli_env)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
     assert "1 passed" in result.stdout
 
