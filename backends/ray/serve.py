@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import ray
@@ -95,6 +95,31 @@ def _free_port() -> int:
 
 def _session() -> str:
     return str(ray.get_runtime_context().get_session_name())
+
+
+def _tolerate_concurrent_router_pickling() -> None:
+    """Serve builds every `RequestRouterConfig` (one per deployment config, also when one arrives
+    from the controller on its router thread) by registering a module for pickling by value,
+    pickling, then unregistering it. Two threads doing that at once make the second unregister
+    raise `ValueError: ... is not registered for pickle by value` (Ray 2.60). Unregistering a
+    module that another thread already unregistered is harmless, so it is tolerated here."""
+    from ray import cloudpickle
+
+    original: Callable[[Any], None] = cloudpickle.unregister_pickle_by_value
+    if getattr(original, "_modal_ray_tolerant", False):
+        return
+
+    def unregister_pickle_by_value(module: Any) -> None:
+        try:
+            original(module)
+        except ValueError:
+            pass
+
+    unregister_pickle_by_value._modal_ray_tolerant = True  # type: ignore[attr-defined]
+    cloudpickle.unregister_pickle_by_value = unregister_pickle_by_value
+
+
+_tolerate_concurrent_router_pickling()
 
 
 def ensure_serve() -> None:

@@ -148,7 +148,9 @@ def test_enter_runs_once_per_replica(running: modal.App) -> None:
 
 def test_map_spawn_and_aio_on_methods(running: modal.App) -> None:
     c = Counter(name="maps")
-    assert [r[1] for r in c.bump.starmap([()] * 3)] == [1, 2, 3]
+    # One container runs the three inputs one at a time; like Modal, a map does not promise
+    # that inputs start in input order, only that results come back in it.
+    assert sorted(r[1] for r in c.bump.starmap([()] * 3)) == [1, 2, 3]
     fc = c.abump.spawn(10)
     assert fc.get(timeout=60) == 13
 
