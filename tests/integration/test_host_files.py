@@ -10,6 +10,7 @@ image from its own temporary directory.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import tempfile
@@ -22,10 +23,12 @@ import pytest
 
 import modal
 from modal.exception import InvalidError
+from modal_ray.volumes.localfs import remove_tree
 
 # The volume cache must be chosen before the session's Ray starts (workers inherit it).
 if "MODAL_RAY_VOLUME_CACHE" not in os.environ and modal.is_local():
     os.environ["MODAL_RAY_VOLUME_CACHE"] = tempfile.mkdtemp(prefix="modal-ray-vcache-")
+    atexit.register(remove_tree, os.environ["MODAL_RAY_VOLUME_CACHE"])
 
 
 def _reader(image: modal.Image, **options: Any) -> tuple[modal.App, Any]:
