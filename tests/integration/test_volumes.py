@@ -22,7 +22,8 @@ from modal_ray.volumes.localfs import remove_tree
 # imports this module again, and must compute the same mount paths.
 if "MODAL_RAY_TEST_MOUNTS" not in os.environ:  # the test process, not a worker
     os.environ["MODAL_RAY_TEST_MOUNTS"] = tempfile.mkdtemp(prefix="mr-mnt-")
-    os.environ.setdefault("MODAL_RAY_VOLUME_CACHE", tempfile.mkdtemp(prefix="modal-ray-vcache-"))
+    if "MODAL_RAY_VOLUME_CACHE" not in os.environ:
+        os.environ["MODAL_RAY_VOLUME_CACHE"] = tempfile.mkdtemp(prefix="modal-ray-vcache-")
 CACHE = os.environ["MODAL_RAY_VOLUME_CACHE"]
 ROOT = Path(os.environ["MODAL_RAY_TEST_MOUNTS"])
 if modal.is_local():
