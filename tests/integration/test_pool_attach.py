@@ -46,7 +46,7 @@ def call_from_worker(key: str) -> str:
 def rescale_from_worker(key: str) -> str:
     obj = Warm(key=key)
     before = obj.token_of.remote()
-    obj.update_autoscaler(max_containers=3)
+    obj.update_autoscaler(max_containers=1)  # a change that cannot scale out
     after = obj.token_of.remote()
     assert after == before
     return after
@@ -115,7 +115,7 @@ def test_update_autoscaler_by_the_owner_keeps_the_container(running: modal.App) 
     key = f"o{uuid.uuid4().hex[:8]}"
     obj = Warm(key=key)
     first, name = _warm(obj)
-    obj.update_autoscaler(max_containers=2, scaledown_window=90)
+    obj.update_autoscaler(max_containers=1, scaledown_window=90)
     state = _settle(name)
     assert obj.token_of.remote() == first
     assert _enters(key) == [first]
