@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import modal
 from modal.exception import InvalidError, NotFoundError
+from modal_ray.runtime.worker import exec_file_as_module
 
 from .utils import warn
 
@@ -129,16 +130,9 @@ def import_file(path: str | os.PathLike[str]) -> ModuleType:
             f" imported ({existing_file or 'built in'}). Rename the file."
         )
     _insert_path(str(file.parent))
-    spec = importlib.util.spec_from_file_location(name, file)
-    if spec is None or spec.loader is None:
+    module = exec_file_as_module(name, file)
+    if module is None:
         raise InvalidError(f"Cannot import {file}: not a Python source file.")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
     return module
 
 

@@ -241,9 +241,19 @@ def _import_file(name: str, file: str, root: str) -> ModuleType:
             return sys.modules[name]
     if root and root not in sys.path and os.path.isdir(root):
         sys.path.append(root)  # the script's own sibling imports, as `python app.py` allows
+    module = exec_file_as_module(name, file)
+    if module is None:
+        raise ImportError(f"Cannot import {file} as a module", name=name, path=file)
+    return module
+
+
+def exec_file_as_module(name: str, file: str | os.PathLike[str]) -> ModuleType | None:
+    """Run a source file as the module `name` (registered in `sys.modules`, and removed again if
+    its code raises); None when the file cannot be loaded as Python source. Shared by the CLI
+    (`modal run app.py`) and workers, so both import a script the same way."""
     spec = importlib.util.spec_from_file_location(name, file)
     if spec is None or spec.loader is None:
-        raise ImportError(f"Cannot import {file} as a module", name=name, path=file)
+        return None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
