@@ -13,6 +13,8 @@
 | `nfs.py` | NetworkFileSystem mounts and file operations |
 | `localfs.py` | local copies (reflink where possible) and read-only protection |
 
+| `protocol.py` | `Mountable`: how a core object hands over its mount spec (no core import here) |
+
 `prepare_mounts(volumes, network_file_systems, environment)` is called by the caller when a
 function is built: it validates the mount paths, resolves names (creating volumes with
 `create_if_missing=True`) and Secrets, and returns the picklable `MountSet` whose
@@ -28,16 +30,23 @@ from typing import Any
 from modal_ray.exception import InvalidError
 
 from . import paths
+from .bucket import BucketMountSpec
 from .mounts import MountSet
+from .nfs import NfsMountSpec
+from .protocol import Mountable, MountSpec
+from .workcopy import VolumeMountSpec
+
+
+def _spec_of(obj: object, path: str, environment: str) -> MountSpec | None:
+    """The object's mount spec, or None if it is not a `Mountable`."""
+    if not isinstance(obj, Mountable):
+        return None
+    return obj._mount_spec(path, environment)
 
 
 def prepare_mounts(
     volumes: Mapping[Any, Any], network_file_systems: Mapping[Any, Any], environment: str
 ) -> MountSet | None:
-    from modal_ray.cloud_bucket_mount import CloudBucketMount
-    from modal_ray.network_file_system import NetworkFileSystem
-    from modal_ray.volume import Volume
-
     if not isinstance(volumes, Mapping):
         raise InvalidError(
             f"`volumes=` takes a dict of mount paths to modal.Volume or modal.CloudBucketMount,"
@@ -48,16 +57,14 @@ def prepare_mounts(
             "`network_file_systems=` takes a dict of mount paths to modal.NetworkFileSystem, not"
             f" {type(network_file_systems).__name__}."
         )
-    specs: list[Any] = []
+    specs: list[MountSpec] = []
     volume_paths: dict[str, list[str]] = {}
     for raw_path, obj in volumes.items():
         path = paths.mount_path(raw_path, "Volume")
-        if isinstance(obj, Volume):
-            spec = obj._mount_spec(path, environment)
+        spec = _spec_of(obj, path, environment)
+        if isinstance(spec, VolumeMountSpec):
             volume_paths.setdefault(spec.volume_id, []).append(path)
-        elif isinstance(obj, CloudBucketMount):
-            spec = obj._mount_spec(path)
-        else:
+        elif not isinstance(spec, BucketMountSpec):
             raise InvalidError(
                 f"Object of type {type(obj)} mounted at '{path}' is not usable as a volume."
             )
@@ -70,12 +77,13 @@ def prepare_mounts(
             )
     for raw_path, obj in network_file_systems.items():
         path = paths.mount_path(raw_path, "NetworkFileSystem")
-        if not isinstance(obj, NetworkFileSystem):
+        nfs_spec = _spec_of(obj, path, environment)
+        if not isinstance(nfs_spec, NfsMountSpec):
             raise InvalidError(
                 f"Object of type {type(obj)} mounted at '{path}' is not useable as a network file"
                 " system."
             )
-        specs.append(obj._mount_spec(path, environment))
+        specs.append(nfs_spec)
     seen: list[str] = []
     for spec in specs:
         for other in seen:
@@ -92,4 +100,4 @@ def prepare_mounts(
     return MountSet(uuid.uuid4().hex[:12], environment, tuple(specs))
 
 
-__all__ = ["MountSet", "prepare_mounts"]
+__all__ = ["MountSet", "Mountable", "MountSpec", "prepare_mounts"]

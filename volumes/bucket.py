@@ -38,6 +38,7 @@ from modal_ray.exception import InvalidError
 from modal_ray.warn import warn_once
 
 from . import localfs, paths
+from .node import cache_root, start_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,9 +346,8 @@ class FuseMount:
         self.leases = os.path.join(base, "leases")
         os.makedirs(self.leases, exist_ok=True)
         me = os.getpid()
-        from .mounts import _start_time
 
-        with open(os.path.join(self.leases, f"{me}-{_start_time(me)}"), "w"):
+        with open(os.path.join(self.leases, f"{me}-{start_time(me)}"), "w"):
             pass
 
     def ensure(self) -> None:
@@ -431,7 +431,6 @@ _nodes_lock = threading.Lock()
 
 
 def node_mount(spec: BucketMountSpec) -> FuseMount | MirrorMount:
-    from .mounts import cache_root
 
     with _nodes_lock:
         found = _nodes.get(spec)

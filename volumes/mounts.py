@@ -46,32 +46,10 @@ from modal_ray import config, host_files
 from modal_ray.exception import InvalidError
 
 from . import localfs, paths
+from .node import cache_root, start_time, view_fd
 from .workcopy import VolumeMountSpec, WorkingCopy
 
 _VIEW_LINK_PREFIX = "/proc/self/fd/"
-
-
-def cache_root() -> str:
-    """The node-local cache (`MODAL_RAY_VOLUME_CACHE`, else under `$XDG_CACHE_HOME`)."""
-    explicit = config.settings().volume_cache
-    if explicit is not None:
-        return os.path.abspath(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "modal-ray", "volumes")
-
-
-def view_fd() -> int:
-    return config.settings().volume_fd
-
-
-def _start_time(pid: int | str) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # Field 22 (starttime), counted after the ")" that closes the command name.
-    return data.rsplit(b")", 1)[1].split()[19].decode()
 
 
 def _entry_name(mount_path: str) -> str:
@@ -88,7 +66,7 @@ class _View:
         self.pid = os.getpid()
         self.cache = cache_root()
         procs = os.path.join(self.cache, "procs")
-        self.root = os.path.join(procs, f"{self.pid}-{_start_time(self.pid) or uuid.uuid4().hex}")
+        self.root = os.path.join(procs, f"{self.pid}-{start_time(self.pid) or uuid.uuid4().hex}")
         self.staging = os.path.join(self.root, ".staging")
         try:
             os.makedirs(self.staging, exist_ok=True)
@@ -184,7 +162,7 @@ def _collect_dead_views(procs: str, mine: str) -> None:
         if name == mine:
             continue
         pid, _, start = name.partition("-")
-        if pid.isdigit() and _start_time(pid) == start:
+        if pid.isdigit() and start_time(pid) == start:
             continue  # alive
         localfs.remove_tree(os.path.join(procs, name))
 

@@ -23,6 +23,7 @@ from modal_ray.exception import InvalidError, NotFoundError
 
 from . import localfs, paths
 from .bucket import Mirror
+from .node import cache_root
 from .store import StoreConfig, get_store
 
 
@@ -71,7 +72,6 @@ _lock = threading.Lock()
 
 
 def node_mount(spec: NfsMountSpec) -> _Direct | _Mirrored:
-    from .mounts import cache_root
 
     with _lock:
         found = _nodes.get(spec)

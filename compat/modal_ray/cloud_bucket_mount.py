@@ -34,8 +34,11 @@ class CloudBucketMount:
     requester_pays: bool = False
     force_path_style: bool = False
 
-    def _mount_spec(self, path: str) -> Any:
-        """Validated, with the Secret resolved here (the worker needs no state store)."""
+    def _mount_spec(self, path: str, environment: str) -> Any:
+        """Validated, with the Secret resolved here (the worker needs no state store).
+
+        `environment` is part of the mount-spec protocol (`modal_ray.volumes.protocol`); a
+        bucket is not scoped to one."""
         from modal_ray.volumes.bucket import BucketMountSpec
 
         if not isinstance(self.bucket_name, str) or not self.bucket_name:

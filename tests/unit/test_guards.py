@@ -199,24 +199,8 @@ def _volumes_imports_outside_allowed() -> list[str]:
     return offenders
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="volumes.prepare_mounts still takes Volume/CloudBucketMount/NetworkFileSystem:"
-    " mount-spec protocol not in yet (issue 9 item 5)",
-)
 def test_volumes_import_no_core_object() -> None:
     offenders = _volumes_imports_outside_allowed()
-    assert not offenders, offenders
-
-
-def test_volumes_import_no_core_object_beyond_the_known_mount_objects() -> None:
-    # Until the protocol lands: no new core import may join the three mount objects.
-    known = {
-        "modal_ray.cloud_bucket_mount.CloudBucketMount",
-        "modal_ray.network_file_system.NetworkFileSystem",
-        "modal_ray.volume.Volume",
-    }
-    offenders = [o for o in _volumes_imports_outside_allowed() if o.split(": ", 1)[1] not in known]
     assert not offenders, offenders
 
 
@@ -263,3 +247,54 @@ def test_no_module_but_app_py_reads_app_internals() -> None:
         for read in _private_app_reads(path.read_text())
     ]
     assert not offenders, offenders
+
+
+def _volumes_module_graph(top_level_only: bool) -> dict[str, set[str]]:
+    """volumes/ module -> the volumes/ modules it imports (`from . import x`, `from .x import`)."""
+    graph: dict[str, set[str]] = {}
+    for path in _py_files("volumes"):
+        name = path.stem
+        tree = ast.parse(path.read_text())
+        nodes = tree.body if top_level_only else list(ast.walk(tree))
+        deps: set[str] = set()
+        for node in nodes:
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    deps.add(node.module.split(".")[0])
+                else:
+                    deps.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "modal_ray.volumes."
+            ):
+                deps.add((node.module or "").split(".")[2])
+        graph[name] = deps - {name}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in sorted(graph.get(node, ())):
+            if state.get(dep) == 1:
+                return [*stack[stack.index(dep) :], dep]
+            if dep not in state and (found := visit(dep)) is not None:
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_volumes_has_no_import_cycles() -> None:
+    # Counting imports inside functions too: a lazy import that closes a circle is still one.
+    graph = _volumes_module_graph(top_level_only=False)
+    assert set(graph) >= {"mounts", "protocol", "store", "workcopy"}
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])

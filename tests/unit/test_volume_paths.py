@@ -245,6 +245,13 @@ def test_prepare_mounts_validates() -> None:
         prepare_mounts({"/a": v, "/a/b": modal.CloudBucketMount("bkt")}, {}, "main")
     with pytest.raises(InvalidError, match="not usable as a volume"):
         prepare_mounts({"/a": "not a volume"}, {}, "main")
+    nfs = modal.NetworkFileSystem.from_name("pm-nfs", create_if_missing=True)
+    with pytest.raises(InvalidError, match="not usable as a volume"):
+        prepare_mounts({"/a": nfs}, {}, "main")
+    with pytest.raises(InvalidError, match="not useable as a network file system"):
+        prepare_mounts({}, {"/a": v}, "main")
+    with pytest.raises(InvalidError, match="not useable as a network file system"):
+        prepare_mounts({}, {"/a": modal.CloudBucketMount("bkt")}, "main")
     with pytest.raises(InvalidError, match="root"):
         prepare_mounts({"/": v}, {}, "main")
     with pytest.raises(ValueError, match="must end in a '/'"):
