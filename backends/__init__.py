@@ -3,40 +3,63 @@
 Only one implementation exists (`modal_ray.backends.ray`); the core talks to it through the
 protocols below and never sees an engine type. `get_backend()` imports it lazily, so
 `import modal` does not import Ray until something runs.
+
+Invariants:
+- a `Pending` is the one handle on a submitted call: awaitable (`await p`), blocking
+  (`p.result(timeout)`) or polled (`p.done()`); how it waits on the engine (futures, object
+  references) stays inside the implementation, and `Backend.wait_any` is the only way to wait
+  on several at once;
+- the value of a call is the user's value or a `RemoteFailure` (`modal_ray.errors`); a failure
+  of the engine itself (a worker lost for good, a result expired) raises a `modal.exception`
+  error instead;
+- the mypy check at the end of `modal_ray.backends.ray` holds the implementation to these
+  protocols.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from modal_ray.dict import StoreRef
+    from modal_ray.runtime.container import ContainerSpec
     from modal_ray.runtime.worker import Invocation
-    from modal_ray.specs import FunctionSpec
+    from modal_ray.specs import FunctionSpec, ServiceSpec
 
 
 class Pending(Protocol):
-    """One submitted engine task whose value is a result or a `RemoteFailure`."""
+    """One submitted call: its value is the user's value or a `RemoteFailure`."""
 
     def result(self, timeout: float | None = None) -> Any:
         """Block for the value; builtin `TimeoutError` if not ready within `timeout`."""
 
-    async def result_async(self) -> Any: ...
+    async def result_async(self) -> Any:
+        """Await the value on the running event loop (the same as `await pending`)."""
 
-    def done(self) -> bool: ...
+    def __await__(self) -> Generator[Any, None, Any]:
+        """`await pending` gives the value; awaiting again gives the same value."""
 
-    def cancel(self, force: bool = False) -> None: ...
+    def done(self) -> bool:
+        """Is the value (or the engine's error) ready?"""
+
+    def cancel(self, force: bool = False) -> None:
+        """Stop waiting for the call and ask the engine to stop it (`force`: kill its worker).
+        Its outcome, if it still comes, is dropped."""
+
+
+PendingT = TypeVar("PendingT", bound=Pending)
 
 
 class PendingStream(Protocol):
-    """A submitted generator task: items as the worker yields them."""
+    """A submitted generator call: items (or a final `RemoteFailure`) as the worker yields them."""
 
     def __iter__(self) -> Iterator[Any]: ...
 
     def __aiter__(self) -> AsyncIterator[Any]: ...
 
-    def cancel(self) -> None: ...
+    def cancel(self) -> None:
+        """Stop the generator; items not yet read are dropped."""
 
 
 class Prepared(Protocol):
@@ -54,17 +77,43 @@ class Prepared(Protocol):
 
     def submit_stream(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
-    ) -> PendingStream: ...
+    ) -> PendingStream:
+        """A generator call."""
+
+    @property
+    def service(self) -> PreparedService | None:
+        """The container pool this runs on; None for a function that runs as engine tasks."""
+
+
+class PreparedService(Protocol):
+    """A pool of containers (one class parameter set, or one function with container
+    semantics), deployed or attached to by `Backend.prepare_service`."""
+
+    def method(self, name: str) -> Prepared:
+        """Calls to `name` (`"__call__"` for a function) on the pool's containers."""
+
+    def update(
+        self,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        scaledown_window: float | None = None,
+    ) -> None:
+        """New autoscaling bounds, applied in place: running containers stay."""
 
 
 class Backend(Protocol):
-    def connect(self, environment: str) -> None: ...
+    def connect(self, environment: str) -> None:
+        """Connect to (or start) the engine, in the namespace of `environment`."""
 
-    def prepare(self, spec: FunctionSpec, invocation: Invocation) -> Prepared: ...
+    def prepare(self, spec: FunctionSpec, invocation: Invocation) -> Prepared:
+        """A function that runs each input as an engine task."""
 
     async def wait_any(
-        self, pendings: list[Pending], timeout: float | None = None
-    ) -> list[Pending]: ...
+        self, pendings: Sequence[PendingT], timeout: float | None = None
+    ) -> list[PendingT]:
+        """Wait until at least one of `pendings` is finished (or `timeout` passes); return the
+        finished ones."""
 
     def total_cpus(self) -> float: ...
 
@@ -74,13 +123,14 @@ class Backend(Protocol):
     def lookup_call(self, environment: str, call_id: str) -> Pending | None:
         """A call spawned by another process of the cluster, or None."""
 
-    def prepare_service(self, spec: Any, container: Any) -> Any:
-        """Deploy (once) a pool of containers; `.method(name)` gives a `Prepared` per method."""
+    def prepare_service(self, spec: ServiceSpec, container: ContainerSpec) -> PreparedService:
+        """Deploy (once) a pool of containers, or attach to the one that exists."""
 
     def stop_services(self, prefix: str) -> None:
         """Stop every container pool whose name starts with `prefix` (runs `@exit` hooks)."""
 
-    def replica_count(self, name: str) -> int: ...
+    def replica_count(self, name: str) -> int:
+        """Running containers of the pool `name` (0 if this process does not know it)."""
 
     def describe(self) -> str: ...
 
@@ -118,7 +168,7 @@ _backend: Backend | None = None
 def get_backend() -> Backend:
     global _backend
     if _backend is None:
-        from modal_ray.backends.ray import RayBackend
+        from .ray import RayBackend
 
         _backend = RayBackend()
     return _backend

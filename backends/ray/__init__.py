@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec
 
-from . import runtime, store
-from .tasks import RayPending, RayPrepared, check_feasible
+from . import runtime, store, tasks
+from .tasks import PendingT, RayPending, RayPrepared, check_feasible
+
+if TYPE_CHECKING:
+    from modal_ray.dict import StoreRef
+    from modal_ray.runtime.container import ContainerSpec
+    from modal_ray.specs import ServiceSpec
+
+    # Relative on purpose: mypy reads this tree with `backends` as a top-level package (the
+    # editable install maps `modal_ray.backends` with an import hook that mypy cannot follow),
+    # and only the relative spelling reaches the protocols in both layouts.
+    from .. import Backend, Pending  # noqa: TID252
+    from .serve import Service
 
 
 class RayBackend:
@@ -22,7 +33,7 @@ class RayBackend:
         check_feasible(spec.resources, f"Function {spec.tag!r}")
         return RayPrepared(spec, invocation)
 
-    def prepare_service(self, spec: Any, container: Any) -> Any:
+    def prepare_service(self, spec: ServiceSpec, container: ContainerSpec) -> Service:
         from . import serve as serve_backend
 
         check_feasible(spec.resources, f"The containers of {spec.tag!r}")
@@ -39,20 +50,18 @@ class RayBackend:
         service = serve_backend._services.get(name)
         return service.replica_count() if service is not None else 0
 
-    async def wait_any(self, pendings: list[Any], timeout: float | None = None) -> list[Any]:
-        """Wait until at least one of `pendings` is finished; return the finished ones."""
-        futs = {p.future(): p for p in pendings}
-        done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        return [futs[f] for f in done]
+    async def wait_any(
+        self, pendings: Sequence[PendingT], timeout: float | None = None
+    ) -> list[PendingT]:
+        return await tasks.wait_any(pendings, timeout)
 
-    def register_call(self, environment: str, call_id: str, pending: Any) -> None:
+    def register_call(self, environment: str, call_id: str, pending: Pending) -> None:
         from . import calls
 
-        ref = getattr(pending, "ref", None)
-        if ref is not None:  # task-backed calls; container pools answer through Serve
-            calls.register(environment, call_id, ref)
+        if isinstance(pending, RayPending):  # container pools answer through Serve
+            calls.register(environment, call_id, pending.ref)
 
-    def lookup_call(self, environment: str, call_id: str) -> Any | None:
+    def lookup_call(self, environment: str, call_id: str) -> RayPending | None:
         from . import calls
 
         ref = calls.lookup(environment, call_id)
@@ -66,19 +75,19 @@ class RayBackend:
         return f"Ray {ray.__version__} ({mode})"
 
     async def store_call(
-        self, ref: Any, method: str, args: tuple[Any, ...], *, create: bool = False
+        self, ref: StoreRef, method: str, args: tuple[Any, ...], *, create: bool = False
     ) -> Any:
         return await store.call(ref, method, args, create=create)
 
     def store_call_sync(
-        self, ref: Any, method: str, args: tuple[Any, ...], *, create: bool = False
+        self, ref: StoreRef, method: str, args: tuple[Any, ...], *, create: bool = False
     ) -> Any:
         return store.call_sync(ref, method, args, create=create)
 
-    async def store_create(self, ref: Any) -> bool:
+    async def store_create(self, ref: StoreRef) -> bool:
         return await store.create(ref)
 
-    async def store_delete(self, ref: Any) -> bool:
+    async def store_delete(self, ref: StoreRef) -> bool:
         return await store.delete(ref)
 
     async def store_list(self, root: str, kind: str, environment: str) -> list[dict[str, Any]]:
@@ -87,5 +96,9 @@ class RayBackend:
     def store_allow_direct(self, enabled: bool = True) -> None:
         store.allow_direct(enabled)
 
+
+if TYPE_CHECKING:
+    # mypy holds the implementation to the seam: a method that drifts from `Backend` fails here.
+    _checked: type[Backend] = RayBackend
 
 __all__ = ["RayBackend"]

@@ -1,8 +1,10 @@
 """Modal containers as Ray Serve deployments: one Serve application per class parameter set.
 
-A replica is a container: `_Replica.__init__` builds the user's object and runs `@enter` hooks,
-`__del__` (which Serve calls when it stops a replica) runs `@exit` hooks. Calls go through a
-`DeploymentHandle`, never HTTP. Serve's autoscaler scales replicas between `min_containers` and
+A replica is a container: the deployment class `_Replica` is only Serve's wrapper around the
+engine-neutral replica runtime (`modal_ray.serve_adapters.replica.Replica`): its `__init__`
+starts the container (imports the user's code, runs `@enter` hooks), `__del__` (which Serve calls
+when it stops a replica) stops it (`@exit` hooks). Calls go through a `DeploymentHandle`, never
+HTTP. Serve's autoscaler scales replicas between `min_containers` and
 `max_containers` from the number of ongoing requests.
 
 Serve applications are named `modal-<env>-<app_id>-<tag>-<hash>`; stopping an app deletes every
@@ -36,12 +38,13 @@ from ray.serve.exceptions import RayServeException
 
 from modal_ray.exception import ExecutionError
 from modal_ray.naming import run_prefix_of
-from modal_ray.runtime.container import Container, ContainerSpec
+from modal_ray.runtime.container import ContainerSpec
+from modal_ray.serve_adapters.replica import Replica
 from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
 
 from .errors import translate
-from .tasks import _upload_local_packages, drop_outcome, with_source
+from .tasks import EnginePending, _upload_local_packages, drop_outcome, with_source
 
 _serve_lock = threading.Lock()
 _serve_session: str | None = None  # the Ray session whose Serve this process uses
@@ -53,19 +56,23 @@ POOL_VERSION = "modal-ray-pool"
 
 
 class _Replica:
-    """The Serve deployment class: one Modal container per replica."""
+    """The Serve deployment class: one Modal container per replica.
+
+    Only what is Serve's: the constructor Serve awaits, the method names a `DeploymentHandle`
+    calls, `__del__` as the stop hook, and the replica's network binding. The container itself
+    is the engine-neutral `Replica`."""
 
     async def __init__(self, spec: ContainerSpec) -> None:  # type: ignore[misc] # Serve awaits it
         from .runtime import keep_replica_on_loopback
 
         keep_replica_on_loopback()
-        self._container = Container(spec)
-        await self._container.start()
+        self._replica = Replica(spec)
+        await self._replica.start()
 
     async def __call__(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None
     ) -> Any:
-        return await self._container.call(method, args, kwargs, call_id)
+        return await self._replica.call(method, args, kwargs, call_id)
 
     async def chunk(
         self,
@@ -75,16 +82,19 @@ class _Replica:
         call_id: str,
         first: int,
     ) -> tuple[list[Any], float]:
-        return await self._container.call_chunk(method, args_list, kwargs, call_id, first)
+        outcomes: tuple[list[Any], float] = await self._replica.chunk(
+            method, args_list, kwargs, call_id, first
+        )
+        return outcomes
 
     async def stream(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
     ) -> AsyncIterator[Any]:
-        async for item in self._container.call_stream(method, args, kwargs, call_id):
+        async for item in self._replica.stream(method, args, kwargs, call_id):
             yield item
 
     async def __del__(self) -> None:
-        await self._container.stop()
+        await self._replica.stop()
 
 
 def _free_port() -> int:
@@ -191,7 +201,7 @@ def _deployment_name(spec: ServiceSpec) -> str:
     return spec.tag.replace(".", "_")
 
 
-class ServePending:
+class ServePending(EnginePending):
     """A call in flight on a deployment; the value is an outcome or a `RemoteFailure`."""
 
     __slots__ = ("_fut", "_resp", "what")
@@ -218,14 +228,14 @@ class ServePending:
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
-    def future(self) -> asyncio.Future[Any]:
+    def _future(self) -> asyncio.Future[Any]:
         if self._fut is None:
             self._fut = asyncio.ensure_future(self._await())
         return self._fut
 
     async def result_async(self) -> Any:
         try:
-            return await self.future()
+            return await self._future()
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
@@ -242,6 +252,8 @@ class ServePending:
 
 
 class ServeStream:
+    """A generator call on a deployment: items as the container yields them."""
+
     def __init__(self, response: Any, what: str) -> None:
         self._resp = response
         self.what = what
@@ -451,12 +463,24 @@ class Service:
         params = ", ".join(f"{k}={v!r}" for k, v in self.container.params.items())
         return f"{self.spec.tag}({params})"
 
-    def update(self, **changes: Any) -> None:
+    def update(
+        self,
+        *,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        scaledown_window: float | None = None,
+    ) -> None:
         """New autoscaling bounds, applied in place: the running replicas stay.
 
         Whoever calls it (the pool's owner or a process attached to it), the pool is redeployed
         from the controller's own record of it (same replica config, same version), with only
         the autoscaling fields changed."""
+        given = {
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "scaledown_window": scaledown_window,
+        }
+        changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
         self.spec = dataclasses.replace(self.spec, **changes)
         from ray.serve.context import _get_global_client
         from ray.serve.deployment import Application, Deployment

@@ -15,8 +15,8 @@ import asyncio
 import os
 import pickle
 import sys
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import cloudpickle
 import ray
@@ -28,6 +28,11 @@ from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec, Resources
 
 from .errors import translate
+
+if TYPE_CHECKING:
+    from modal_ray.backends import Pending
+
+PendingT = TypeVar("PendingT", bound="Pending")
 
 SYSTEM_RETRIES = 3
 # Carries a spawned call's id to the worker; user code never sees it.
@@ -200,7 +205,40 @@ def dumps(value: Any) -> bytes:
     return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
 
 
-class RayPending:
+class EnginePending:
+    """What the pendings of this backend share: one asyncio future on the running loop, made the
+    first time the call is awaited (`_future`). Awaiting, `result_async` and `wait_any` all use
+    that future, so a call can be waited on any number of times and by several waiters."""
+
+    __slots__ = ()
+
+    def _future(self) -> asyncio.Future[Any]:
+        raise NotImplementedError
+
+    async def result_async(self) -> Any:
+        raise NotImplementedError
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.result_async().__await__()
+
+
+async def wait_any(pendings: Sequence[PendingT], timeout: float | None = None) -> list[PendingT]:
+    """Wait until at least one of `pendings` is finished; return the finished ones.
+
+    Waits on each pending's own future: no task per pending and round, which matters to a map
+    that keeps thousands of calls in flight and waits after every completion."""
+    futs: dict[asyncio.Future[Any], PendingT] = {}
+    for p in pendings:
+        if not isinstance(p, EnginePending):
+            raise TypeError(f"{type(p).__name__} is not a call submitted to the Ray backend")
+        futs[p._future()] = p
+    done, _ = await asyncio.wait(futs, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    return [futs[f] for f in done]
+
+
+class RayPending(EnginePending):
+    """A call running as a Ray task (`ref` is its result)."""
+
     __slots__ = ("_decode", "_fut", "ref", "what")
 
     def __init__(self, ref: ray.ObjectRef[Any], what: str, decode: bool = False) -> None:
@@ -218,15 +256,14 @@ class RayPending:
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
-    def future(self) -> asyncio.Future[Any]:
-        """An asyncio future on the running loop (created once)."""
+    def _future(self) -> asyncio.Future[Any]:
         if self._fut is None:
             self._fut = asyncio.wrap_future(self.ref.future())
         return self._fut
 
     async def result_async(self) -> Any:
         try:
-            value = await self.future()
+            value = await self._future()
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
         return pickle.loads(value) if self._decode else value
@@ -278,6 +315,8 @@ class RayPendingStream:
 
 class RayPrepared:
     """A Modal Function bound to Ray task options; remote functions are made on first use."""
+
+    service: None = None  # runs as tasks, on no container pool
 
     def __init__(self, spec: FunctionSpec, invocation: Invocation) -> None:
         self.spec = spec
