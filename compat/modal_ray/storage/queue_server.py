@@ -3,6 +3,14 @@
 Role: the rules of a Queue's storage, engine-neutral (see `server.py` for hosting). Items arrive
 as opaque pickled bytes.
 
+Layout: a put stores its values as one row of `chunks` (several when they add up to more than
+`CHUNK_BYTES`): the values packed into one blob, so a `put_many` of 100 is one INSERT and a
+`get_many` of 100 one DELETE. A get that needs only the front of a chunk writes the rest back as
+a shorter chunk. An item's id is fixed when it is put: the chunk's sequence number shifted left
+by `SLOT_BITS`, plus the item's index in that chunk (a chunk's `pos` is the id of its first
+item), so ids increase in put order and a `peek` cursor (`after`) stays valid while items are
+taken or put back.
+
 Invariants:
 - FIFO per partition: items take increasing ids when put (a `put_many` is one transaction, so its
   items are contiguous and all-or-nothing), and a get takes the lowest ids first.
@@ -10,22 +18,29 @@ Invariants:
   once, or a wait), `QUEUE_MAX_PARTITIONS` per Queue (`InvalidError`). A partition expires
   `ttl_s` after its last put, with its items.
 - `partitions.n` counts the partition's untaken items; it changes in the same transaction as the
-  items.
-- A get does not delete what it takes: it marks the items taken by its request id and keeps them
-  `TAKEN_RETENTION_S`, so a retried get returns the same items, and `release(rid)` (a caller that
-  gave up) puts them back at the front of their partition, in order. A put records its request
-  id, so a retried put adds nothing twice. `release` also marks the id, so a waiting get or put
-  that starts or wakes after it does nothing.
+  chunks.
+- A get records what it took in `taken` under its request id (the pieces of chunks, with their
+  ids) and keeps it `TAKEN_RETENTION_S`, so a retried get returns the same items, and
+  `release(rid)` (a caller that gave up) puts them back where they were, at the front of their
+  partition, in order. A put records its request id, so a retried put adds nothing twice.
+  `release` also marks the id, so a waiting get or put that starts or wakes after it does
+  nothing.
 - `get_wait`, `put_wait` and `peek_wait` block up to `timeout`; they are the `WAITING`
   operations a host must run apart. A wait wakes on the commit of a put (getters and peekers of
   that partition) or of a get or clear (putters), and re-checks every `RECHECK_S` otherwise.
   `get_wait` also says whether it had to wait: a client's hint for which path its next get takes.
+- Files written by the first layout (one `items` row per item) are converted when opened
+  (`migrate`), in one transaction: an item keeps its order, its partition and, if taken, the
+  request id that took it.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, ClassVar
+import struct
+from collections.abc import Sequence
+from itertools import accumulate, pairwise
+from typing import ClassVar
 
 from modal_ray.exception import InvalidError
 
@@ -35,21 +50,87 @@ QUEUE_MAX_ITEMS = 5_000  # per partition
 QUEUE_MAX_PARTITIONS = 100_000
 TAKEN_RETENTION_S = 30.0  # how long a consumed item is kept for a retried `get`
 RELEASED = b"released"  # request-table result of a request its caller gave up
+CHUNK_BYTES = 64 * 1024  # a put's values go in rows of about this size (bounds a partial get)
+SLOT_BITS = 13  # an item id is (chunk sequence number << SLOT_BITS) + index in the chunk
+assert QUEUE_MAX_ITEMS < 1 << SLOT_BITS
+
+
+# -- packing: n values as one blob (n little-endian uint32 lengths, then the values) ----------
+
+
+def pack(values: Sequence[bytes]) -> bytes:
+    return struct.pack(f"<{len(values)}I", *map(len, values)) + b"".join(values)
+
+
+def unpack(data: bytes, n: int) -> list[bytes]:
+    ends = list(accumulate(struct.unpack_from(f"<{n}I", data), initial=4 * n))
+    return [data[start:end] for start, end in pairwise(ends)]
+
+
+def _split(data: bytes, n: int, k: int) -> tuple[bytes, bytes]:
+    """A packed chunk of `n` values as two: its first `k` values and the others."""
+    lengths = struct.unpack_from(f"<{n}I", data)
+    cut = 4 * n + sum(lengths[:k])
+    return (
+        struct.pack(f"<{k}I", *lengths[:k]) + data[4 * n : cut],
+        struct.pack(f"<{n - k}I", *lengths[k:]) + data[cut:],
+    )
+
+
+def _chunked(values: list[bytes]) -> list[list[bytes]]:
+    """`values` in runs of at most `CHUNK_BYTES` (a larger value alone), in order."""
+    if sum(map(len, values)) <= CHUNK_BYTES:
+        return [values]
+    runs: list[list[bytes]] = [[]]
+    size = 0
+    for v in values:
+        if runs[-1] and size + len(v) > CHUNK_BYTES:
+            runs.append([])
+            size = 0
+        runs[-1].append(v)
+        size += len(v)
+    return runs
+
+
+def _pack_segments(segments: Sequence[tuple[int, int]]) -> bytes:
+    return struct.pack(f"<{2 * len(segments)}q", *[x for seg in segments for x in seg])
+
+
+def _unpack_segments(data: bytes) -> list[tuple[int, int]]:
+    flat = struct.unpack(f"<{len(data) // 8}q", data)
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
+
+def _taken_pieces(segments: bytes, data: bytes) -> list[tuple[int, int, bytes]]:
+    """A `taken` row as its pieces of chunks: (pos, n, packed values)."""
+    segs = _unpack_segments(segments)
+    return [(pos, n, blob) for (pos, n), blob in zip(segs, unpack(data, len(segs)), strict=True)]
+
+
+def _values(pieces: Sequence[tuple[int, int, bytes]]) -> list[bytes]:
+    if len(pieces) == 1:
+        return unpack(pieces[0][2], pieces[0][1])
+    return [v for _, n, blob in pieces for v in unpack(blob, n)]
 
 
 class QueueServer(StoreServer):
     KIND: ClassVar[str] = "Queue"
     SCHEMA: ClassVar[str] = """
     CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);
-    CREATE TABLE IF NOT EXISTS items(
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
+    CREATE TABLE IF NOT EXISTS chunks(
+        pos INTEGER PRIMARY KEY AUTOINCREMENT,
         partition TEXT NOT NULL,
-        value BLOB NOT NULL,
-        taken TEXT,
-        taken_at REAL
+        n INTEGER NOT NULL,
+        data BLOB NOT NULL
     );
-    CREATE INDEX IF NOT EXISTS items_live ON items(partition, id) WHERE taken IS NULL;
-    CREATE INDEX IF NOT EXISTS items_taken ON items(taken) WHERE taken IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS chunks_partition ON chunks(partition, pos);
+    CREATE TABLE IF NOT EXISTS taken(
+        rid TEXT PRIMARY KEY,
+        partition TEXT NOT NULL,
+        segments BLOB NOT NULL,
+        data BLOB NOT NULL,
+        ts REAL NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS partitions(
         partition TEXT PRIMARY KEY, expires_at REAL NOT NULL, n INTEGER NOT NULL
     );
@@ -72,7 +153,7 @@ class QueueServer(StoreServer):
 
     @staticmethod
     def _drop_partition(db: sqlite3.Connection, partition: str) -> None:
-        db.execute("DELETE FROM items WHERE partition = ? AND taken IS NULL", (partition,))
+        db.execute("DELETE FROM chunks WHERE partition = ?", (partition,))
         db.execute("DELETE FROM partitions WHERE partition = ?", (partition,))
 
     def _live_count(self, db: sqlite3.Connection, partition: str, t: float) -> int | None:
@@ -98,15 +179,51 @@ class QueueServer(StoreServer):
             ]
             for p in expired:
                 self._drop_partition(db, p)
-            db.execute(
-                "DELETE FROM items WHERE taken IS NOT NULL AND taken_at < ?",
-                (t - TAKEN_RETENTION_S,),
-            )
+            db.execute("DELETE FROM taken WHERE ts < ?", (t - TAKEN_RETENTION_S,))
             db.execute("DELETE FROM requests WHERE ts < ?", (t - REQUEST_RETENTION_S,))
             return bool(expired)
 
         if self.db.write(sweep):
             self.waiters.notify_all()
+
+    def migrate(self, db: sqlite3.Connection) -> None:
+        """Convert a file of the first layout (`items`: one row per item, taken items marked
+        with their request id) to chunks of one item each, keeping every id's order."""
+        find = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'"
+        if db.execute(find).fetchone() is None:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute(find).fetchone() is not None:  # not converted meanwhile
+                db.executemany(
+                    "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, 1, ?)",
+                    (
+                        (item_id << SLOT_BITS, partition, pack([value]))
+                        for item_id, partition, value in db.execute(
+                            "SELECT id, partition, value FROM items WHERE taken IS NULL ORDER BY id"
+                        ).fetchall()
+                    ),
+                )
+                taken: dict[str, tuple[str, list[tuple[int, int]], list[bytes], float]] = {}
+                for item_id, partition, value, rid, ts in db.execute(
+                    "SELECT id, partition, value, taken, taken_at FROM items"
+                    " WHERE taken IS NOT NULL ORDER BY id"
+                ).fetchall():
+                    entry = taken.setdefault(rid, (partition, [], [], float(ts or 0.0)))
+                    entry[1].append((item_id << SLOT_BITS, 1))
+                    entry[2].append(pack([value]))
+                db.executemany(
+                    "INSERT INTO taken(rid, partition, segments, data, ts) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        (rid, partition, _pack_segments(segs), pack(blobs), ts)
+                        for rid, (partition, segs, blobs, ts) in taken.items()
+                    ),
+                )
+                db.execute("DROP TABLE items")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     # -- put ----------------------------------------------------------------------------------
 
@@ -134,17 +251,35 @@ class QueueServer(StoreServer):
                         f"This Queue already has {QUEUE_MAX_PARTITIONS:,} partitions, the"
                         " limit; clear some or wait for them to expire."
                     )
-                n = 0
-            if n + len(values) > QUEUE_MAX_ITEMS:
+            elif n + len(values) > QUEUE_MAX_ITEMS:
                 return None
-            db.executemany(
-                "INSERT INTO items(partition, value) VALUES (?, ?)",
-                [(partition, v) for v in values],
-            )
-            db.execute(
-                "INSERT OR REPLACE INTO partitions(partition, expires_at, n) VALUES (?, ?, ?)",
-                (partition, t + ttl_s, n + len(values)),
-            )
+            if values:
+                top = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
+                seq = (int(top[0]) >> SLOT_BITS) + 1 if top else 1
+                runs = _chunked(values)
+                if len(runs) == 1:
+                    db.execute(
+                        "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, ?, ?)",
+                        (seq << SLOT_BITS, partition, len(values), pack(values)),
+                    )
+                else:
+                    db.executemany(
+                        "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, ?, ?)",
+                        [
+                            ((seq + i) << SLOT_BITS, partition, len(run), pack(run))
+                            for i, run in enumerate(runs)
+                        ],
+                    )
+            if n is None:
+                db.execute(
+                    "INSERT INTO partitions(partition, expires_at, n) VALUES (?, ?, ?)",
+                    (partition, t + ttl_s, len(values)),
+                )
+            else:
+                db.execute(
+                    "UPDATE partitions SET expires_at = ?, n = ? WHERE partition = ?",
+                    (t + ttl_s, n + len(values), partition),
+                )
             self._record(db, rid)
             return True
 
@@ -182,32 +317,61 @@ class QueueServer(StoreServer):
         """Take up to `n_values` items; None if there are none; [] if `rid` was released."""
 
         def apply(db: sqlite3.Connection) -> list[bytes] | None:
-            again = db.execute(
-                "SELECT value FROM items WHERE taken = ? ORDER BY id", (rid,)
-            ).fetchall()
-            if again:
-                return [r[0] for r in again]
+            again = db.execute("SELECT segments, data FROM taken WHERE rid = ?", (rid,)).fetchone()
+            if again is not None:
+                return _values(_taken_pieces(again[0], again[1]))
             if self._seen(db, rid)[1] == RELEASED:
                 return []
             t = now()
             if self._live_count(db, partition, t) is None:
                 return None
-            rows = db.execute(
-                "SELECT id, value FROM items WHERE partition = ? AND taken IS NULL"
-                " ORDER BY id LIMIT ?",
+            pieces: list[tuple[int, int, bytes]] = []  # (pos, n, packed values) taken
+            whole = None  # pos of the last chunk taken whole
+            rest = None  # (old pos, new pos, n, packed values) of a chunk taken in part
+            want = n_values
+            cursor = db.execute(
+                "SELECT pos, n, data FROM chunks WHERE partition = ? ORDER BY pos LIMIT ?",
                 (partition, n_values),
-            ).fetchall()
-            if not rows:
+            )
+            for pos, n, data in cursor:
+                if n <= want:
+                    pieces.append((pos, n, data))
+                    whole = pos
+                    want -= n
+                else:
+                    head, tail = _split(data, n, want)
+                    pieces.append((pos, want, head))
+                    rest = (pos, pos + want, n - want, tail)
+                    want = 0
+                if want == 0:
+                    break
+            cursor.close()
+            if not pieces:
                 return None
+            if whole is not None:
+                db.execute(
+                    "DELETE FROM chunks WHERE partition = ? AND pos <= ?", (partition, whole)
+                )
+            if rest is not None:
+                db.execute(
+                    "UPDATE chunks SET pos = ?, n = ?, data = ? WHERE pos = ?",
+                    (rest[1], rest[2], rest[3], rest[0]),
+                )
             db.execute(
-                "UPDATE items SET taken = ?, taken_at = ?"
-                " WHERE partition = ? AND taken IS NULL AND id <= ?",
-                (rid, t, partition, rows[-1][0]),
+                "UPDATE partitions SET n = n - ? WHERE partition = ?",
+                (n_values - want, partition),
             )
             db.execute(
-                "UPDATE partitions SET n = n - ? WHERE partition = ?", (len(rows), partition)
+                "INSERT INTO taken(rid, partition, segments, data, ts) VALUES (?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    partition,
+                    _pack_segments([(pos, n) for pos, n, _ in pieces]),
+                    pack([blob for _, _, blob in pieces]),
+                    t,
+                ),
             )
-            return [r[1] for r in rows]
+            return _values(pieces)
 
         items = self.db.write(apply, create=create)
         if items:
@@ -237,9 +401,7 @@ class QueueServer(StoreServer):
 
     def _worth_a_try(self, db: sqlite3.Connection, partition: str, rid: str) -> bool:
         return (
-            db.execute(
-                "SELECT 1 FROM items WHERE partition = ? AND taken IS NULL LIMIT 1", (partition,)
-            ).fetchone()
+            db.execute("SELECT 1 FROM chunks WHERE partition = ? LIMIT 1", (partition,)).fetchone()
             is not None
             or self._seen(db, rid)[1] == RELEASED
         )
@@ -249,28 +411,27 @@ class QueueServer(StoreServer):
         partition, in order), and make a wait that has not finished yet do nothing. Returns
         the number of items put back."""
 
-        def apply(db: sqlite3.Connection) -> list[str]:
-            rows = db.execute(
-                "SELECT partition, COUNT(*) FROM items WHERE taken = ? GROUP BY partition",
-                (rid,),
-            ).fetchall()
-            back = []
-            for partition, k in rows:
+        def apply(db: sqlite3.Connection) -> int:
+            back = 0
+            row = db.execute(
+                "SELECT partition, segments, data FROM taken WHERE rid = ?", (rid,)
+            ).fetchone()
+            if row is not None:
+                partition, segments, data = row
+                db.execute("DELETE FROM taken WHERE rid = ?", (rid,))
                 live = db.execute(
                     "SELECT 1 FROM partitions WHERE partition = ?", (partition,)
                 ).fetchone()
-                if live is None:  # cleared or expired since: its items go with it
-                    db.execute(
-                        "DELETE FROM items WHERE taken = ? AND partition = ?", (rid, partition)
+                if live is not None:  # else cleared or expired since: its items go with it
+                    pieces = _taken_pieces(segments, data)
+                    db.executemany(  # where they were: each item keeps its id
+                        "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, ?, ?)",
+                        [(pos, partition, n, blob) for pos, n, blob in pieces],
                     )
-                    continue
-                db.execute(
-                    "UPDATE items SET taken = NULL, taken_at = NULL"
-                    " WHERE taken = ? AND partition = ?",
-                    (rid, partition),
-                )
-                db.execute("UPDATE partitions SET n = n + ? WHERE partition = ?", (k, partition))
-                back.extend([partition] * k)
+                    back = sum(n for _, n, _ in pieces)
+                    db.execute(
+                        "UPDATE partitions SET n = n + ? WHERE partition = ?", (back, partition)
+                    )
             db.execute(
                 "INSERT OR REPLACE INTO requests(rid, result, ts) VALUES (?, ?, ?)",
                 (rid, RELEASED, now()),
@@ -279,26 +440,40 @@ class QueueServer(StoreServer):
 
         back = self.db.write(apply, create=create)
         self.waiters.notify_all()  # items are back, and a wait for `rid` must end
-        return len(back)
+        return back
 
     # -- reading without taking ---------------------------------------------------------------
 
     def peek(self, create: bool, partition: str, after: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to `limit` items after id `after`, without taking them."""
+        """Up to `limit` items with an id above `after`, without taking them."""
 
-        def look(db: sqlite3.Connection) -> list[Any]:
+        def look(db: sqlite3.Connection) -> list[tuple[int, bytes]]:
             row = db.execute(
                 "SELECT expires_at FROM partitions WHERE partition = ?", (partition,)
             ).fetchone()
-            if row is None or row[0] <= now():
+            if row is None or row[0] <= now() or limit <= 0:
                 return []
-            return db.execute(
-                "SELECT id, value FROM items WHERE partition = ? AND taken IS NULL AND id > ?"
-                " ORDER BY id LIMIT ?",
-                (partition, after, limit),
-            ).fetchall()
+            found: list[tuple[int, bytes]] = []
+            # The chunk holding id `after` starts in the same block of ids.
+            first = max(0, after) >> SLOT_BITS << SLOT_BITS
+            cursor = db.execute(
+                "SELECT pos, n, data FROM chunks WHERE partition = ? AND pos >= ? ORDER BY pos",
+                (partition, first),
+            )
+            for pos, n, data in cursor:
+                if pos + n - 1 <= after:
+                    continue
+                skip = max(0, after + 1 - pos)
+                for i, value in enumerate(unpack(data, n)[skip:], start=pos + skip):
+                    found.append((i, value))
+                    if len(found) >= limit:
+                        break
+                if len(found) >= limit:
+                    break
+            cursor.close()
+            return found
 
-        return [(int(r[0]), r[1]) for r in self.db.read(look, create=create)]
+        return self.db.read(look, create=create)
 
     def peek_wait(
         self, create: bool, partition: str, after: int, limit: int, timeout: float
@@ -331,7 +506,7 @@ class QueueServer(StoreServer):
     def clear(self, create: bool, partition: str | None, all: bool) -> None:
         def apply(db: sqlite3.Connection) -> None:
             if all:
-                db.execute("DELETE FROM items WHERE taken IS NULL")
+                db.execute("DELETE FROM chunks")
                 db.execute("DELETE FROM partitions")
             else:
                 self._drop_partition(db, partition or "")

@@ -88,7 +88,7 @@ class StoreServer:
     WAITING: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, path: str | Path, *, ttl_s: float | None = None, sync: str = "") -> None:
-        self.db = Database(Path(path), self.SCHEMA, self.KIND, sync)
+        self.db = Database(Path(path), self.SCHEMA, self.KIND, sync, self.migrate)
         self.waiters = Waiters()
         self._next_upkeep = time.monotonic() + MAINTENANCE_S
 
@@ -119,6 +119,11 @@ class StoreServer:
         return result
 
     # -- helpers for subclasses ---------------------------------------------------------------
+
+    def migrate(self, db: sqlite3.Connection) -> None:
+        """Convert a file written by an earlier layout to `SCHEMA`'s; run on each (re)open, after
+        the schema, in autocommit mode (it opens its own transaction if it changes anything).
+        Here: nothing to convert."""
 
     def upkeep(self) -> None:
         """Drop what has expired (here: old request ids)."""

@@ -21,6 +21,8 @@ Invariants:
   operation: a background thread runs them on its own connection at most every
   `CHECKPOINT_S` after a commit (SQLite's automatic checkpoint is off). A commit is durable once
   in the WAL; a checkpoint only bounds the WAL's size.
+- Opening runs the schema (`CREATE ... IF NOT EXISTS`), then `migrate(connection)` if given: it
+  converts a file written by an earlier layout, in its own transaction.
 - The file may be deleted by another process (`modal dict delete` in direct mode): every
   operation notices a changed inode and re-opens, or raises `NotFoundError` unless `create`.
 - Engine-neutral: no engine import; the caller's threads are the only concurrency.
@@ -68,9 +70,17 @@ def remove_files(path: Path) -> bool:
 class Database:
     """One SQLite file: `read(fn)` / `write(fn)` run `fn(connection)` under group commit."""
 
-    def __init__(self, path: Path, schema: str, kind: str, sync: str = "NORMAL") -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: str,
+        kind: str,
+        sync: str = "NORMAL",
+        migrate: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
         self.path = path
         self._schema = schema
+        self._migrate = migrate
         self._kind = kind
         self._sync = sync_mode(sync)
         self._lock = threading.Lock()
@@ -119,6 +129,12 @@ class Database:
         db.execute(f"PRAGMA synchronous={self._sync}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer thread does it
         db.executescript(self._schema)
+        if self._migrate is not None:
+            try:
+                self._migrate(db)
+            except BaseException:
+                db.close()
+                raise
         db.execute(
             "INSERT OR IGNORE INTO meta(k, v) VALUES ('created_at', ?), ('kind', ?)",
             (repr(time.time()), self._kind),
