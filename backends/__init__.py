@@ -161,6 +161,26 @@ class Backend(Protocol):
         """One-shot tools (the CLI): with no cluster configured and Ray not running in this
         process, use the state store in-process instead of starting an embedded Ray."""
 
+    # -- Sandboxes (one supervisor per node; see backends/ray/sandbox.py) --
+
+    async def sandbox_create(
+        self, environment: str, kwargs: dict[str, Any], resources: dict[str, float] | None
+    ) -> dict[str, Any]:
+        """Place and start a sandbox (`Supervisor.create` keywords); returns its description."""
+
+    async def sandbox_call(
+        self,
+        environment: str,
+        sandbox_id: str,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        """One `Supervisor` operation on the sandbox's node."""
+
+    async def sandbox_list(self, environment: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Descriptions of the environment's sandboxes matching `filters` (`Supervisor.list`)."""
+
 
 _backend: Backend | None = None
 

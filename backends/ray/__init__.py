@@ -96,6 +96,30 @@ class RayBackend:
     def store_allow_direct(self, enabled: bool = True) -> None:
         store.allow_direct(enabled)
 
+    async def sandbox_create(
+        self, environment: str, kwargs: dict[str, Any], resources: dict[str, float] | None
+    ) -> dict[str, Any]:
+        from . import sandbox
+
+        return await sandbox.create(environment, kwargs, resources)  # type: ignore[no-any-return]
+
+    async def sandbox_call(
+        self,
+        environment: str,
+        sandbox_id: str,
+        method: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        from . import sandbox
+
+        return await sandbox.call(environment, sandbox_id, method, args, kwargs or {})
+
+    async def sandbox_list(self, environment: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        from . import sandbox
+
+        return await sandbox.list_all(environment, filters)
+
 
 if TYPE_CHECKING:
     # mypy holds the implementation to the seam: a method that drifts from `Backend` fails here.

@@ -38,6 +38,7 @@ from .partial_function import (
 )
 from .queue import Queue
 from .retries import Retries
+from .sandbox import Probe, Sandbox
 from .schedule import Cron, Period
 from .secret import Secret
 from .volume import Volume
@@ -46,7 +47,6 @@ __version__ = "1.6.4"
 
 _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 
-Sandbox = placeholder("Sandbox", "Sandboxes are " + _LATER, "modal.sandbox")
 SandboxSnapshot = placeholder(
     "SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot"
 )
@@ -63,7 +63,6 @@ SchedulerPlacement = placeholder(
     "Scheduler placement is a Modal platform feature.",
     "modal.scheduler_placement",
 )
-Probe = placeholder("Probe", "Sandbox readiness probes are " + _LATER, "modal.sandbox")
 Client = placeholder(
     "Client", "There is no Modal client on Ray: the cluster is the client's target.", "modal.client"
 )

@@ -1,0 +1,603 @@
+"""`modal.Sandbox`: isolated processes on the cluster, created and driven from anywhere.
+
+A sandbox lives on one node, under that node's supervisor (see `sandbox_runtime` and the
+backend's `sandbox` module); this object is only a handle (environment + id), so any process of
+the cluster can rebuild it with `Sandbox.from_id`, and it keeps running when its creator exits
+until it ends by itself, its `timeout` passes, or someone calls `terminate()`.
+
+`create` checks every keyword of Modal 1.6.4's surface: what works on Ray is honoured, cloud
+placement hints (`region`, `cloud`, `runtime`) warn once, and what cannot be honoured yet raises
+`UnimplementedError` instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import config
+from .container_process import ContainerProcess
+from .exception import (
+    ClientClosed,
+    InvalidError,
+    SandboxTerminatedError,
+    SandboxTimeoutError,
+    UnimplementedError,
+)
+from .file_io import FileIO, FileWatchEvent
+from .io_streams import StreamReader, StreamWriter, stream_kind
+from .sandbox_ref import SandboxRef, connect
+from .synchronizer import dual, dual_static
+from .warn import warn_once
+
+DEFAULT_TIMEOUT = 300
+WAIT_POLL_S = 50.0
+ENTRYPOINT = 0
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PACKAGE_STEPS = {
+    "pip_install",
+    "uv_pip_install",
+    "pip_install_from_requirements",
+    "pip_install_from_pyproject",
+    "uv_sync",
+    "apt_install",
+    "run_commands",
+    "micromamba_install",
+    "pip_install_private_repos",
+    "poetry_install_from_file",
+    "dockerfile_commands",
+    "run_function",
+    "from_dockerfile",
+}
+
+
+def _unsupported(what: str, hint: str = "") -> UnimplementedError:
+    return UnimplementedError(
+        f"`Sandbox.create({what})` is not supported by this version of modal-ray yet"
+        + (f"; {hint}" if hint else ".")
+    )
+
+
+def _image_view(image: Any) -> tuple[dict[str, str], str | None, list[tuple[str, bytes, int]]]:
+    """(env, workdir, files) of an Image as a sandbox sees it."""
+    env: dict[str, str] = {}
+    workdir: str | None = None
+    files: list[tuple[str, bytes, int]] = []
+    for step in getattr(image, "_steps", ()):
+        if step.kind == "env":
+            env.update(dict(step.env))
+        elif step.kind == "workdir":
+            workdir = str(PurePosixPath(workdir or "/") / step.path)
+        elif step.kind in ("add_local_file", "copy_local_file"):
+            local = Path(step.local)
+            remote = str(PurePosixPath(workdir or "/") / step.path)
+            files.append((remote, local.read_bytes(), local.stat().st_mode))
+        elif step.kind in ("add_local_dir", "copy_local_dir"):
+            base = Path(step.local)
+            remote_base = PurePosixPath(workdir or "/") / step.path
+            for path in sorted(base.rglob("*")):
+                if path.is_file() and not path.is_symlink():
+                    rel = path.relative_to(base).as_posix()
+                    files.append((str(remote_base / rel), path.read_bytes(), path.stat().st_mode))
+        elif step.kind in _PACKAGE_STEPS:
+            warn_once(
+                f"sandbox-image-{step.kind}",
+                f"`Image.{step.kind}` is not applied inside sandboxes yet: a sandbox runs the"
+                " cluster's Python (standard library) and the node's system tools.",
+            )
+    return env, workdir, files
+
+
+def _resources(cpu: Any, memory: Any, gpu: Any) -> dict[str, float] | None:
+    if cpu is None and memory is None and gpu is None:
+        return None
+    from .resources import parse_resources
+
+    res = parse_resources(cpu=cpu, memory=memory, gpu=gpu)
+    bundle: dict[str, float] = {}
+    if cpu is not None:
+        bundle["CPU"] = float(res.num_cpus)
+    if res.memory_bytes:
+        bundle["memory"] = float(res.memory_bytes)
+    if res.num_gpus:
+        bundle["GPU"] = float(res.num_gpus)
+        if res.accelerator_type:
+            bundle[f"accelerator_type:{res.accelerator_type}"] = 0.001
+    return bundle or None
+
+
+def _positive(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise InvalidError(f"`{what}` must be a positive number of seconds, not {value!r}.")
+    return float(value)
+
+
+def _abs_path(value: Any, what: str) -> str:
+    if not isinstance(value, (str, PurePosixPath)) or not str(value).startswith("/"):
+        raise InvalidError(f"`{what}` must be an absolute path, not {value!r}.")
+    text = str(value)
+    if "\x00" in text or ".." in PurePosixPath(text).parts:
+        raise InvalidError(f"`{what}` must be an absolute path without `..`, not {value!r}.")
+    return str(PurePosixPath(text))
+
+
+def _env(env: Mapping[str, str | None] | None, secrets: Sequence[Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if secrets:
+        from .secret import merge_secrets
+
+        out.update(merge_secrets(list(secrets)))
+    for key, value in (env or {}).items():
+        if not isinstance(key, str) or (value is not None and not isinstance(value, str)):
+            raise InvalidError(f"`env` expects str keys and values; fix {key!r}.")
+        if value is not None:
+            out[key] = value
+    return out
+
+
+class Sandbox:
+    """A sandboxed process tree on the cluster (see the module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise InvalidError("`modal.Sandbox` has no constructor; use `modal.Sandbox.create(...)`.")
+
+    @classmethod
+    def _handle(cls, environment: str, info: Mapping[str, Any]) -> Sandbox:
+        obj = object.__new__(cls)
+        obj._ref = SandboxRef(environment, str(info["sandbox_id"]))
+        obj._returncode = info.get("returncode")
+        obj._status = info.get("status", "running")
+        obj._detached = False
+        obj._probe = None
+        obj._entry = None
+        return obj
+
+    _ref: SandboxRef
+    _returncode: int | None
+    _status: str
+    _detached: bool
+    _probe: Any
+    _entry: ContainerProcess[Any] | None
+
+    def __repr__(self) -> str:
+        return f"Sandbox({self._ref.sandbox_id})"
+
+    @property
+    def object_id(self) -> str:
+        return self._ref.sandbox_id
+
+    @property
+    def client(self) -> None:
+        return None
+
+    def _live(self) -> SandboxRef:
+        if self._detached:
+            raise ClientClosed(f"{self!r} was detached; use `Sandbox.from_id` to get it again.")
+        return self._ref
+
+    # -- creation and lookup ------------------------------------------------------------------
+
+    @dual_static
+    async def create(
+        *args: str,
+        app: Any = None,
+        name: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        image: Any = None,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Any] | None = None,
+        network_file_systems: Mapping[Any, Any] = {},
+        timeout: int = DEFAULT_TIMEOUT,
+        idle_timeout: int | None = None,
+        workdir: str | None = None,
+        gpu: Any = None,
+        cloud: str | None = None,
+        region: str | Sequence[str] | None = None,
+        cpu: Any = None,
+        memory: Any = None,
+        runtime: str | None = None,
+        block_network: bool = False,
+        outbound_cidr_allowlist: Sequence[str] | None = None,
+        outbound_domain_allowlist: Sequence[str] | None = None,
+        _experimental_outbound_policy: Any = None,
+        inbound_cidr_allowlist: Sequence[str] | None = None,
+        volumes: Mapping[Any, Any] = {},
+        pty: bool = False,
+        encrypted_ports: Sequence[int] = [],
+        h2_ports: Sequence[int] = [],
+        unencrypted_ports: Sequence[int] = [],
+        custom_domain: str | None = None,
+        proxy: Any = None,
+        include_oidc_identity_token: bool = False,
+        readiness_probe: Any = None,
+        verbose: bool = False,
+        experimental_options: Mapping[str, Any] | None = None,
+        _experimental_enable_snapshot: bool = False,
+        _experimental_persistent: bool = False,
+        _experimental_scheduler_placement: Any = None,
+        client: Any = None,
+        environment_name: str | None = None,
+        pty_info: Any = None,
+        cidr_allowlist: Sequence[str] | None = None,
+    ) -> Sandbox:
+        """Start a sandbox. With `args`, they are its entrypoint command (the sandbox ends when
+        it exits); without, it idles until `timeout` or `terminate()`."""
+        for arg in args:
+            if not isinstance(arg, str):
+                raise InvalidError(f"Sandbox entrypoint arguments must be strings, not {arg!r}.")
+        if network_file_systems:
+            raise _unsupported("network_file_systems=...", "use `volumes=` later, or files.")
+        if volumes:
+            raise _unsupported("volumes=...", "copy files in with `Sandbox.open` for now.")
+        for given, what in (
+            (encrypted_ports, "encrypted_ports=..."),
+            (h2_ports, "h2_ports=..."),
+            (unencrypted_ports, "unencrypted_ports=..."),
+        ):
+            if given:
+                raise _unsupported(what, "tunnels are not available yet.")
+        for allow, what in (
+            (outbound_cidr_allowlist, "outbound_cidr_allowlist=..."),
+            (cidr_allowlist, "cidr_allowlist=..."),
+            (outbound_domain_allowlist, "outbound_domain_allowlist=..."),
+            (inbound_cidr_allowlist, "inbound_cidr_allowlist=..."),
+            (_experimental_outbound_policy, "_experimental_outbound_policy=..."),
+        ):
+            if allow is not None:
+                raise _unsupported(what, "use `block_network=True` to cut all network access.")
+        for flag, what in (
+            (pty or pty_info is not None, "pty=True"),
+            (custom_domain is not None, "custom_domain=..."),
+            (proxy is not None, "proxy=..."),
+            (include_oidc_identity_token, "include_oidc_identity_token=True"),
+            (bool(experimental_options), "experimental_options=..."),
+            (_experimental_enable_snapshot, "_experimental_enable_snapshot=True"),
+            (_experimental_persistent, "_experimental_persistent=True"),
+            (_experimental_scheduler_placement is not None, "_experimental_scheduler_placement"),
+        ):
+            if flag:
+                raise _unsupported(what)
+        for value, key in ((cloud, "cloud"), (region, "region"), (runtime, "runtime")):
+            if value is not None:
+                warn_once(
+                    f"sandbox-{key}",
+                    f"`Sandbox.create({key}=...)` has no effect on Ray: sandboxes run on the"
+                    " cluster's nodes, isolated with bubblewrap.",
+                )
+        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
+            raise InvalidError(
+                f"Invalid sandbox name {name!r}: use up to 64 letters, digits, '.', '-' or '_'."
+            )
+        if readiness_probe is not None and not hasattr(readiness_probe, "tcp_port"):
+            raise InvalidError("`readiness_probe` must be a `modal.Probe`.")
+        if environment_name is not None:
+            warn_once(
+                "sandbox-environment-name",
+                "`Sandbox.create(environment_name=...)` is deprecated; the app's environment is"
+                " used.",
+            )
+        if app is not None:
+            context = app.run_context()
+            environment = context.environment
+            app_id = context.app_id
+            app_name = context.app_name
+        else:
+            environment = config.environment_name(environment_name)
+            app_id = app_name = None
+        timeout_s = _positive(timeout, "timeout")
+        idle_s = _positive(idle_timeout, "idle_timeout")
+        image_env, image_workdir, files = (
+            _image_view(image) if image is not None else ({}, None, [])
+        )
+        work = _abs_path(workdir, "workdir") if workdir is not None else image_workdir
+        kwargs: dict[str, Any] = {
+            "entrypoint": list(args) or None,
+            "env": {**image_env, **_env(env, secrets)},
+            "workdir": work,
+            "timeout": timeout_s,
+            "idle_timeout": idle_s,
+            "block_network": bool(block_network),
+            "name": name,
+            "app_id": app_id,
+            "tags": dict(tags or {}),
+            "files": files,
+        }
+        if tags and any(not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()):
+            raise InvalidError("Sandbox tags must map str to str.")
+        kwargs["tags"] = {**kwargs["tags"], **({"modal.app_name": app_name} if app_name else {})}
+        backend = await connect(environment)
+        info = await backend.sandbox_create(environment, kwargs, _resources(cpu, memory, gpu))
+        if not info.get("isolated", True):
+            warn_once(
+                "sandbox-unisolated",
+                "Sandboxes run UNISOLATED (MODAL_RAY_SANDBOX_ISOLATION=none on the cluster):"
+                " their code can read and change everything the Ray workers can.",
+            )
+        sandbox = Sandbox._handle(environment, info)
+        sandbox._probe = readiness_probe
+        if verbose:
+            from . import output
+
+            output.status(f"Sandbox {sandbox.object_id} created.")
+        return sandbox
+
+    @dual_static
+    async def from_id(sandbox_id: str, client: Any = None) -> Sandbox:
+        """A handle on a running (or recently finished) sandbox, from any process."""
+        if not isinstance(sandbox_id, str):
+            raise InvalidError(f"A sandbox id is a string, not {sandbox_id!r}.")
+        environment = config.environment_name()
+        info = await SandboxRef(environment, sandbox_id).call("describe")
+        return Sandbox._handle(environment, info)
+
+    @dual_static
+    async def from_name(
+        app_name: str,
+        name: str,
+        *,
+        environment_name: str | None = None,
+        include_terminated: bool = False,
+        client: Any = None,
+    ) -> Sandbox:
+        """The sandbox created with `name=` in the app named `app_name`."""
+        from .exception import NotFoundError
+
+        environment = config.environment_name(environment_name)
+        backend = await connect(environment)
+        found = await backend.sandbox_list(
+            environment,
+            {
+                "name": name,
+                "tags": {"modal.app_name": app_name},
+                "include_finished": include_terminated,
+            },
+        )
+        if not found:
+            raise NotFoundError(f"No running sandbox named {name!r} in app {app_name!r}.")
+        return Sandbox._handle(environment, found[-1])
+
+    @dual_static
+    async def list(
+        *,
+        app_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        client: Any = None,
+    ) -> AsyncIterator[Sandbox]:
+        """Running sandboxes of the environment (of one app, and carrying at least `tags`)."""
+        environment = config.environment_name()
+        backend = await connect(environment)
+        found = await backend.sandbox_list(
+            environment, {"app_id": app_id, "tags": dict(tags or {})}
+        )
+        for info in found:
+            yield Sandbox._handle(environment, info)
+
+    @dual
+    async def hydrate(self, client: Any = None) -> Sandbox:
+        return self
+
+    # -- tags -----------------------------------------------------------------------------------
+
+    @dual
+    async def set_tags(self, tags: Mapping[str, str], *, client: Any = None) -> None:
+        if any(not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()):
+            raise InvalidError("Sandbox tags must map str to str.")
+        current = await self._live().call("get_tags")
+        keep = {k: v for k, v in current.items() if k.startswith("modal.")}
+        await self._live().call("set_tags", {**keep, **dict(tags)})
+
+    @dual
+    async def get_tags(self) -> dict[str, str]:
+        tags = await self._live().call("get_tags")
+        return {k: v for k, v in tags.items() if not k.startswith("modal.")}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def _record(self, code: int | None, status: str) -> None:
+        self._returncode, self._status = code, status
+
+    @dual
+    async def wait(self, raise_on_termination: bool = True) -> None:
+        """Wait until the sandbox ends. Raises `SandboxTimeoutError` if its timeout ended it and
+        `SandboxTerminatedError` if it was terminated, unless `raise_on_termination=False`."""
+        while True:
+            code, status = await self._live().call("wait", WAIT_POLL_S)
+            if code is not None:
+                break
+        self._record(code, status)
+        if raise_on_termination and status == "timeout":
+            raise SandboxTimeoutError(f"Sandbox {self.object_id} ran past its timeout.")
+        if raise_on_termination and status == "terminated":
+            raise SandboxTerminatedError(f"Sandbox {self.object_id} was terminated.")
+
+    @dual
+    async def poll(self) -> int | None:
+        """The exit code if the sandbox has ended, else None."""
+        code, status = await self._live().call("wait", 0)
+        if code is not None:
+            self._record(code, status)
+        return code
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once `wait()` or `poll()` saw the sandbox end, else None."""
+        return self._returncode
+
+    @dual
+    async def terminate(self, *, wait: bool = False) -> int | None:
+        """Stop the sandbox (a no-op if it has already ended). With `wait=True`, returns its exit
+        code once it has stopped."""
+        await self._live().call("terminate")
+        if wait:
+            code, status = await self._live().call("wait", WAIT_POLL_S)
+            self._record(code, status)
+            return code
+        return None
+
+    @dual
+    async def detach(self) -> None:
+        """Drop this handle (the sandbox keeps running); later calls on it raise."""
+        self._detached = True
+
+    @dual
+    async def wait_until_ready(self, *, timeout: int = 300) -> None:
+        from .probe import wait_ready
+
+        await wait_ready(self, self._probe, timeout)
+
+    # -- processes ------------------------------------------------------------------------------
+
+    def _entrypoint(self) -> ContainerProcess[Any]:
+        if self._entry is None:
+            self._entry = ContainerProcess(self._ref, ENTRYPOINT)
+        return self._entry
+
+    @property
+    def stdout(self) -> StreamReader[str]:
+        return self._entrypoint().stdout
+
+    @property
+    def stderr(self) -> StreamReader[str]:
+        return self._entrypoint().stderr
+
+    @property
+    def stdin(self) -> StreamWriter:
+        return self._entrypoint().stdin
+
+    @dual
+    async def exec(
+        self,
+        *args: str,
+        stdout: Any = None,
+        stderr: Any = None,
+        timeout: int | None = None,
+        workdir: str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        secrets: Sequence[Any] | None = None,
+        text: bool = True,
+        bufsize: int = -1,
+        pty: bool = False,
+        _pty_info: Any = None,
+        pty_info: Any = None,
+    ) -> ContainerProcess[Any]:
+        """Run a command in the sandbox; returns its `ContainerProcess` once it started."""
+        if not args:
+            raise InvalidError("`Sandbox.exec` needs a command, e.g. `sb.exec('ls', '-l')`.")
+        for arg in args:
+            if not isinstance(arg, str):
+                raise InvalidError(f"`Sandbox.exec` arguments must be strings, not {arg!r}.")
+            if "\x00" in arg:
+                raise InvalidError("`Sandbox.exec` arguments cannot contain NUL characters.")
+        if pty or pty_info is not None or _pty_info is not None:
+            raise UnimplementedError("`Sandbox.exec(pty=True)` is not supported yet.")
+        if bufsize not in (-1, 1):
+            raise InvalidError("`bufsize` must be -1 (buffered) or 1 (line-buffered).")
+        if bufsize == 1 and not text:
+            raise InvalidError("`bufsize=1` (line-buffered) needs `text=True`.")
+        out, err = stream_kind(stdout), stream_kind(stderr)
+        work = _abs_path(workdir, "workdir") if workdir is not None else None
+        xid = await self._live().call(
+            "exec",
+            list(args),
+            env=_env(env, secrets),
+            workdir=work,
+            timeout=_positive(timeout, "timeout"),
+            stdout="devnull" if out == "devnull" else "pipe",
+            stderr="devnull" if err == "devnull" else "pipe",
+        )
+        return ContainerProcess(self._ref, xid, stdout=out, stderr=err, text=text)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    @dual
+    async def open(self, path: str, mode: str = "r") -> FileIO[Any]:
+        """Open a file inside the sandbox (alpha in Modal): returns a `FileIO`."""
+        return await FileIO.create(path, mode, self._live())
+
+    @dual
+    async def ls(self, path: str) -> builtins.list[str]:
+        return await self._live().call("ls", path)  # type: ignore[no-any-return]
+
+    @dual
+    async def mkdir(self, path: str, parents: bool = False) -> None:
+        await self._live().call("mkdir", path, parents)
+
+    @dual
+    async def rm(self, path: str, recursive: bool = False) -> None:
+        await self._live().call("rm", path, recursive)
+
+    @dual
+    async def watch(
+        self,
+        path: str,
+        filter: Any = None,
+        recursive: bool | None = None,
+        timeout: int | None = None,
+    ) -> AsyncIterator[FileWatchEvent]:
+        raise UnimplementedError(
+            "`Sandbox.watch` is not supported by this version of modal-ray yet."
+        )
+        yield  # pragma: no cover - makes this an async generator
+
+    # -- not yet --------------------------------------------------------------------------------
+
+    @dual
+    async def tunnels(self, timeout: int = 50) -> dict[int, Any]:
+        raise UnimplementedError("Sandbox tunnels are not supported by this version yet.")
+
+    @dual
+    async def reload_volumes(self, *, timeout: int = 55) -> None:
+        raise UnimplementedError("Sandbox volumes are not supported by this version yet.")
+
+    @dual
+    async def snapshot_filesystem(self, timeout: int = 55, *, ttl: int = 2592000) -> Any:
+        raise UnimplementedError("`Sandbox.snapshot_filesystem` is not supported yet.")
+
+    @dual
+    async def snapshot_directory(
+        self,
+        path: str,
+        *,
+        timeout: int = 55,
+        ttl: int = 2592000,
+        _experimental_encryption_key: Any = None,
+    ) -> Any:
+        raise UnimplementedError("`Sandbox.snapshot_directory` is not supported yet.")
+
+    @dual
+    async def mount_image(
+        self, path: str, image: Any, *, _experimental_encryption_key: Any = None
+    ) -> None:
+        raise UnimplementedError("`Sandbox.mount_image` is not supported yet.")
+
+    @dual
+    async def unmount_image(self, path: str) -> None:
+        raise UnimplementedError("`Sandbox.unmount_image` is not supported yet.")
+
+    @dual
+    async def create_connect_token(self, user_metadata: Any = None, port: int = 8080) -> Any:
+        raise UnimplementedError("`Sandbox.create_connect_token` is a Modal platform feature.")
+
+    @dual
+    async def get_dashboard_url(self) -> str:
+        raise UnimplementedError("Sandboxes have no dashboard on Ray.")
+
+    @property
+    def logs(self) -> Any:
+        raise UnimplementedError("`Sandbox.logs` is not supported yet; read `stdout`/`stderr`.")
+
+    @property
+    def filesystem(self) -> Any:
+        raise UnimplementedError(
+            "`Sandbox.filesystem` is not supported yet; use `Sandbox.open`, `ls`, `mkdir`, `rm`."
+        )
+
+
+Sandbox.__module__ = "modal.sandbox"
+
+__all__ = ["Sandbox"]

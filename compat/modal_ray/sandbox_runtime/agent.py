@@ -1,0 +1,231 @@
+"""The agent: a small program that runs inside each sandbox, on the standard library only.
+
+The supervisor starts `bwrap ... -- python -I -S /.modal-ray/agent.py FD`, where FD is one end of
+a `SOCK_SEQPACKET` socket pair. Over it the agent receives requests (JSON, one per message, with
+file descriptors attached by `SCM_RIGHTS`) and answers them:
+
+- `exec`: start a process with the three attached descriptors as its stdin, stdout and stderr
+  (pipes whose other ends the supervisor keeps), in its own session; report `started` (or
+  `exec_error`) and later `exit` with its return code;
+- `kill`: signal an exec's process group;
+- `open`, `ls`, `mkdir`, `rm`, `stat`: file operations. They run here, inside the sandbox's mount
+  namespace, so every path (and every symlink the sandbox's code planted) resolves in the
+  sandbox's own view: nothing outside it can be named. `open` sends the opened descriptor back;
+  the supervisor then reads and writes that descriptor directly.
+
+Invariants: the control socket is close-on-exec (no process started here inherits it); the agent
+trusts nothing it did not create, and the supervisor trusts nothing the agent says beyond the
+shape of a message (the agent shares the sandbox with the code it runs). When the socket closes
+(the supervisor went away) the agent kills every process it started and exits, which ends the
+sandbox.
+
+`send`/`recv` are also the supervisor's framing.
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+from typing import Any
+
+MAX_MESSAGE = 1 << 20  # one control message (JSON); exec argv + env must fit
+MAX_FDS = 4
+
+ERRNO_KIND = {
+    errno.ENOENT: "NotFound",
+    errno.EISDIR: "IsADirectory",
+    errno.ENOTDIR: "NotADirectory",
+    errno.EEXIST: "PathAlreadyExists",
+    errno.ENOTEMPTY: "DirectoryNotEmpty",
+    errno.EACCES: "Permission",
+    errno.EPERM: "Permission",
+    errno.EROFS: "Permission",
+    errno.ELOOP: "NotFound",
+    errno.EFBIG: "FileTooLarge",
+}
+
+
+def send(
+    sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()
+) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    if fds:
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        sock.sendmsg([data], anc)
+    else:
+        sock.sendmsg([data])
+
+
+def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """One message and its descriptors; (None, []) at end of stream. A malformed message is
+    returned as `{}` (its descriptors are still handed over, so the caller closes them)."""
+    fds = array.array("i")
+    data, anc, flags, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
+    for level, kind, payload in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - (len(payload) % fds.itemsize)])
+    if not data and not anc:
+        return None, []
+    try:
+        message = json.loads(data)
+    except ValueError:
+        message = {}
+    if not isinstance(message, dict) or flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+        message = {}
+    return message, list(fds)
+
+
+def _error(exc: OSError) -> dict[str, Any]:
+    kind = ERRNO_KIND.get(exc.errno or 0, "")
+    return {"ok": False, "kind": kind, "message": exc.strerror or str(exc)}
+
+
+class Agent:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lock = threading.Lock()
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def reply(self, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()) -> None:
+        with self.lock:
+            send(self.sock, message, fds)
+
+    def serve(self) -> None:
+        while True:
+            message, fds = recv(self.sock)
+            if message is None:
+                break
+            try:
+                self.handle(message, fds)
+            finally:
+                for fd in fds:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        self.kill_all()
+
+    def kill_all(self) -> None:
+        for proc in list(self.procs.values()):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        op = message.get("op")
+        rid = message.get("rid")
+        if op == "exec":
+            self.exec(message, fds)
+            return
+        if op == "ping":
+            self.reply({"rid": rid, "ok": True})
+            return
+        if op == "kill":
+            proc = self.procs.get(message.get("xid", -1))
+            if proc is not None:
+                try:
+                    os.killpg(proc.pid, int(message.get("signal", signal.SIGKILL)))
+                except OSError:
+                    pass
+            return
+        try:
+            result = self.file_op(op, message, fds)
+        except OSError as exc:
+            self.reply({"rid": rid, **_error(exc)})
+        except (TypeError, ValueError) as exc:
+            self.reply({"rid": rid, "ok": False, "kind": "", "message": str(exc)})
+        else:
+            out_fds = result.pop("_fds", [])
+            try:
+                self.reply({"rid": rid, "ok": True, **result}, out_fds)
+            finally:
+                for fd in out_fds:
+                    os.close(fd)
+
+    def exec(self, message: dict[str, Any], fds: list[int]) -> None:
+        xid = message["xid"]
+        if len(fds) != 3:
+            self.reply({"event": "exec_error", "xid": xid, "message": "bad descriptors"})
+            return
+        try:
+            proc = subprocess.Popen(
+                [str(a) for a in message["argv"]],
+                stdin=fds[0],
+                stdout=fds[1],
+                stderr=fds[2],
+                env={str(k): str(v) for k, v in message.get("env", {}).items()},
+                cwd=message.get("cwd") or None,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            self.reply({"event": "exec_error", "xid": xid, **_error(exc)})
+            return
+        self.procs[xid] = proc
+        self.reply({"event": "started", "xid": xid, "pid": proc.pid})
+        threading.Thread(target=self.wait, args=(xid, proc), daemon=True).start()
+
+    def wait(self, xid: int, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        self.procs.pop(xid, None)
+        try:
+            self.reply({"event": "exit", "xid": xid, "code": code})
+        except OSError:
+            pass
+
+    def file_op(self, op: Any, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        path = message.get("path")
+        if not isinstance(path, str) or "\x00" in path or not path:
+            raise ValueError("a path must be a non-empty string without NUL characters")
+        if op == "open":
+            flags = int(message["flags"]) | os.O_CLOEXEC
+            fd = os.open(path, flags, 0o644)
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+            return {"_fds": [fd]}
+        if op == "ls":
+            return {"entries": sorted(os.listdir(path))}
+        if op == "mkdir":
+            if message.get("parents"):
+                os.makedirs(path, exist_ok=True)
+            else:
+                os.mkdir(path)
+            return {}
+        if op == "rm":
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                if message.get("recursive"):
+                    shutil.rmtree(path)
+                else:
+                    os.rmdir(path)
+            else:
+                os.unlink(path)
+            return {}
+        if op == "stat":
+            st = os.stat(path)
+            return {"size": st.st_size, "dir": stat.S_ISDIR(st.st_mode), "mtime": st.st_mtime}
+        raise ValueError(f"unknown operation {op!r}")
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=fd)
+    sock.set_inheritable(False)
+    # The agent is PID 2 of the sandbox; its processes are reaped by their waiting threads.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    Agent(sock).serve()
+
+
+if __name__ == "__main__":
+    main()

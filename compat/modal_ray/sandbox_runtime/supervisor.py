@@ -1,0 +1,814 @@
+"""The sandbox supervisor: owns every sandbox of one node, on one asyncio loop.
+
+A sandbox is one `bwrap` process tree (see `isolation`) whose first process is the agent (see
+`agent`); the supervisor holds the other end of the agent's control socket and of every stdio
+pipe of every process started inside. The backend hosts one supervisor per node (a Ray actor)
+and forwards calls to it; nothing here knows about the engine.
+
+Invariants:
+- Output is pulled, never pushed: each stdout/stderr pipe is read into a bounded buffer
+  (`STREAM_LIMIT`; reading pauses when it is full) only as fast as a client asks for chunks, so
+  a process writing gigabytes nobody reads blocks on its pipe instead of filling memory.
+- A sandbox's files are only ever touched through the agent, inside the sandbox's namespaces;
+  the supervisor receives opened descriptors, never paths to resolve on the node.
+- A sandbox ends exactly once (`_finish`): its entrypoint exited, its `timeout` or
+  `idle_timeout` passed, it was terminated, or its agent died. Ending kills the whole tree
+  (bubblewrap's `--die-with-parent` and the PID namespace take every process with it) and
+  removes its private root. Its record (return code, buffered output) stays for `KEEP_FINISHED_S`
+  so that `wait`, `poll` and late readers still get answers.
+- Every request the agent answers is bounded in size; its answers are parsed as plain JSON and
+  trusted for nothing but their shape (the agent shares the sandbox with untrusted code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import functools
+import itertools
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from modal_ray import exception
+from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedError
+
+from . import agent as agent_module
+from . import isolation
+
+STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
+CHUNK = 64 * 1024  # largest chunk one read returns
+KEEP_FINISHED_S = 600.0  # how long a finished sandbox still answers poll / wait / reads
+READ_LIMIT = 100 * 1024 * 1024  # Modal's FileIO read limit
+WRITE_LIMIT = 1024 * 1024 * 1024  # Modal's FileIO write limit
+TERMINATED_CODE = 137  # what Modal reports for a sandbox that was terminated or timed out
+EXEC_TIMEOUT_CODE = -1  # what Modal reports for an exec killed by its timeout
+ENTRYPOINT = 0  # the exec id of a sandbox's entrypoint process
+
+_FILE_ERRORS: dict[str, type[exception.Error]] = {
+    "NotFound": exception.SandboxFilesystemNotFoundError,
+    "IsADirectory": exception.SandboxFilesystemIsADirectoryError,
+    "NotADirectory": exception.SandboxFilesystemNotADirectoryError,
+    "PathAlreadyExists": exception.SandboxFilesystemPathAlreadyExistsError,
+    "DirectoryNotEmpty": exception.SandboxFilesystemDirectoryNotEmptyError,
+    "Permission": exception.SandboxFilesystemPermissionError,
+    "FileTooLarge": exception.SandboxFilesystemFileTooLargeError,
+}
+
+_MODES = {
+    "r": os.O_RDONLY,
+    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+}
+
+
+def open_flags(mode: str) -> tuple[int, bool, bool]:
+    """(os flags, readable, writable) of a Python file mode such as `"r"`, `"wb"`, `"a+"`."""
+    kinds = [c for c in mode if c in "rwax"]
+    if (
+        len(kinds) != 1
+        or len(set(mode)) != len(mode)
+        or any(c not in "rwaxb+t" for c in mode)
+        or ("b" in mode and "t" in mode)
+    ):
+        raise InvalidError(
+            f"Invalid file mode {mode!r}; use a Python mode such as 'r', 'wb', 'a+'."
+        )
+    flags = _MODES[kinds[0]]
+    readable, writable = kinds[0] == "r", kinds[0] != "r"
+    if "+" in mode:
+        flags = (flags & ~(os.O_RDONLY | os.O_WRONLY)) | os.O_RDWR
+        readable = writable = True
+    return flags, readable, writable
+
+
+def check_path(path: Any) -> str:
+    if not isinstance(path, str) or not path:
+        raise InvalidError(f"A sandbox path must be a non-empty string, not {path!r}.")
+    if "\x00" in path:
+        raise InvalidError(f"A sandbox path cannot contain NUL characters: {path!r}.")
+    if len(path.encode()) > 4096:
+        raise InvalidError("A sandbox path is limited to 4096 bytes.")
+    return path
+
+
+def _sandbox_relpath(path: str) -> str:
+    """An absolute sandbox path as a relative path under the sandbox's root (creation time)."""
+    pure = PurePosixPath(path)
+    if not pure.is_absolute() or ".." in pure.parts:
+        raise InvalidError(f"{path!r} must be an absolute path without `..`.")
+    return str(pure.relative_to("/"))
+
+
+@dataclass
+class _Stream:
+    reader: asyncio.StreamReader | None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
+class _Exec:
+    xid: int
+    streams: dict[int, _Stream]
+    stdin: asyncio.StreamWriter | None
+    stdin_closed: bool = False
+    returncode: int | None = None
+    error: tuple[str, str] | None = None
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    deadline: asyncio.TimerHandle | None = None
+    timed_out: bool = False
+    transports: list[asyncio.BaseTransport] = field(default_factory=list)
+
+    def close(self) -> None:
+        for transport in self.transports:
+            transport.close()
+        self.transports.clear()
+
+
+@dataclass
+class _File:
+    fd: int
+    readable: bool
+    writable: bool
+
+
+@dataclass
+class _Sandbox:
+    sid: str
+    name: str | None
+    app_id: str | None
+    tags: dict[str, str]
+    env: dict[str, str]
+    workdir: str
+    directory: Path
+    isolated: bool
+    created_at: float = field(default_factory=time.time)
+    proc: asyncio.subprocess.Process | None = None
+    sock: socket.socket | None = None
+    execs: dict[int, _Exec] = field(default_factory=dict)
+    files: dict[int, _File] = field(default_factory=dict)
+    replies: dict[int, asyncio.Future[tuple[dict[str, Any], list[int]]]] = field(
+        default_factory=dict
+    )
+    returncode: int | None = None
+    status: str = "running"  # running | exited | timeout | terminated
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    last_active: float = field(default_factory=time.monotonic)
+    finished_at: float | None = None
+    on_finish: Callable[[], None] | None = None
+
+
+class Supervisor:
+    """All sandboxes of one node. Every public method is a coroutine run on one loop."""
+
+    def __init__(self, node: str = "this node", base_dir: str | None = None) -> None:
+        self._node = node
+        base = Path(base_dir or tempfile.gettempdir()) / f"modal-ray-sandboxes-{os.getuid()}"
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(base, 0o700)
+        self._base = base
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._ids = itertools.count(1)
+        self._agent = agent_module.__file__
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def create(
+        self,
+        sid: str,
+        *,
+        entrypoint: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        timeout: float | None = None,
+        idle_timeout: float | None = None,
+        block_network: bool = False,
+        name: str | None = None,
+        app_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        files: list[tuple[str, bytes, int]] | None = None,
+        on_finish: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """Start a sandbox; returns its description (see `describe`)."""
+        bwrap = isolation.check_isolation(self._node)
+        if name is not None and self.find_name(app_id, name) is not None:
+            raise exception.AlreadyExistsError(
+                f"A running sandbox named {name!r} already exists in this app; pick another"
+                " `name=` or terminate it first."
+            )
+        workdir = workdir or "/"
+        _sandbox_relpath(workdir)
+        directory = Path(tempfile.mkdtemp(prefix=f"{sid}-", dir=self._base))
+        root = directory / "root"
+        for sub in ("tmp", "root", "etc", "var/tmp", "home", _sandbox_relpath(workdir)):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        os.chmod(root / "tmp", 0o1777)
+        for path, data, mode in files or ():
+            target = root / _sandbox_relpath(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            os.chmod(target, mode & 0o777)
+        path = isolation.SANDBOX_PATH if bwrap is not None else isolation.host_path()
+        base_env = {"PATH": path, "HOME": "/root", "LANG": "C.UTF-8"}
+        box = _Sandbox(
+            sid=sid,
+            name=name,
+            app_id=app_id,
+            tags=dict(tags or {}),
+            env={**base_env, **(env or {})},
+            workdir=workdir,
+            directory=directory,
+            isolated=bwrap is not None,
+            on_finish=on_finish,
+        )
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            if bwrap is not None:
+                layout = isolation.Layout(
+                    root=str(root),
+                    workdir=workdir,
+                    block_network=block_network,
+                    agent=self._agent,
+                )
+                argv = isolation.bwrap_argv(bwrap, layout, child.fileno())
+                cwd = str(directory)
+            else:
+                argv = isolation.unisolated_argv(self._agent, child.fileno())
+                cwd = str(root / _sandbox_relpath(workdir))
+            box.proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(child.fileno(),),
+                cwd=cwd,
+                env={"PATH": isolation.SANDBOX_PATH} if bwrap is not None else box.env,
+                start_new_session=True,
+            )
+        except BaseException:
+            parent.close()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        finally:
+            child.close()
+        parent.setblocking(False)
+        box.sock = parent
+        self._sandboxes[sid] = box
+        asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, box)
+        self._spawn(self._watch(box))
+        try:
+            await asyncio.wait_for(self._request(box, {"op": "ping"}), timeout=60)
+        except (asyncio.TimeoutError, SandboxTerminatedError) as exc:
+            why = await self._startup_error(box)
+            await self._finish(box, "terminated", TERMINATED_CODE)
+            raise exception.ExecutionError(
+                f"Sandbox {sid} could not start on {self._node}: {why or exc}"
+            ) from None
+        loop = asyncio.get_running_loop()
+        if timeout is not None:
+            box.timers.append(
+                loop.call_later(timeout, lambda: self._spawn(self._finish(box, "timeout")))
+            )
+        if idle_timeout is not None:
+            self._spawn(self._idle_watch(box, idle_timeout))
+        if entrypoint:
+            await self._start_exec(box, ENTRYPOINT, entrypoint, {}, None, ("pipe", "pipe"), None)
+        return self.describe_box(box)
+
+    async def _startup_error(self, box: _Sandbox) -> str:
+        if box.proc is None or box.proc.stderr is None:
+            return ""
+        with contextlib.suppress(asyncio.TimeoutError):
+            data = await asyncio.wait_for(box.proc.stderr.read(4096), timeout=2)
+            return data.decode(errors="replace").strip()
+        return ""
+
+    async def _watch(self, box: _Sandbox) -> None:
+        """The sandbox's tree ended by itself (the agent died): the sandbox is over."""
+        assert box.proc is not None
+        if box.proc.stderr is not None:
+            # Drain bubblewrap's own messages (bounded) so that it never blocks on them.
+            with contextlib.suppress(Exception):
+                while await box.proc.stderr.read(4096):
+                    pass
+        await box.proc.wait()
+        await self._finish(box, "terminated", TERMINATED_CODE)
+
+    async def _idle_watch(self, box: _Sandbox, idle_timeout: float) -> None:
+        while not box.done.is_set():
+            busy = any(not e.done.is_set() for x, e in box.execs.items() if x != ENTRYPOINT)
+            if busy:
+                box.last_active = time.monotonic()
+            elif time.monotonic() - box.last_active >= idle_timeout:
+                await self._finish(box, "timeout")
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(box.done.wait(), timeout=min(1.0, idle_timeout))
+
+    async def _finish(self, box: _Sandbox, status: str, code: int | None = None) -> None:
+        if box.done.is_set():
+            return
+        box.status = status
+        box.returncode = TERMINATED_CODE if code is None else code
+        box.finished_at = time.monotonic()
+        box.done.set()
+        for timer in box.timers:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        if box.sock is not None:
+            loop.remove_reader(box.sock.fileno())
+            box.sock.close()
+        for future in box.replies.values():
+            if not future.done():
+                future.set_exception(self._gone(box))
+        if box.proc is not None and box.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(box.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(box.proc.wait()), timeout=10)
+        for ex in box.execs.values():
+            if not ex.done.is_set():
+                ex.returncode = box.returncode if ex.returncode is None else ex.returncode
+                ex.started.set()
+                ex.done.set()
+            if ex.deadline is not None:
+                ex.deadline.cancel()
+            if ex.stdin is not None and not ex.stdin_closed:
+                ex.stdin.close()
+                ex.stdin_closed = True
+        for f in box.files.values():
+            with contextlib.suppress(OSError):
+                os.close(f.fd)
+        box.files.clear()
+        await loop.run_in_executor(None, _remove_tree, box.directory)
+        if box.on_finish is not None:
+            with contextlib.suppress(Exception):
+                box.on_finish()
+        self._forget_old()
+
+    def _forget_old(self) -> None:
+        now = time.monotonic()
+        for sid, box in list(self._sandboxes.items()):
+            if box.finished_at is not None and now - box.finished_at > KEEP_FINISHED_S:
+                del self._sandboxes[sid]
+                for ex in box.execs.values():
+                    ex.close()
+
+    def _gone(self, box: _Sandbox) -> Exception:
+        return SandboxTerminatedError(
+            f"Sandbox {box.sid} has already finished ({box.status}); create a new one."
+        )
+
+    def _spawn(self, coro: Any) -> None:
+        """Run `coro` in the background, held until it ends (the loop keeps weak references)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the agent's channel ------------------------------------------------------------------
+
+    def _on_message(self, box: _Sandbox) -> None:
+        assert box.sock is not None
+        while True:
+            try:
+                message, fds = agent_module.recv(box.sock)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                message, fds = None, []
+            if message is None:
+                self._spawn(self._finish(box, "terminated"))
+                return
+            self._dispatch(box, message, fds)
+
+    def _dispatch(self, box: _Sandbox, message: dict[str, Any], fds: list[int]) -> None:
+        rid = message.get("rid")
+        if isinstance(rid, int) and rid in box.replies:
+            future = box.replies.pop(rid)
+            if not future.done():
+                future.set_result((message, fds))
+                return
+        for fd in fds:
+            os.close(fd)
+        xid = message.get("xid")
+        ex = box.execs.get(xid) if isinstance(xid, int) else None
+        if ex is None:
+            return
+        event = message.get("event")
+        if event == "started":
+            ex.started.set()
+        elif event == "exec_error":
+            ex.error = (str(message.get("kind", "")), str(message.get("message", "")))
+            ex.returncode = 127
+            ex.started.set()
+            ex.done.set()
+        elif event == "exit" and isinstance(message.get("code"), int):
+            ex.returncode = EXEC_TIMEOUT_CODE if ex.timed_out else message["code"]
+            ex.done.set()
+            if ex.deadline is not None:
+                ex.deadline.cancel()
+            box.last_active = time.monotonic()
+            if xid == ENTRYPOINT:
+                self._spawn(self._finish(box, "exited", message["code"]))
+
+    async def _send(self, box: _Sandbox, message: dict[str, Any], fds: list[int] = ()) -> None:  # type: ignore[assignment]
+        if box.done.is_set() or box.sock is None:
+            raise self._gone(box)
+        for _ in range(1000):
+            try:
+                agent_module.send(box.sock, message, fds)
+                return
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+            except OSError:
+                raise self._gone(box) from None
+        raise self._gone(box)
+
+    async def _request(
+        self, box: _Sandbox, message: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[int]]:
+        rid = next(self._ids)
+        future: asyncio.Future[tuple[dict[str, Any], list[int]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        box.replies[rid] = future
+        try:
+            await self._send(box, {**message, "rid": rid})
+            return await future
+        finally:
+            box.replies.pop(rid, None)
+
+    # -- processes ----------------------------------------------------------------------------
+
+    def _box(self, sid: str) -> _Sandbox:
+        box = self._sandboxes.get(sid)
+        if box is None:
+            raise NotFoundError(f"Sandbox {sid!r} not found (it may have finished long ago).")
+        box.last_active = time.monotonic()
+        return box
+
+    def _running(self, sid: str) -> _Sandbox:
+        box = self._box(sid)
+        if box.done.is_set():
+            raise self._gone(box)
+        return box
+
+    async def exec(
+        self,
+        sid: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        timeout: float | None = None,
+        stdout: str = "pipe",
+        stderr: str = "pipe",
+    ) -> int:
+        """Start a process in the sandbox; returns its exec id once it runs (or failed to)."""
+        box = self._running(sid)
+        if not argv:
+            raise InvalidError("`Sandbox.exec` needs a command to run.")
+        xid = next(self._ids)
+        ex = await self._start_exec(box, xid, argv, env or {}, workdir, (stdout, stderr), timeout)
+        await ex.started.wait()
+        if ex.error is not None:
+            _, message = ex.error
+            raise exception.ExecutionError(
+                f"Could not run {argv[0]!r} in sandbox {sid}: {message}. Check the command and"
+                " that the sandbox has it."
+            )
+        return xid
+
+    async def _start_exec(
+        self,
+        box: _Sandbox,
+        xid: int,
+        argv: list[str],
+        env: dict[str, str],
+        workdir: str | None,
+        outputs: tuple[str, str],
+        timeout: float | None,
+    ) -> _Exec:
+        loop = asyncio.get_running_loop()
+        keep: list[int] = []
+        send: list[int] = []
+        streams: dict[int, _Stream] = {}
+        transports: list[asyncio.BaseTransport] = []
+        try:
+            stdin_r, stdin_w = os.pipe()
+            keep.append(stdin_w)
+            send.append(stdin_r)
+            for number, kind in zip((1, 2), outputs, strict=True):
+                if kind == "devnull":
+                    send.append(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
+                    streams[number] = _Stream(None)
+                else:
+                    r, w = os.pipe()
+                    keep.append(r)
+                    send.append(w)
+                    reader = asyncio.StreamReader(limit=STREAM_LIMIT // 2, loop=loop)
+                    read_transport, _ = await loop.connect_read_pipe(
+                        functools.partial(asyncio.StreamReaderProtocol, reader, loop=loop),
+                        os.fdopen(r, "rb", buffering=0),
+                    )
+                    streams[number] = _Stream(reader)
+                    transports.append(read_transport)
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(stdin_w, "wb", buffering=0)
+            )
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+            transports.append(transport)
+            ex = _Exec(xid=xid, streams=streams, stdin=writer, transports=transports)
+            box.execs[xid] = ex
+            cwd = workdir
+            if cwd is not None and not box.isolated and PurePosixPath(cwd).is_absolute():
+                cwd = str(box.directory / "root" / _sandbox_relpath(cwd))
+            await self._send(
+                box,
+                {
+                    "op": "exec",
+                    "xid": xid,
+                    "argv": [str(a) for a in argv],
+                    "env": {**box.env, **env},
+                    "cwd": cwd,
+                },
+                send,
+            )
+        finally:
+            for fd in send:
+                os.close(fd)
+        if timeout is not None:
+            ex.deadline = loop.call_later(timeout, self._expire, box, ex)
+        return ex
+
+    def _expire(self, box: _Sandbox, ex: _Exec) -> None:
+        if ex.done.is_set() or box.done.is_set():
+            return
+        ex.timed_out = True
+        self._spawn(self._send(box, {"op": "kill", "xid": ex.xid, "signal": int(signal.SIGKILL)}))
+
+    def _exec(self, sid: str, xid: int) -> tuple[_Sandbox, _Exec]:
+        box = self._box(sid)
+        ex = box.execs.get(xid)
+        if ex is None:
+            if xid == ENTRYPOINT:  # a sandbox without an entrypoint: empty streams
+                ex = _Exec(xid=xid, streams={1: _Stream(None), 2: _Stream(None)}, stdin=None)
+                ex.stdin_closed = True
+                ex.done.set()
+                box.execs[xid] = ex
+                return box, ex
+            raise NotFoundError(f"Process {xid} not found in sandbox {sid}.")
+        return box, ex
+
+    async def read(self, sid: str, xid: int, fd: int, max_bytes: int = CHUNK) -> bytes:
+        """The next chunk of a process's stdout (1) or stderr (2): waits for at least one byte;
+        `b""` at end of stream."""
+        _, ex = self._exec(sid, xid)
+        stream = ex.streams.get(fd)
+        if stream is None or stream.reader is None:
+            return b""
+        async with stream.lock:
+            return await stream.reader.read(max(1, min(max_bytes, CHUNK)))
+
+    async def write(self, sid: str, xid: int, data: bytes, eof: bool = False) -> None:
+        """Write to a process's stdin (waits while its pipe is full); `eof` closes it after."""
+        box, ex = self._exec(sid, xid)
+        if ex.stdin_closed or ex.stdin is None:
+            if data or not eof:
+                raise ValueError("Stdin of this process was already closed by `write_eof()`.")
+            return
+        if box.done.is_set():
+            raise self._gone(box)
+        try:
+            if data:
+                ex.stdin.write(data)
+                await ex.stdin.drain()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the process is gone or closed its stdin: what it did not read is dropped
+        finally:
+            if eof and not ex.stdin_closed:
+                ex.stdin_closed = True
+                ex.stdin.close()
+
+    async def exec_wait(self, sid: str, xid: int, timeout: float | None = None) -> int | None:
+        _, ex = self._exec(sid, xid)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ex.done.wait(), timeout)
+        return ex.returncode if ex.done.is_set() else None
+
+    async def wait(self, sid: str, timeout: float | None = None) -> tuple[int | None, str]:
+        """(return code, status) once finished, or (None, "running") after `timeout`."""
+        box = self._box(sid)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(box.done.wait(), timeout)
+        return (box.returncode, box.status) if box.done.is_set() else (None, "running")
+
+    async def terminate(self, sid: str) -> None:
+        box = self._box(sid)
+        await self._finish(box, "terminated")
+
+    # -- identity -----------------------------------------------------------------------------
+
+    def find_name(self, app_id: str | None, name: str) -> _Sandbox | None:
+        for box in self._sandboxes.values():
+            if box.name == name and box.app_id == app_id and not box.done.is_set():
+                return box
+        return None
+
+    def describe_box(self, box: _Sandbox) -> dict[str, Any]:
+        return {
+            "sandbox_id": box.sid,
+            "name": box.name,
+            "app_id": box.app_id,
+            "tags": dict(box.tags),
+            "created_at": box.created_at,
+            "returncode": box.returncode,
+            "status": box.status,
+            "isolated": box.isolated,
+        }
+
+    async def describe(self, sid: str) -> dict[str, Any]:
+        return self.describe_box(self._box(sid))
+
+    async def set_tags(self, sid: str, tags: dict[str, str]) -> None:
+        self._box(sid).tags = dict(tags)
+
+    async def get_tags(self, sid: str) -> dict[str, str]:
+        return dict(self._box(sid).tags)
+
+    async def list(
+        self,
+        app_id: str | None = None,
+        tags: dict[str, str] | None = None,
+        name: str | None = None,
+        include_finished: bool = False,
+    ) -> list[dict[str, Any]]:
+        self._forget_old()
+        out = []
+        for box in self._sandboxes.values():
+            if box.done.is_set() and not include_finished:
+                continue
+            if app_id is not None and box.app_id != app_id:
+                continue
+            if name is not None and box.name != name:
+                continue
+            if tags and any(box.tags.get(k) != v for k, v in tags.items()):
+                continue
+            out.append(self.describe_box(box))
+        return sorted(out, key=lambda d: d["created_at"])
+
+    # -- files --------------------------------------------------------------------------------
+
+    async def _file_request(
+        self, box: _Sandbox, message: dict[str, Any]
+    ) -> tuple[dict[str, Any], builtins.list[int]]:
+        reply, fds = await self._request(box, message)
+        if reply.get("ok") is not True:
+            for fd in fds:
+                os.close(fd)
+            kind = str(reply.get("kind", ""))
+            text = f"{message['op']} {message.get('path')!r}: {reply.get('message', 'failed')}"
+            raise _FILE_ERRORS.get(kind, exception.SandboxFilesystemError)(text)
+        return reply, fds
+
+    async def open(self, sid: str, path: str, mode: str = "r") -> int:
+        box = self._running(sid)
+        flags, readable, writable = open_flags(mode)
+        _, fds = await self._file_request(
+            box, {"op": "open", "path": check_path(path), "flags": flags}
+        )
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise exception.SandboxFilesystemError(f"open {path!r}: the sandbox sent no file.")
+        os.set_inheritable(fds[0], False)
+        handle = next(self._ids)
+        box.files[handle] = _File(fds[0], readable, writable)
+        return handle
+
+    def _file(self, sid: str, handle: int) -> _File:
+        box = self._running(sid)
+        f = box.files.get(handle)
+        if f is None:
+            raise ValueError("I/O operation on closed file.")
+        return f
+
+    async def fread(self, sid: str, handle: int, n: int | None = None) -> bytes:
+        f = self._file(sid, handle)
+        if not f.readable:
+            raise exception.InvalidError("File is not open for reading.")
+        if n is None or n < 0:
+            pos = os.lseek(f.fd, 0, os.SEEK_CUR)
+            size = os.fstat(f.fd).st_size
+            if size - pos > READ_LIMIT:
+                raise exception.SandboxFilesystemFileTooLargeError(
+                    f"Reading {size - pos} bytes at once is over the {READ_LIMIT}-byte limit;"
+                    " read it in parts with `read(n)`."
+                )
+        elif n > READ_LIMIT:
+            raise exception.SandboxFilesystemFileTooLargeError(
+                f"Reading {n} bytes at once is over the {READ_LIMIT}-byte limit."
+            )
+        limit = READ_LIMIT if n is None or n < 0 else n
+        parts: builtins.list[bytes] = []
+        got = 0
+        while got < limit:
+            chunk = os.read(f.fd, min(1 << 20, limit - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    async def freadline(self, sid: str, handle: int) -> bytes:
+        f = self._file(sid, handle)
+        if not f.readable:
+            raise exception.InvalidError("File is not open for reading.")
+        parts: builtins.list[bytes] = []
+        while True:
+            chunk = os.read(f.fd, 8192)
+            if not chunk:
+                break
+            cut = chunk.find(b"\n")
+            if cut >= 0:
+                parts.append(chunk[: cut + 1])
+                os.lseek(f.fd, cut + 1 - len(chunk), os.SEEK_CUR)
+                break
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def fwrite(self, sid: str, handle: int, data: bytes) -> None:
+        f = self._file(sid, handle)
+        if not f.writable:
+            raise exception.InvalidError("File is not open for writing.")
+        if len(data) > WRITE_LIMIT:
+            raise exception.SandboxFilesystemFileTooLargeError(
+                f"Writing {len(data)} bytes at once is over the {WRITE_LIMIT}-byte limit."
+            )
+        view = memoryview(data)
+        while view:
+            view = view[os.write(f.fd, view) :]
+
+    async def fseek(self, sid: str, handle: int, offset: int, whence: int = 0) -> int:
+        return os.lseek(self._file(sid, handle).fd, offset, whence)
+
+    async def ftruncate(self, sid: str, handle: int, size: int) -> None:
+        os.ftruncate(self._file(sid, handle).fd, size)
+
+    async def fclose(self, sid: str, handle: int) -> None:
+        box = self._box(sid)
+        f = box.files.pop(handle, None)
+        if f is not None:
+            os.close(f.fd)
+
+    async def ls(self, sid: str, path: str) -> builtins.list[str]:
+        reply, _ = await self._file_request(
+            self._running(sid), {"op": "ls", "path": check_path(path)}
+        )
+        entries = reply.get("entries")
+        if not isinstance(entries, list):
+            raise exception.SandboxFilesystemError(f"ls {path!r}: malformed answer.")
+        return [str(e) for e in entries]
+
+    async def mkdir(self, sid: str, path: str, parents: bool = False) -> None:
+        await self._file_request(
+            self._running(sid), {"op": "mkdir", "path": check_path(path), "parents": parents}
+        )
+
+    async def rm(self, sid: str, path: str, recursive: bool = False) -> None:
+        await self._file_request(
+            self._running(sid), {"op": "rm", "path": check_path(path), "recursive": recursive}
+        )
+
+    async def shutdown(self) -> None:
+        """End every sandbox and let go of everything (the supervisor is being stopped)."""
+        for box in list(self._sandboxes.values()):
+            await self._finish(box, "terminated")
+            for ex in box.execs.values():
+                ex.close()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(task, timeout=5)
+        self._sandboxes.clear()
+
+
+def _remove_tree(path: Path) -> None:
+    def _retry(func: Any, target: str, _exc: Any) -> None:
+        with contextlib.suppress(OSError):
+            os.chmod(os.path.dirname(target), 0o700)
+            func(target)
+
+    shutil.rmtree(path, onerror=_retry)
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,249 @@
+"""modal.Sandbox on a real local Ray: processes, streams, files, lifecycle, lookup, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import modal
+from modal.exception import (
+    AlreadyExistsError,
+    ExecutionError,
+    InvalidError,
+    NotFoundError,
+    SandboxFilesystemNotFoundError,
+    SandboxTerminatedError,
+    SandboxTimeoutError,
+    UnimplementedError,
+)
+from modal.stream_type import StreamType
+
+
+@pytest.fixture
+def sb() -> Iterator[modal.Sandbox]:
+    sandbox = modal.Sandbox.create(timeout=120)
+    yield sandbox
+    sandbox.terminate()
+
+
+def test_python_output_read_back(sb: modal.Sandbox) -> None:
+    p = sb.exec("python", "-c", "import sys; print('hello'); print('oops', file=sys.stderr)")
+    assert p.stdout.read() == "hello\n"
+    assert p.stderr.read() == "oops\n"
+    assert p.wait() == 0
+    assert p.returncode == 0
+
+
+def test_stdin_round_trip_and_bytes_mode(sb: modal.Sandbox) -> None:
+    p = sb.exec("python", "-c", "import sys; sys.stdout.write(sys.stdin.read()[::-1])", text=False)
+    p.stdin.write(b"abc")
+    p.stdin.write("def\n")
+    p.stdin.write_eof()
+    p.stdin.drain()
+    assert p.stdout.read() == b"\nfedcba"
+    with pytest.raises(ValueError, match="write_eof"):
+        p.stdin.write(b"late")
+
+
+def test_lines_arrive_as_they_are_written(sb: modal.Sandbox) -> None:
+    # The process writes its second line only after it got input that the test sends once it
+    # has read the first: the first line must have been streamed before the process ended.
+    script = "print('first', flush=True); input(); print('second'); print('third', end='')"
+    p = sb.exec("python", "-c", script)
+    lines = iter(p.stdout)
+    assert next(lines) == "first\n"
+    assert p.poll() is None
+    p.stdin.write("go\n")
+    p.stdin.drain()
+    assert list(lines) == ["second\n", "third"]
+    assert p.wait() == 0
+
+
+def test_async_iteration_and_aio(sb: modal.Sandbox) -> None:
+    async def main() -> list[str]:
+        p = await sb.exec.aio("sh", "-c", "echo a; echo b")
+        lines = [line async for line in p.stdout]
+        assert await p.wait.aio() == 0
+        return lines
+
+    assert asyncio.run(main()) == ["a\n", "b\n"]
+
+
+def test_devnull_and_exec_options(sb: modal.Sandbox) -> None:
+    secret = modal.Secret.from_dict({"TOKEN": "s3"})
+    p = sb.exec(
+        "sh",
+        "-c",
+        "pwd; echo $TOKEN $EXTRA; echo err >&2",
+        workdir="/tmp",
+        secrets=[secret],
+        env={"EXTRA": "x"},
+        stderr=StreamType.DEVNULL,
+    )
+    assert p.stdout.read() == "/tmp\ns3 x\n"
+    assert p.stderr.read() == ""
+
+
+def test_exec_timeout(sb: modal.Sandbox) -> None:
+    p = sb.exec("sleep", "60", timeout=1)
+    assert p.wait() == -1
+    assert p.stdout.read() == ""
+
+
+def test_sandbox_timeout_raises() -> None:
+    sandbox = modal.Sandbox.create(timeout=1)
+    with pytest.raises(SandboxTimeoutError):
+        sandbox.wait()
+    assert sandbox.returncode == 137
+
+
+def test_entrypoint_output_and_exit_code() -> None:
+    sandbox = modal.Sandbox.create("sh", "-c", "echo out; exit 3", timeout=60)
+    assert sandbox.stdout.read() == "out\n"
+    sandbox.wait()
+    assert sandbox.returncode == 3
+    assert sandbox.poll() == 3
+
+
+def test_terminate_and_wait() -> None:
+    sandbox = modal.Sandbox.create("sleep", "600", timeout=120)
+    assert sandbox.poll() is None
+    sandbox.terminate()
+    with pytest.raises(SandboxTerminatedError):
+        sandbox.wait()
+    sandbox.wait(raise_on_termination=False)
+    assert sandbox.returncode == 137
+    sandbox.terminate()  # a no-op once finished
+    with pytest.raises(SandboxTerminatedError):
+        sandbox.exec("true")
+
+
+def test_from_id_in_another_process(sb: modal.Sandbox) -> None:
+    import ray
+
+    with sb.open("/tmp/mark", "w") as f:
+        f.write("from the creator")
+    code = textwrap.dedent(
+        f"""
+        import modal
+        sb = modal.Sandbox.from_id({sb.object_id!r})
+        print(sb.exec("cat", "/tmp/mark").stdout.read())
+        """
+    )
+    env = {**os.environ, "MODAL_RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from the creator" in done.stdout
+
+
+def test_tags_and_list(sb: modal.Sandbox) -> None:
+    other = modal.Sandbox.create(timeout=120)
+    try:
+        sb.set_tags({"pool": "p1", "kind": "worker"})
+        other.set_tags({"pool": "p2"})
+        assert sb.get_tags() == {"pool": "p1", "kind": "worker"}
+        found = [s.object_id for s in modal.Sandbox.list(tags={"pool": "p1"})]
+        assert found == [sb.object_id]
+        everyone = {s.object_id for s in modal.Sandbox.list()}
+        assert {sb.object_id, other.object_id} <= everyone
+        assert modal.Sandbox.from_id(sb.object_id).get_tags()["kind"] == "worker"
+    finally:
+        other.terminate()
+
+
+def test_files_read_back_byte_for_byte(sb: modal.Sandbox) -> None:
+    data = bytes(range(256)) * 4096 + os.urandom(3 * 1024 * 1024)
+    sb.mkdir("/data/deep", parents=True)
+    with sb.open("/data/deep/blob.bin", "wb") as f:
+        f.write(data)
+    with sb.open("/data/deep/blob.bin", "rb") as f:
+        assert f.read() == data
+    # The file is the one the sandbox's processes see.
+    p = sb.exec(
+        "python",
+        "-c",
+        "import hashlib;print(hashlib.sha256(open('/data/deep/blob.bin','rb').read()).hexdigest())",
+    )
+    import hashlib
+
+    assert p.stdout.read().strip() == hashlib.sha256(data).hexdigest()
+    with sb.open("/data/notes.txt", "w") as f:
+        f.write("one\ntwo\n")
+    with sb.open("/data/notes.txt", "r+") as f:
+        assert f.readline() == "one\n"
+        f.seek(0)
+        assert f.readlines() == ["one\n", "two\n"]
+    assert sb.ls("/data") == ["deep", "notes.txt"]
+    sb.rm("/data", recursive=True)
+    with pytest.raises(SandboxFilesystemNotFoundError):
+        sb.ls("/data")
+
+
+def test_bad_input(sb: modal.Sandbox) -> None:
+    with pytest.raises(ExecutionError, match="no-such-binary"):
+        sb.exec("no-such-binary", "--flag")
+    with pytest.raises(InvalidError):
+        sb.open("bad\x00name", "w")
+    with pytest.raises(InvalidError):
+        sb.open("/tmp/x", "rw")
+    with pytest.raises(SandboxFilesystemNotFoundError):
+        sb.open("../../../../../etc/shadow")
+    with pytest.raises(InvalidError):
+        modal.Sandbox.create(timeout=-1)
+    with pytest.raises(UnimplementedError):
+        modal.Sandbox.create(encrypted_ports=[8080])
+    with pytest.raises(NotFoundError):
+        modal.Sandbox.from_id("sb-" + "0" * 16 + "abc")
+
+
+def test_name_already_taken() -> None:
+    first = modal.Sandbox.create(name="taken-name", timeout=120)
+    try:
+        with pytest.raises(AlreadyExistsError):
+            modal.Sandbox.create(name="taken-name", timeout=120)
+    finally:
+        first.terminate()
+
+
+def test_cannot_read_state_store() -> None:
+    state = Path(os.environ["MODAL_RAY_STATE"])
+    (state / "sandbox-secret.txt").write_text("store-secret")
+    sandbox = modal.Sandbox.create(timeout=60)
+    try:
+        p = sandbox.exec("sh", "-c", f"cat {state}/sandbox-secret.txt; ls {state}")
+        assert "store-secret" not in p.stdout.read()
+        assert p.wait() != 0
+    finally:
+        sandbox.terminate()
+
+
+def test_block_network_cannot_reach_ray() -> None:
+    import ray
+
+    host, port = ray.get_runtime_context().gcs_address.rsplit(":", 1)
+    probe = (
+        "import socket,sys\n"
+        "try:\n"
+        "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)\n"
+        "    print('CONNECTED')\n"
+        "except OSError as e:\n"
+        "    print('BLOCKED', e)\n"
+    )
+    blocked = modal.Sandbox.create(block_network=True, timeout=60)
+    open_net = modal.Sandbox.create(timeout=60)
+    try:
+        assert blocked.exec("python", "-c", probe, host, port).stdout.read().startswith("BLOCKED")
+        # Without block_network the same probe reaches the GCS: the test can tell them apart.
+        assert open_net.exec("python", "-c", probe, host, port).stdout.read() == "CONNECTED\n"
+    finally:
+        blocked.terminate()
+        open_net.terminate()

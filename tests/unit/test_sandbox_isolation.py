@@ -1,0 +1,313 @@
+"""Sandbox isolation, tested on the engine-neutral supervisor with real bubblewrap (no Ray).
+
+Each security test runs untrusted-looking code inside a sandbox and checks what it could reach;
+with `MODAL_RAY_SANDBOX_ISOLATION=none` (plain processes) every one of them fails, which is what
+makes them evidence of the isolation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modal_ray.exception import (
+    ExecutionError,
+    InvalidError,
+    SandboxFilesystemNotFoundError,
+    SandboxTerminatedError,
+)
+from modal_ray.sandbox_runtime import isolation
+from modal_ray.sandbox_runtime.supervisor import Supervisor, check_path, open_flags
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap is part of the project's setup"
+)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _output(sup: Supervisor, sid: str, argv: list[str], **kw: Any) -> tuple[int, str, str]:
+    xid = await sup.exec(sid, argv, **kw)
+    out, err = b"", b""
+    while chunk := await sup.read(sid, xid, 1):
+        out += chunk
+    while chunk := await sup.read(sid, xid, 2):
+        err += chunk
+    code = await sup.exec_wait(sid, xid)
+    assert code is not None
+    return code, out.decode(), err.decode()
+
+
+async def _in_sandbox(
+    argv: list[str], *, block_network: bool = False, base: str | None = None
+) -> tuple[int, str, str]:
+    sup = Supervisor(base_dir=base)
+    await sup.create("sb-unit", block_network=block_network, timeout=60)
+    try:
+        return await _output(sup, "sb-unit", argv)
+    finally:
+        await sup.shutdown()
+
+
+@pytest.fixture
+def secret_file() -> Iterator[Path]:
+    """A file in the home directory, as a state store or token file would be."""
+    folder = Path(tempfile.mkdtemp(prefix=".modal-ray-test-", dir=Path.home()))
+    path = folder / "auth_token"
+    path.write_text("top-secret")
+    yield path
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_cannot_read_home_or_state_store(secret_file: Path) -> None:
+    state = os.environ["MODAL_RAY_STATE"]  # the test run's state store (tests/conftest.py)
+    Path(state, "secret.txt").write_text("store-secret")
+    code, out, _ = run(
+        _in_sandbox(["sh", "-c", f"ls {Path.home()}; cat {secret_file} {state}/secret.txt"])
+    )
+    assert "top-secret" not in out
+    assert "store-secret" not in out
+    assert code != 0  # `cat` found neither file
+
+
+PS = (
+    "import os\n"
+    "for p in os.listdir('/proc'):\n"
+    "    if p.isdigit():\n"
+    "        print(repr(open(f'/proc/{p}/cmdline','rb').read()))\n"
+)
+
+
+def test_cannot_see_host_processes() -> None:
+    code, out, _ = run(_in_sandbox(["python", "-c", PS]))
+    assert code == 0
+    lines = out.splitlines()
+    # bwrap's init, the agent and this process: nothing of the host (pytest, Ray, ...).
+    assert len(lines) <= 4, lines
+    assert not any("pytest" in line or "raylet" in line for line in lines)
+    assert any("agent.py" in line for line in lines)
+
+
+def test_environment_is_cleared() -> None:
+    os.environ["MODAL_RAY_TEST_LEAK"] = "leaked"
+    try:
+        code, out, _ = run(_in_sandbox(["env"]))
+    finally:
+        del os.environ["MODAL_RAY_TEST_LEAK"]
+    assert code == 0
+    assert "leaked" not in out
+    assert "MODAL_RAY_STATE" not in out
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                conn.sendall(b"host-server")
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    server.close()
+
+
+CONNECT = (
+    "import socket,sys\n"
+    "try:\n"
+    "    s=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=3)\n"
+    "    print('CONNECTED', s.recv(100))\n"
+    "except OSError as e:\n"
+    "    print('REFUSED', e)\n"
+)
+
+
+def test_block_network_cannot_reach_host_loopback(loopback_server: int) -> None:
+    code, out, _ = run(
+        _in_sandbox(["python", "-c", CONNECT, str(loopback_server)], block_network=True)
+    )
+    assert code == 0
+    assert "REFUSED" in out
+    assert "host-server" not in out
+
+
+def test_network_is_shared_without_block_network(loopback_server: int) -> None:
+    # The counterpart of the test above: the same probe does reach the server when allowed.
+    _, out, _ = run(_in_sandbox(["python", "-c", CONNECT, str(loopback_server)]))
+    assert "host-server" in out
+
+
+def test_writes_outside_mounts_stay_in_the_sandbox() -> None:
+    marker = f"/tmp/modal-ray-escape-{os.getpid()}"
+    code, _, err = run(
+        _in_sandbox(["sh", "-c", f"echo x > {marker}; echo y > /root/escape; touch /usr/escape"])
+    )
+    assert not os.path.exists(marker)
+    assert not os.path.exists("/usr/escape")
+    assert code != 0
+    assert "Read-only" in err
+
+
+def test_root_inside_cannot_remount_system_dirs() -> None:
+    code, _, _ = run(_in_sandbox(["sh", "-c", "mount -o remount,rw,bind /usr && touch /usr/x"]))
+    assert code != 0
+    assert not os.path.exists("/usr/x")
+
+
+def test_symlink_planted_inside_cannot_reach_host_files(secret_file: Path) -> None:
+    async def scenario() -> tuple[bytes | None, list[str] | None]:
+        sup = Supervisor()
+        await sup.create("sb-link", timeout=60)
+        try:
+            await _output(sup, "sb-link", ["ln", "-s", str(secret_file), "/tmp/link"])
+            await _output(sup, "sb-link", ["ln", "-s", str(secret_file.parent), "/tmp/dirlink"])
+            data: bytes | None = None
+            listing: list[str] | None = None
+            with pytest.raises(SandboxFilesystemNotFoundError):
+                handle = await sup.open("sb-link", "/tmp/link", "rb")
+                data = await sup.fread("sb-link", handle)
+            with pytest.raises(SandboxFilesystemNotFoundError):
+                listing = await sup.ls("sb-link", "/tmp/dirlink")
+            with pytest.raises(SandboxFilesystemNotFoundError):
+                await sup.open("sb-link", "/tmp/dirlink/new-file", "w")
+            return data, listing
+        finally:
+            await sup.shutdown()
+
+    data, listing = run(scenario())
+    assert data is None
+    assert listing is None
+    assert sorted(os.listdir(secret_file.parent)) == ["auth_token"]
+
+
+def test_dotdot_and_absolute_paths_resolve_inside(secret_file: Path) -> None:
+    async def scenario() -> None:
+        sup = Supervisor()
+        await sup.create("sb-dots", timeout=60, workdir="/work")
+        try:
+            for path in (f"../../../../..{secret_file}", str(secret_file), "/etc/shadow"):
+                with pytest.raises(SandboxFilesystemNotFoundError):
+                    await sup.open("sb-dots", path, "r")
+            handle = await sup.open("sb-dots", "../../tmp/inside.txt", "w")
+            await sup.fwrite("sb-dots", handle, b"ok")
+            await sup.fclose("sb-dots", handle)
+            assert await sup.ls("sb-dots", "/tmp") == ["inside.txt"]
+            with pytest.raises(InvalidError):
+                await sup.open("sb-dots", "bad\x00path", "r")
+        finally:
+            await sup.shutdown()
+
+    run(scenario())
+
+
+def test_refuses_without_bwrap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap anywhere
+    with pytest.raises(ExecutionError, match=r"bwrap.*MODAL_RAY_SANDBOX_ISOLATION=none"):
+        run(Supervisor(base_dir=str(tmp_path)).create("sb-none"))
+
+
+def test_refuses_when_namespaces_fail(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    with pytest.raises(ExecutionError, match=r"cannot create namespaces.*ISOLATION=none"):
+        run(Supervisor(base_dir=str(tmp_path)).create("sb-fail"))
+
+
+def test_isolation_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(isolation.ISOLATION_ENV, "bogus")
+    with pytest.raises(InvalidError, match="MODAL_RAY_SANDBOX_ISOLATION"):
+        isolation.isolation_mode()
+    monkeypatch.setenv(isolation.ISOLATION_ENV, "none")
+    assert isolation.check_isolation() is None
+
+
+def test_unisolated_mode_runs_plain_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(isolation.ISOLATION_ENV, "none")
+
+    async def scenario() -> dict[str, Any]:
+        sup = Supervisor()
+        info = await sup.create("sb-plain", timeout=60)
+        code, out, _ = await _output(sup, "sb-plain", ["python", "-c", "print(40 + 2)"])
+        await sup.shutdown()
+        assert (code, out) == (0, "42\n")
+        return info
+
+    assert run(scenario())["isolated"] is False
+
+
+def test_exec_after_terminate_and_missing_binary() -> None:
+    async def scenario() -> None:
+        sup = Supervisor()
+        await sup.create("sb-bad", timeout=60)
+        with pytest.raises(ExecutionError, match="no-such-binary"):
+            await sup.exec("sb-bad", ["no-such-binary"])
+        await sup.terminate("sb-bad")
+        assert await sup.wait("sb-bad") == (137, "terminated")
+        with pytest.raises(SandboxTerminatedError):
+            await sup.exec("sb-bad", ["true"])
+
+    run(scenario())
+
+
+def test_output_nobody_reads_is_bounded() -> None:
+    """A process writing far more than the buffers hold blocks instead of filling memory."""
+
+    async def scenario() -> None:
+        sup = Supervisor()
+        await sup.create("sb-flood", timeout=60)
+        try:
+            # 64 MiB in 64 KiB writes; then a marker file says it finished writing.
+            script = (
+                "import sys\nb=b'x'*65536\n"
+                "for _ in range(1024): sys.stdout.buffer.write(b)\n"
+                "sys.stdout.flush(); open('/tmp/done','w').close()\n"
+            )
+            xid = await sup.exec("sb-flood", ["python", "-c", script])
+            assert await sup.exec_wait("sb-flood", xid, timeout=3) is None  # blocked on its pipe
+            assert await sup.ls("sb-flood", "/tmp") == []
+            got = 0
+            while chunk := await sup.read("sb-flood", xid, 1):
+                got += len(chunk)
+            assert got == 64 * 1024 * 1024
+            assert await sup.exec_wait("sb-flood", xid) == 0
+        finally:
+            await sup.shutdown()
+
+    run(scenario())
+
+
+def test_open_modes_and_paths() -> None:
+    assert open_flags("r")[1:] == (True, False)
+    assert open_flags("wb")[1:] == (False, True)
+    assert open_flags("a+")[1:] == (True, True)
+    for bad in ("", "rw", "q", "rr", "rbt"):
+        with pytest.raises(InvalidError):
+            open_flags(bad)
+    for bad_path in ("", "a\x00b", 3):
+        with pytest.raises(InvalidError):
+            check_path(bad_path)
