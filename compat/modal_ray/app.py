@@ -10,18 +10,40 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, overload
+
+from typing_extensions import ParamSpec, dataclass_transform
 
 from modal_ray.exception import InvalidError, UnimplementedError
 
 from . import config, naming, output
 from .function import Function
 from .function_options import FunctionOptions
+from .partial_function import PartialFunction, parameter
 from .run_context import RunContext, RunTasks, app_id_from_env
 from .secret import Secret
-from .synchronizer import dual, dual_static, run_async, run_sync, sync_and_aio
+from .synchronizer import DualContext, dual, dual_context, dual_static
 from .warn import warn_once
+
+P = ParamSpec("P")
+R = TypeVar("R")
+L = TypeVar("L")
+C = TypeVar("C")
+
+
+class FunctionDecorator(Protocol):
+    """What `app.function(...)` returns: it keeps the decorated function's parameters and return
+    type (`f.remote(3)` returns what `f` returns; an `async def`'s what it awaits to)."""
+
+    @overload
+    def __call__(self, f: PartialFunction[P, R, L], /) -> Function[P, R, L]: ...
+    @overload
+    def __call__(
+        self, f: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Function[P, R, Coroutine[Any, Any, R]]: ...
+    @overload
+    def __call__(self, f: Callable[P, R], /) -> Function[P, R, R]: ...
 
 
 class LocalEntrypoint:
@@ -42,38 +64,6 @@ class LocalEntrypoint:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.raw_f(*args, **kwargs)
-
-
-class _RunContext:
-    """What `app.run()` returns: a sync and async context manager."""
-
-    def __init__(self, app: App, detach: bool, environment_name: str | None) -> None:
-        self._app = app
-        self._detach = detach
-        self._environment_name = environment_name
-
-    def _connect_here(self) -> None:
-        # Ray ties an embedded cluster to the thread that started it: start it on the caller's
-        # thread (usually the main thread), never on a pool thread that exits before Ray does.
-        from modal_ray.backends import get_backend
-
-        get_backend().connect(config.environment_name(self._environment_name))
-
-    def __enter__(self) -> App:
-        self._connect_here()
-        run_sync(self._app._start(self._detach, self._environment_name), "App.run")
-        return self._app
-
-    def __exit__(self, *exc: Any) -> None:
-        run_sync(self._app._stop(), "App.run")
-
-    async def __aenter__(self) -> App:
-        self._connect_here()
-        await run_async(self._app._start(self._detach, self._environment_name))
-        return self._app
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await run_async(self._app._stop())
 
 
 class App:
@@ -245,11 +235,11 @@ class App:
         container_idle_timeout: int | None = None,
         allow_concurrent_inputs: int | None = None,
         _experimental_buffer_containers: int | None = None,
-    ) -> Callable[[Callable[..., Any]], Function[..., Any]]:
+    ) -> FunctionDecorator:
         """Decorator that registers a Modal Function on this app."""
         options = _decorator_options("function", locals())
 
-        def decorator(f: Callable[..., Any]) -> Function[..., Any]:
+        def decorator(f: Any) -> Any:
             raw_f, partial_opts = _unwrap_partial(f)
             if isinstance(raw_f, Function):
                 raise InvalidError(f"{raw_f!r} is already a Modal Function; decorate it only once.")
@@ -272,7 +262,7 @@ class App:
             self._functions[tag] = fn
             return fn
 
-        return decorator
+        return decorator  # type: ignore[return-value]
 
     def local_entrypoint(
         self, _warn_parentheses_missing: Any = None, *, name: str | None = None
@@ -292,6 +282,10 @@ class App:
 
         return decorator
 
+    # For type checkers the decorated class stays itself (as in Modal): `C().m.remote(1)` has
+    # `m`'s types. `dataclass_transform` makes `modal.parameter()` fields keyword arguments of
+    # `C(...)` for checkers that apply it through a method call (pyright does; mypy does not).
+    @dataclass_transform(field_specifiers=(parameter,), kw_only_default=True)
     def cls(
         self,
         _warn_parentheses_missing: Any = None,
@@ -333,7 +327,7 @@ class App:
         container_idle_timeout: int | None = None,
         allow_concurrent_inputs: int | None = None,
         _experimental_buffer_containers: int | None = None,
-    ) -> Callable[[Any], Any]:
+    ) -> Callable[[type[C]], type[C]]:
         """Decorator that registers a Modal class: a pool of warm containers per parameter set."""
         options = _decorator_options("cls", locals())
 
@@ -350,7 +344,7 @@ class App:
             self._classes[tag] = cls_obj
             return cls_obj
 
-        return decorator
+        return decorator  # type: ignore[return-value]
 
     def server(self, **kwargs: Any) -> Callable[[Any], Any]:
         raise UnimplementedError("`@app.server` is not supported by this version of modal-ray yet.")
@@ -385,7 +379,8 @@ class App:
             tasks=self._tasks,
         )
 
-    def _run(
+    @dual_context
+    def run(
         self,
         *,
         name: str | None = None,
@@ -393,15 +388,28 @@ class App:
         detach: bool = False,
         interactive: bool = False,
         environment_name: str | None = None,
-    ) -> _RunContext:
+    ) -> DualContext[App]:
         """Run the app ephemerally for the duration of a `with` (or `async with`) block."""
         if interactive:
             warn_once("interactive", "Interactive mode is not supported on Ray; running normally.")
         if name is not None:
             self._description = name
-        return _RunContext(self, detach, environment_name)
 
-    run = sync_and_aio(_run, _run)
+        def connect_here() -> None:
+            # Ray ties an embedded cluster to the thread that started it: start it on the
+            # caller's thread (usually the main thread), never on a pool thread that exits first.
+            from modal_ray.backends import get_backend
+
+            get_backend().connect(config.environment_name(environment_name))
+
+        async def enter() -> App:
+            await self._start(detach, environment_name)
+            return self
+
+        async def exit_(ok: bool) -> None:
+            await self._stop()
+
+        return DualContext("App.run", enter, exit_, prepare=connect_here)
 
     async def _start(self, detach: bool, environment_name: str | None) -> None:
         from modal_ray.backends import get_backend

@@ -19,17 +19,16 @@ from __future__ import annotations
 
 import base64
 import builtins
-import functools
-import inspect
 import pickle
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Concatenate, TypeVar, cast
 
 import cloudpickle
+from typing_extensions import ParamSpec
 
 from modal_ray import config, state, warn
 from modal_ray.exception import (
@@ -41,9 +40,19 @@ from modal_ray.exception import (
     SerializationError,
 )
 
-from .synchronizer import check_blocking_call, dual, dual_static, run_async, run_sync
+from .synchronizer import (
+    DualContext,
+    DualMethod,
+    check_blocking_call,
+    dual,
+    dual_class_context,
+    dual_static,
+    sync_and_aio,
+)
 
 S = TypeVar("S", bound="_StoreObject")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 MIB = 1024 * 1024
 DICT_MAX_VALUE_BYTES = 100 * MIB  # "the per-object size limit is 100 MiB"
@@ -130,133 +139,41 @@ def _decode_id(object_id: str, prefix: str, label: str) -> tuple[str, str]:
 
 
 Call = tuple[Any, ...]  # (method, *args): one round trip to the object's store
-Op = Generator[Call, Any, Any]
+Op = Generator[Call, Any, R]  # an operation: yields store calls, returns its value
 
 
-class op:
+def op(fn: Callable[Concatenate[S, P], Op[R]]) -> DualMethod[P, R, Coroutine[Any, Any, R]]:
     """Decorator for a Dict/Queue operation written once as a generator: it yields the store
     calls it needs, `(method, *args)`, receives each result, and returns the operation's value.
 
     `obj.m(...)` drives it in the caller's thread with blocking store calls (`ray.get` there: no
     hop through modal-ray's event-loop thread, the larger part of a small operation's latency);
-    `await obj.m.aio(...)` drives it on the caller's event loop with awaited store calls. Either
-    way each store call is one round trip to the object's server.
+    `await obj.m.aio(...)` drives it on the caller's event loop with awaited store calls (the
+    store's async calls are safe on any loop). Either way each store call is one round trip to
+    the object's server. The pair is one `sync_and_aio` method.
     """
 
-    def __init__(self, fn: Callable[..., Op]) -> None:
-        self._fn = fn
-        self._name = fn.__name__
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = f"{owner.__name__}.{name}"
-
-    def __get__(self, obj: Any, objtype: Any = None) -> Any:
-        if obj is None:
-            return self
-        return _BoundOp(self._fn, obj, self._name)
-
-    # Unbound use, `Dict.get(d, key)`, as with a plain method.
-    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        return _BoundOp(self._fn, obj, self._name)(*args, **kwargs)
-
-    def aio(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        return _BoundOp(self._fn, obj, self._name).aio(*args, **kwargs)
-
-
-class _BoundOp:
-    __slots__ = ("__dict__", "_fn", "_name", "_obj")
-
-    def __init__(self, fn: Callable[..., Op], obj: _StoreObject, name: str) -> None:
-        self._fn = fn
-        self._obj = obj
-        self._name = name
-        self.__wrapped__ = fn
-        self.__doc__ = fn.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        check_blocking_call(self._name)
-        gen = self._fn(self._obj, *args, **kwargs)
+    def blocking(obj: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        check_blocking_call(method.name)
+        gen = fn(obj, *args, **kwargs)
         try:
             request = next(gen)
             while True:
-                request = gen.send(self._obj._call_sync(*request))
+                request = gen.send(obj._call_sync(*request))
         except StopIteration as done:
-            return done.value
+            return cast(R, done.value)
 
-    def aio(self, *args: Any, **kwargs: Any) -> Any:
-        # Driven on the caller's own loop: the store's async calls are safe on any loop, so an
-        # operation is one actor round trip here too, with no hop through modal-ray's loop.
-        return self._drive(self._fn(self._obj, *args, **kwargs))
-
-    async def _drive(self, gen: Op) -> Any:
+    async def aio(obj: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        gen = fn(obj, *args, **kwargs)
         try:
             request = next(gen)
             while True:
-                request = gen.send(await self._obj._call(*request))
+                request = gen.send(await obj._call(*request))
         except StopIteration as done:
-            return done.value
+            return cast(R, done.value)
 
-    def __repr__(self) -> str:
-        return f"<modal method {self._name}>"
-
-
-class _Ephemeral:
-    """`X.ephemeral(...)`: a context manager usable with `with` and `async with`."""
-
-    def __init__(self, cls: type[_StoreObject], environment_name: str | None) -> None:
-        env = config.environment_name(environment_name)
-        ref = StoreRef(cls._kind, env, None, secrets.token_hex(8), str(config.state_root()))
-        self._obj = cls(ref, False)
-
-    async def _create(self) -> _StoreObject:
-        await _backend().store_create(self._obj._ref)
-        self._obj._hydrated = True
-        return self._obj
-
-    async def _delete(self) -> None:
-        await _backend().store_delete(self._obj._ref)
-
-    def __enter__(self) -> Any:
-        return run_sync(self._create(), f"{type(self._obj).__name__}.ephemeral")
-
-    def __exit__(self, *exc: object) -> None:
-        run_sync(self._delete(), f"{type(self._obj).__name__}.ephemeral")
-
-    async def __aenter__(self) -> Any:
-        return await run_async(self._create())
-
-    async def __aexit__(self, *exc: object) -> None:
-        await run_async(self._delete())
-
-
-class _EphemeralMethod:
-    """The `ephemeral` class attribute: `X.ephemeral()` and `X.ephemeral.aio()`."""
-
-    def __init__(self, signature_of: Any) -> None:
-        self.__wrapped__ = signature_of
-        self.__doc__ = signature_of.__doc__
-
-    def __get__(self, obj: Any, objtype: Any = None) -> _BoundEphemeral:
-        return _BoundEphemeral(objtype if objtype is not None else type(obj), self.__wrapped__)
-
-
-class _BoundEphemeral:
-    def __init__(self, cls: type[_StoreObject], signature_of: Any) -> None:
-        self._cls = cls
-        self.__wrapped__ = signature_of
-        self.__doc__ = signature_of.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Ephemeral:
-        # Modal's own signature for this class (Queue's takes positional arguments, Dict's not).
-        try:
-            bound = inspect.signature(self.__wrapped__).bind(*args, **kwargs)
-        except TypeError as exc:
-            raise InvalidError(f"`{self._cls._label}.ephemeral()`: {exc}.") from None
-        return _Ephemeral(self._cls, bound.arguments.get("environment_name"))
-
-    def aio(self, *args: Any, **kwargs: Any) -> _Ephemeral:
-        return self(*args, **kwargs)
+    method = sync_and_aio(blocking, aio, wrapped=fn)
+    return method
 
 
 class _StoreObject:
@@ -291,6 +208,22 @@ class _StoreObject:
         if key.startswith("~"):
             return cls(StoreRef(cls._kind, env, None, key[1:], root))
         return cls(StoreRef(cls._kind, env, key, None, root))
+
+    @classmethod
+    def _ephemeral(cls: type[S], environment_name: str | None) -> DualContext[S]:
+        """`X.ephemeral()`: created when the block is entered, deleted when it exits."""
+        env = config.environment_name(environment_name)
+        obj = cls(StoreRef(cls._kind, env, None, secrets.token_hex(8), str(config.state_root())))
+
+        async def enter() -> S:
+            await _backend().store_create(obj._ref)
+            obj._hydrated = True
+            return obj
+
+        async def exit_(ok: bool) -> None:
+            await _backend().store_delete(obj._ref)
+
+        return DualContext(f"{cls._label}.ephemeral", enter, exit_)
 
     def __reduce__(self) -> tuple[Any, ...]:
         r = self._ref
@@ -362,7 +295,7 @@ class _StoreObject:
         return self._hydrated
 
     @op
-    def hydrate(self, client: Any = None) -> Op:
+    def hydrate(self, client: Any = None) -> Op[Any]:
         """Check that the object exists (creating it if `create_if_missing=True`)."""
         yield ("open",)
         return self
@@ -371,7 +304,7 @@ class _StoreObject:
     async def get_dashboard_url(self) -> str:
         return ""
 
-    def _created_at(self) -> Op:
+    def _created_at(self) -> Op[datetime | None]:
         ts = self._created_at_cache
         if ts is None:
             ts = self._created_at_cache = yield ("info",)
@@ -468,16 +401,6 @@ class _StoreManager:
             raise obj._not_found()
 
 
-def _dict_ephemeral(
-    *, client: Any = None, environment_name: str | None = None, _heartbeat_sleep: float = 300
-) -> Any:
-    """Create an anonymous Dict that exists for the duration of the context manager.
-
-    `with modal.Dict.ephemeral() as d:` or `async with modal.Dict.ephemeral() as d:`; the Dict
-    and its data are deleted when the block exits (or when the creating process ends).
-    """
-
-
 class _DictManager(_StoreManager):
     """`modal.Dict.objects`."""
 
@@ -513,7 +436,20 @@ class Dict(_StoreObject):
         """A Dict from its `object_id`."""
         return Dict._from_object_id(dict_id)
 
-    ephemeral = _EphemeralMethod(_dict_ephemeral)
+    @dual_class_context
+    def ephemeral(
+        cls: type[Dict],
+        *,
+        client: Any = None,
+        environment_name: str | None = None,
+        _heartbeat_sleep: float = 300,
+    ) -> DualContext[Dict]:
+        """Create an anonymous Dict that exists for the duration of the context manager.
+
+        `with modal.Dict.ephemeral() as d:` or `async with modal.Dict.ephemeral() as d:`; the
+        Dict and its data are deleted when the block exits (or when the creating process ends).
+        """
+        return cls._ephemeral(environment_name)
 
     @dual_static
     async def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:
@@ -550,34 +486,34 @@ class Dict(_StoreObject):
     # -- operations -----------------------------------------------------------------------
 
     @op
-    def info(self) -> Op:
+    def info(self) -> Op[DictInfo]:
         """Return information about the Dict object."""
         created_at = yield from self._created_at()
         return DictInfo(name=self.name, created_at=created_at, created_by=None)
 
     @op
-    def clear(self) -> Op:
+    def clear(self) -> Op[None]:
         """Remove all items from the Dict."""
         yield ("clear",)
 
     @op
-    def get(self, key: Any, default: Any | None = None) -> Op:
+    def get(self, key: Any, default: Any | None = None) -> Op[Any]:
         """Get the value associated with a key; `default` if the key does not exist."""
         data = yield ("get", dumps(key, "the key"))
         return default if data is None else loads(data)
 
     @op
-    def contains(self, key: Any) -> Op:
+    def contains(self, key: Any) -> Op[bool]:
         """Return if a key is present."""
         return bool((yield ("contains", dumps(key, "the key"))))
 
     @op
-    def len(self) -> Op:
+    def len(self) -> Op[int]:
         """Return the length of the Dict (at most 100,000: counting is expensive)."""
         return int((yield ("len",)))
 
     @op
-    def update(self, other: Mapping[Any, Any] | None = None, /, **kwargs: Any) -> Op:
+    def update(self, other: Mapping[Any, Any] | None = None, /, **kwargs: Any) -> Op[None]:
         """Update the Dict with additional items."""
         items = dict(other or {}, **kwargs)
         if builtins.len(items) > DICT_MAX_UPDATE:
@@ -589,7 +525,7 @@ class Dict(_StoreObject):
         yield ("update", pairs)
 
     @op
-    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> Op:
+    def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> Op[bool]:
         """Add a key-value pair; False if `skip_if_exists` and the key was already there."""
         # Only a conditional put needs a request id: a plain put, retried, writes the same value.
         rid = new_request_id() if skip_if_exists else ""
@@ -597,7 +533,7 @@ class Dict(_StoreObject):
         return bool((yield call))
 
     @op
-    def pop(self, key: Any, default: Any = _MISSING) -> Op:
+    def pop(self, key: Any, default: Any = _MISSING) -> Op[Any]:
         """Remove a key and return its value (`KeyError` if missing and no `default`)."""
         data = yield ("pop", dumps(key, "the key"), new_request_id())
         if data is None:

@@ -21,10 +21,10 @@ import operator
 import sys
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Generic
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, TypeVar
 
 from modal_ray.backends import get_backend
 from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
@@ -55,6 +55,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# What `.local` returns: the user function's own return type (a coroutine for an `async def`,
+# whose remote calls return what it awaits to).
+LocalR = TypeVar("LocalR", default=R)
 T = TypeVar("T")
 
 # A container pool without `max_containers` may grow to this many containers (Serve's bound in
@@ -70,7 +73,7 @@ class FunctionCall(Generic[R]):
     _registry: weakref.WeakValueDictionary[str, FunctionCall[Any]] = weakref.WeakValueDictionary()
 
     def __init__(
-        self, object_id: str, task: asyncio.Task[R], function: Function[..., R] | None
+        self, object_id: str, task: asyncio.Task[R], function: Function[..., R, Any] | None
     ) -> None:
         self._object_id = object_id
         self._task = task
@@ -267,7 +270,7 @@ def _length_hint(iterables: tuple[Any, ...]) -> int | None:
     return min(known) if known and len(known) == len(hints) else None
 
 
-class Function(Generic[P, R]):
+class Function(Generic[P, R, LocalR]):
     """A Modal Function: call it remotely with `.remote`, `.map`, `.spawn`, ..."""
 
     __module__ = "modal.functions"
@@ -336,7 +339,7 @@ class Function(Generic[P, R]):
         return self._raw_f
 
     @dual
-    async def hydrate(self, client: Any = None) -> Function[P, R]:
+    async def hydrate(self, client: Any = None) -> Function[P, R, LocalR]:
         self._ensure_prepared()
         return self
 
@@ -490,11 +493,11 @@ class Function(Generic[P, R]):
             raise value.to_exception(self._tag)
         return value
 
-    def _remote(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def _remote(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function remotely and wait for its result (`.remote.aio` to await)."""
         return self._remote_sync(args, kwargs)  # type: ignore[no-any-return]
 
-    async def _remote_aio(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    async def _remote_aio(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         self._check_not_generator("remote")
         prepared, spec = self._prepared, self._spec
         if prepared is None or spec is None or spec.retries is not None:
@@ -509,12 +512,12 @@ class Function(Generic[P, R]):
 
     remote = sync_and_aio(_remote, _remote_aio)
 
-    def local(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def local(self, /, *args: P.args, **kwargs: P.kwargs) -> LocalR:
         """Run the function in this process."""
         return self._raw_f(*args, **kwargs)  # type: ignore[no-any-return]
 
     @dual
-    async def spawn(self, *args: Any, **kwargs: Any) -> FunctionCall[R]:
+    async def spawn(self, /, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
         """Start a call without waiting; returns a `FunctionCall`."""
         self._check_not_generator("spawn")
         self._ensure_prepared()
@@ -674,7 +677,7 @@ class Function(Generic[P, R]):
         order_outputs: bool = True,
         return_exceptions: bool = False,
         wrap_returned_exceptions: bool | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[R]:
         """Parallel map over one iterable per argument; lazy, ordered unless
         `order_outputs=False`."""
         return _Mapper(self, star=False)(
@@ -685,8 +688,21 @@ class Function(Generic[P, R]):
             wrap_returned_exceptions=wrap_returned_exceptions,
         )
 
-    def _map_aio(self, *input_iterators: Any, **options: Any) -> AsyncIterator[Any]:
-        return _Mapper(self, star=False).aio(*input_iterators, **options)
+    def _map_aio(
+        self,
+        *input_iterators: Iterable[Any] | AsyncIterable[Any],
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> AsyncIterator[R]:
+        return _Mapper(self, star=False).aio(
+            *input_iterators,
+            kwargs=kwargs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+            wrap_returned_exceptions=wrap_returned_exceptions,
+        )
 
     def _starmap(
         self,
@@ -696,7 +712,7 @@ class Function(Generic[P, R]):
         order_outputs: bool = True,
         return_exceptions: bool = False,
         wrap_returned_exceptions: bool | None = None,
-    ) -> Iterator[Any]:
+    ) -> Iterator[R]:
         """Like `map`, but each input is a tuple spread over the arguments."""
         return _Mapper(self, star=True)(
             input_iterator,
@@ -706,8 +722,22 @@ class Function(Generic[P, R]):
             wrap_returned_exceptions=wrap_returned_exceptions,
         )
 
-    def _starmap_aio(self, input_iterator: Any, **options: Any) -> AsyncIterator[Any]:
-        return _Mapper(self, star=True).aio(input_iterator, **options)
+    def _starmap_aio(
+        self,
+        input_iterator: Iterable[Sequence[Any]] | AsyncIterable[Sequence[Any]],
+        *,
+        kwargs: dict[str, Any] = {},  # noqa: B006 - Modal's signature
+        order_outputs: bool = True,
+        return_exceptions: bool = False,
+        wrap_returned_exceptions: bool | None = None,
+    ) -> AsyncIterator[R]:
+        return _Mapper(self, star=True).aio(
+            input_iterator,
+            kwargs=kwargs,
+            order_outputs=order_outputs,
+            return_exceptions=return_exceptions,
+            wrap_returned_exceptions=wrap_returned_exceptions,
+        )
 
     map = sync_and_aio(_map, _map_aio)
     starmap = sync_and_aio(_starmap, _starmap_aio)

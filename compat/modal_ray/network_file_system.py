@@ -18,8 +18,8 @@ from typing import Any, BinaryIO
 from modal_ray import config, state, warn
 from modal_ray.exception import InvalidError, NotFoundError
 
-from .synchronizer import dual, dual_static
-from .volume import DualContext, FileEntry, FileEntryType, _store, context_method
+from .synchronizer import DualContext, dual, dual_class_context, dual_static
+from .volume import FileEntry, FileEntryType, _store
 
 _KINDS = {"f": FileEntryType.FILE, "d": FileEntryType.DIRECTORY, "l": FileEntryType.SYMLINK}
 
@@ -29,11 +29,11 @@ def _entry(e: Any) -> FileEntry:
 
 
 def _nfs_ephemeral(
-    cls: Any,
+    cls: type[NetworkFileSystem],
     client: Any = None,
     environment_name: str | None = None,
     _heartbeat_sleep: float = 300,
-) -> DualContext:
+) -> DualContext[NetworkFileSystem]:
     """Create an anonymous NetworkFileSystem for the duration of the context manager."""
     from modal_ray.volumes.store import NFS
 
@@ -135,7 +135,7 @@ class NetworkFileSystem:
             name=name, environment_name=environment_name, create_if_missing=create_if_missing
         )
 
-    ephemeral = context_method(_nfs_ephemeral, static=True)
+    ephemeral = dual_class_context(_nfs_ephemeral)
 
     @dual_static
     async def lookup(

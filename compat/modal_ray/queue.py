@@ -34,7 +34,6 @@ from modal_ray.exception import InvalidError, RequestSizeError
 from .dict import (
     MIB,
     Op,
-    _EphemeralMethod,
     _StoreManager,
     _StoreObject,
     dumps,
@@ -42,7 +41,7 @@ from .dict import (
     new_request_id,
     op,
 )
-from .synchronizer import dual, dual_static
+from .synchronizer import DualContext, dual, dual_class_context, dual_static
 
 QUEUE_MAX_ITEM_BYTES = 1 * MIB
 QUEUE_MAX_ITEMS = 5_000
@@ -63,16 +62,6 @@ class QueueInfo:
 QueueInfo.__module__ = (
     "modal.queue"  # set after @dataclass, which looks the module up while it runs
 )
-
-
-def _queue_ephemeral(
-    client: Any = None, environment_name: str | None = None, _heartbeat_sleep: float = 300
-) -> Any:
-    """Create an anonymous Queue that exists for the duration of the context manager.
-
-    `with modal.Queue.ephemeral() as q:` or `async with modal.Queue.ephemeral() as q:`; the Queue
-    and its items are deleted when the block exits (or when the creating process ends).
-    """
 
 
 class _QueueManager(_StoreManager):
@@ -125,7 +114,6 @@ class Queue(_StoreObject):
     _id_prefix = "qu"
 
     objects = _QueueManager()
-    ephemeral = _EphemeralMethod(_queue_ephemeral)
     _gets_wait = False  # this reference's last blocking get had to wait (a hint, per process)
 
     @staticmethod
@@ -157,6 +145,20 @@ class Queue(_StoreObject):
         if len(key) == 0 or len(key) > 64:
             raise InvalidError("Queue partition key must be between 1 and 64 bytes.")
         return key
+
+    @dual_class_context
+    def ephemeral(
+        cls: type[Queue],
+        client: Any = None,
+        environment_name: str | None = None,
+        _heartbeat_sleep: float = 300,
+    ) -> DualContext[Queue]:
+        """Create an anonymous Queue that exists for the duration of the context manager.
+
+        `with modal.Queue.ephemeral() as q:` or `async with modal.Queue.ephemeral() as q:`; the
+        Queue and its items are deleted when the block exits (or when the creating process ends).
+        """
+        return cls._ephemeral(environment_name)
 
     @dual_static
     async def delete(name: str, *, client: Any = None, environment_name: str | None = None) -> None:
@@ -190,13 +192,13 @@ class Queue(_StoreObject):
     # -- operations -----------------------------------------------------------------------
 
     @op
-    def info(self) -> Op:
+    def info(self) -> Op[QueueInfo]:
         """Return information about the Queue object."""
         created_at = yield from self._created_at()
         return QueueInfo(name=self.name, created_at=created_at, created_by=None)
 
     @op
-    def clear(self, *, partition: str | None = None, all: bool = False) -> Op:
+    def clear(self, *, partition: str | None = None, all: bool = False) -> Op[None]:
         """Clear the contents of a single partition or of all partitions."""
         if partition and all:
             raise InvalidError("Partition must be null when requesting to clear all.")
@@ -205,7 +207,7 @@ class Queue(_StoreObject):
     @op
     def get(
         self, block: bool = True, timeout: float | None = None, *, partition: str | None = None
-    ) -> Op:
+    ) -> Op[Any]:
         """Remove and return the next item.
 
         Blocking (the default): wait for an item, up to `timeout` seconds if given, then raise
@@ -222,7 +224,7 @@ class Queue(_StoreObject):
         timeout: float | None = None,
         *,
         partition: str | None = None,
-    ) -> Op:
+    ) -> Op[builtins.list[Any]]:
         """Remove and return up to `n_values` items (waiting for at least one when blocking).
 
         Raises `queue.Empty` when a blocking call's `timeout` passes; with `block=False` returns
@@ -232,7 +234,9 @@ class Queue(_StoreObject):
             raise InvalidError(f"`n_values` must be a positive integer, not {n_values!r}.")
         return (yield from self._get(n_values, block, timeout, partition))
 
-    def _get(self, n: int, block: bool, timeout: float | None, partition: str | None) -> Op:
+    def _get(
+        self, n: int, block: bool, timeout: float | None, partition: str | None
+    ) -> Op[builtins.list[Any]]:
         key = _partition(partition)
         rid = new_request_id()
         if not block:
@@ -267,7 +271,7 @@ class Queue(_StoreObject):
         *,
         partition: str | None = None,
         partition_ttl: int = DEFAULT_PARTITION_TTL,
-    ) -> Op:
+    ) -> Op[None]:
         """Add an item to the end of the partition.
 
         When the partition is full (5,000 items): wait for room, up to `timeout` seconds if
@@ -284,7 +288,7 @@ class Queue(_StoreObject):
         *,
         partition: str | None = None,
         partition_ttl: int = DEFAULT_PARTITION_TTL,
-    ) -> Op:
+    ) -> Op[None]:
         """Add several items to the end of the partition, atomically (all or none)."""
         yield from self._put(
             builtins.list(vs), block, timeout, partition, partition_ttl, "put_many"
@@ -298,7 +302,7 @@ class Queue(_StoreObject):
         partition: str | None,
         partition_ttl: float,
         method: str,
-    ) -> Op:
+    ) -> Op[None]:
         key = _partition(partition)
         if not isinstance(partition_ttl, (int, float)) or partition_ttl <= 0:
             raise InvalidError(
@@ -326,7 +330,7 @@ class Queue(_StoreObject):
                 raise queue.Full()
 
     @op
-    def len(self, *, partition: str | None = None, total: bool = False) -> Op:
+    def len(self, *, partition: str | None = None, total: bool = False) -> Op[int]:
         """Number of items in the partition, or in all partitions with `total=True`."""
         if partition and total:
             raise InvalidError("Partition must be null when requesting total length.")

@@ -1,15 +1,38 @@
-"""One private event-loop thread, and the descriptors that expose each async operation twice.
+"""One private event-loop thread, and the one typed mechanism that exposes operations twice.
 
-Every operation is written once as `async def` (or an async generator). `obj.op(...)` runs it to
-completion on the private loop and blocks the caller; `await obj.op.aio(...)` runs it on the same
-loop and awaits the result from the caller's own loop. Running everything on one loop means objects
-created by one call (futures, tasks, queues) are valid in every later call, whatever the caller.
+Every public operation has a blocking form, `obj.op(...)`, and an async form, `obj.op.aio(...)`.
+Both are one object, a `DualCallable[P, R, A]`: calling it takes the parameters `P` of the
+implementation and returns `R`; `.aio` takes the same parameters and returns `A` (an awaitable of
+`R`, an async iterator, or the same context manager). Because `P`, `R` and `A` come from the
+decorated implementation (`ParamSpec`), a user's type checker sees `f.remote(3)` as the user
+function's return type, and `await f.remote.aio(3)` too. The forms, all built on `DualMethod`
+(the descriptor that binds a `DualCallable` to its instance):
+
+- `@dual` on an `async def` method: written once, run on the private loop. The blocking call
+  waits for it (`run_sync`); `.aio` awaits it from the caller's own loop (`run_async`).
+- `@dual` on an async generator method: a blocking `Iterator` (`iter_sync`), or an
+  `AsyncIterator` with `.aio` (`iter_async`).
+- `sync_and_aio(blocking_impl, async_impl)`: a hand-written blocking implementation paired with
+  an async one, for hot paths that should not hop through the private loop (`Function.remote`
+  waits on the engine in the caller's thread; Dict and Queue operations drive their store calls
+  in the caller's thread or on the caller's loop).
+- `@dual_context` / `@dual_class_context`: a method returning a `DualContext[T]`, usable with
+  `with` (enter and exit run on the private loop, blocking) and `async with` (awaited), both
+  from `obj.m(...)` and `obj.m.aio(...)` (`app.run()`, `Volume.ephemeral()`,
+  `vol.batch_upload()`).
+- `@dual_static` / `@dual_function`: the same without binding (static methods, module-level
+  functions such as `modal.interact`).
+
+The bound object keeps the implementation's `__doc__`, `__name__` and `__wrapped__` (so
+`inspect.signature` shows its parameters) and has the `repr` `<modal method Dict.get>`.
 
 Invariants:
 - the loop thread is a daemon and is started lazily, once per process (and again after `fork`);
 - a blocking call made from inside a running event loop warns with `AsyncUsageWarning`, as Modal
-  does;
-- a blocking call made *on* the private loop's thread would deadlock, so it raises instead.
+  does, pointing at the caller's line;
+- a blocking call made *on* the private loop's thread would deadlock, so it raises instead;
+- a blocking call interrupted by Ctrl-C cancels its coroutine (or closes its iterator) and gives
+  it `INTERRUPT_GRACE_S` to unwind before the interrupt propagates.
 """
 
 from __future__ import annotations
@@ -20,14 +43,23 @@ import contextlib
 import functools
 import inspect
 import os
+import sys
 import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, TypeVar, overload
+
+from typing_extensions import ParamSpec, Self
 
 from modal_ray.exception import AsyncUsageWarning, ExecutionError
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = TypeVar("R")
+A = TypeVar("A")
+P = ParamSpec("P")
+R_co = TypeVar("R_co", covariant=True)
+A_co = TypeVar("A_co", covariant=True)
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -75,8 +107,20 @@ def check_blocking_call(name: str) -> None:
         f"A blocking Modal interface (`{name}`) was called from inside a running event loop. "
         f"Use `await {name}.aio(...)` instead, or the event loop will be blocked.",
         AsyncUsageWarning,
-        stacklevel=4,
+        stacklevel=_caller_stacklevel(),
     )
+
+
+def _caller_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside modal-ray: the user's line."""
+    frame = sys._getframe(2)  # the caller of check_blocking_call
+    level = 3
+    while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith(
+        ("modal_ray.", "modal.")
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
 
 
 # How long an interrupted blocking call waits for its coroutine to unwind (cancel in-flight work,
@@ -236,112 +280,237 @@ async def _anext(agen: AsyncIterator[T]) -> tuple[bool, Any]:
         return True, None
 
 
-class _Bound(Generic[T]):
-    """A bound dual method: call it to block, or use `.aio` to await."""
-
-    __slots__ = ("__dict__", "_fn", "_is_gen", "_name", "_self")
-
-    def __init__(self, fn: Callable[..., Any], owner: Any, is_gen: bool, name: str) -> None:
-        self._fn = fn
-        self._self = owner
-        self._is_gen = is_gen
-        self._name = name
-        self.__wrapped__ = fn
-        self.__doc__ = fn.__doc__
-        self.__name__ = fn.__name__
-
-    def _coro(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._self is None:
-            return self._fn(*args, **kwargs)
-        return self._fn(self._self, *args, **kwargs)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self._is_gen:
-            return iter_sync(self._coro(args, kwargs), self._name)
-        return run_sync(self._coro(args, kwargs), self._name)
-
-    def aio(self, *args: Any, **kwargs: Any) -> Any:
-        if self._is_gen:
-            return iter_async(self._coro(args, kwargs))
-        return run_async(self._coro(args, kwargs))
-
-    def __repr__(self) -> str:
-        return f"<modal method {self._name}>"
+# -- the sync / `.aio` mechanism --------------------------------------------------------------
 
 
-class dual:
-    """Decorator for an `async def` (or async generator) method: blocking call plus `.aio`.
+class _Impl:
+    """The two implementations behind one operation, and its name for messages and `repr`."""
 
-    `static=True` exposes it without binding (for static or class-level helpers).
-    """
+    __slots__ = ("aio", "name", "sync", "wrapped")
 
-    def __init__(self, fn: Callable[..., Any], *, static: bool = False) -> None:
-        self._fn = fn
-        self._static = static
-        self._is_gen = inspect.isasyncgenfunction(fn)
-        self.__doc__ = fn.__doc__
-        self.__wrapped__ = fn
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+    def __init__(
+        self, sync: Callable[..., Any], aio: Callable[..., Any], wrapped: Callable[..., Any]
+    ) -> None:
+        self.sync = sync
+        self.aio = aio
+        self.wrapped = wrapped
+        self.name: str = getattr(wrapped, "__name__", "call")
+
+
+_STATIC: Any = object()  # the owner of an unbound `DualCallable`: nothing is passed first
+
+
+class DualCallable(Generic[P, R_co, A_co]):
+    """`x(*args)` blocks and returns `R`; `x.aio(*args)` returns `A` for async code."""
+
+    __slots__ = ("_impl", "_owner")
+
+    def __init__(self, impl: _Impl, owner: Any = _STATIC) -> None:
+        self._impl = impl
+        self._owner = owner
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        owner = self._owner
+        if owner is _STATIC:
+            return self._impl.sync(*args, **kwargs)  # type: ignore[no-any-return]
+        return self._impl.sync(owner, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def aio(self, *args: P.args, **kwargs: P.kwargs) -> A_co:
+        owner = self._owner
+        if owner is _STATIC:
+            return self._impl.aio(*args, **kwargs)  # type: ignore[no-any-return]
+        return self._impl.aio(owner, *args, **kwargs)  # type: ignore[no-any-return]
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self._qualname = f"{owner.__name__}.{name}"
+        # An unbound one (`dual_static`) assigned in a class body takes the class's name.
+        self._impl.name = f"{owner.__name__}.{name}"
 
-    def __get__(self, obj: Any, objtype: type | None = None) -> _Bound[Any]:
-        if self._static:
-            return _Bound(
-                self._fn, None, self._is_gen, getattr(self, "_qualname", self._fn.__name__)
-            )
-        if obj is None:
-            obj = objtype
-        return _Bound(self._fn, obj, self._is_gen, getattr(self, "_qualname", self._fn.__name__))
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        return self._impl.wrapped
 
+    @property
+    def __name__(self) -> str:
+        return str(getattr(self._impl.wrapped, "__name__", self._impl.name))
 
-def dual_static(fn: Callable[..., Any]) -> dual:
-    return dual(fn, static=True)
+    @property  # type: ignore[override]
+    def __doc__(self) -> str | None:  # type: ignore[override]
+        return self._impl.wrapped.__doc__
 
-
-def dual_function(fn: Callable[..., Awaitable[T]]) -> _Bound[T]:
-    """A module-level function with a blocking call and `.aio` (e.g. `modal.interact`)."""
-    return _Bound(fn, None, inspect.isasyncgenfunction(fn), fn.__name__)
+    def __repr__(self) -> str:
+        return f"<modal method {self._impl.name}>"
 
 
-class _BoundPair:
-    """`obj.m(...)` runs the sync implementation; `obj.m.aio(...)` the async one."""
+class _Descriptor:
+    __slots__ = ("__dict__", "_impl")
 
-    __slots__ = ("_aio", "_obj", "_sync")
+    def __init__(self, impl: _Impl) -> None:
+        self._impl = impl
+        functools.update_wrapper(self, impl.wrapped)  # type: ignore[arg-type]
 
-    def __init__(self, obj: Any, sync_fn: Callable[..., Any], aio_fn: Callable[..., Any]) -> None:
-        self._obj = obj
-        self._sync = sync_fn
-        self._aio = aio_fn
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._impl.name = f"{owner.__name__}.{name}"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._sync(self._obj, *args, **kwargs)
+    @property
+    def name(self) -> str:
+        """`Owner.method`, as blocking-call warnings and `repr` spell it."""
+        return self._impl.name
 
-    def aio(self, *args: Any, **kwargs: Any) -> Any:
-        return self._aio(self._obj, *args, **kwargs)
+    def __repr__(self) -> str:
+        return f"<modal method {self._impl.name}>"
 
 
-class sync_and_aio:
-    """A method with hand-written blocking and async forms (for hot paths such as `.remote`).
+class DualMethod(_Descriptor, Generic[P, R_co, A_co]):
+    """A method with a blocking form and `.aio`: `obj.m` is a `DualCallable` bound to `obj`.
 
-    Use as `name = sync_and_aio(blocking_impl, async_impl)`; both take `self` first.
+    Looked up on the class, it stays unbound and takes the instance first (`Dict.get(d, key)`,
+    `Dict.get.aio(d, key)`), as a plain method does.
     """
 
-    def __init__(self, sync_fn: Callable[..., Any], aio_fn: Callable[..., Any]) -> None:
-        self._sync = sync_fn
-        self._aio = aio_fn
-        self.__wrapped__ = sync_fn
-        self.__doc__ = sync_fn.__doc__
-        self.__name__ = sync_fn.__name__
+    __slots__ = ()
 
-    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> Self: ...
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> DualCallable[P, R_co, A_co]: ...
+    def __get__(self, obj: object, objtype: type | None = None) -> Any:
         if obj is None:
             return self
-        return _BoundPair(obj, self._sync, self._aio)
+        return DualCallable(self._impl, obj)
 
-    def __call__(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._sync(obj, *args, **kwargs)
+    def __call__(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.sync(obj, *args, **kwargs)
 
-    def aio(self, obj: Any, *args: Any, **kwargs: Any) -> Any:
-        return self._aio(obj, *args, **kwargs)
+    def aio(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
+        return self._impl.aio(obj, *args, **kwargs)
+
+
+class DualClassMethod(_Descriptor, Generic[P, R_co, A_co]):
+    """Like `DualMethod`, bound to the class whether looked up on it or on an instance."""
+
+    __slots__ = ()
+
+    def __get__(self, obj: object, objtype: type | None = None) -> DualCallable[P, R_co, A_co]:
+        return DualCallable(self._impl, objtype if objtype is not None else type(obj))
+
+
+def _coroutine_impl(fn: Callable[..., Any]) -> _Impl:
+    if inspect.isasyncgenfunction(fn):
+
+        def gen_sync(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            return iter_sync(fn(*args, **kwargs), impl.name)
+
+        def gen_aio(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            return iter_async(fn(*args, **kwargs))
+
+        impl = _Impl(gen_sync, gen_aio, fn)
+        return impl
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return run_sync(fn(*args, **kwargs), impl.name)
+
+    def run_aio(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return run_async(fn(*args, **kwargs))
+
+    impl = _Impl(run, run_aio, fn)
+    return impl
+
+
+@overload
+def dual(
+    fn: Callable[Concatenate[S, P], AsyncIterator[T]], /
+) -> DualMethod[P, Iterator[T], AsyncIterator[T]]: ...
+@overload
+def dual(
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]], /
+) -> DualMethod[P, R, Coroutine[Any, Any, R]]: ...
+def dual(fn: Callable[..., Any], /) -> DualMethod[..., Any, Any]:
+    """Decorator for an `async def` (or async generator) method: blocking call plus `.aio`."""
+    return DualMethod(_coroutine_impl(fn))
+
+
+@overload
+def dual_static(
+    fn: Callable[P, AsyncIterator[T]], /
+) -> DualCallable[P, Iterator[T], AsyncIterator[T]]: ...
+@overload
+def dual_static(
+    fn: Callable[P, Coroutine[Any, Any, R]], /
+) -> DualCallable[P, R, Coroutine[Any, Any, R]]: ...
+def dual_static(fn: Callable[..., Any], /) -> DualCallable[..., Any, Any]:
+    """`dual` for a static method or a module-level function (nothing is bound)."""
+    return DualCallable(_coroutine_impl(fn))
+
+
+dual_function = dual_static  # a module-level function with a blocking call and `.aio`
+
+
+def sync_and_aio(
+    sync_fn: Callable[Concatenate[S, P], R],
+    aio_fn: Callable[Concatenate[S, P], A],
+    /,
+    *,
+    wrapped: Callable[..., Any] | None = None,
+) -> DualMethod[P, R, A]:
+    """A method with hand-written blocking and async forms (for hot paths such as `.remote`).
+
+    Both take the instance first. The blocking form runs in the caller's thread as written: it
+    checks for a running event loop itself (`check_blocking_call`) where it blocks.
+    """
+    return DualMethod(_Impl(sync_fn, aio_fn, wrapped or sync_fn))
+
+
+class DualContext(Generic[T]):
+    """A context manager for `with` and `async with`: `enter()` gives the value bound by `as`,
+    `exit(ok)` runs when the block ends (`ok` is False when it raised). Both are coroutines run
+    on the private loop; `prepare`, if given, runs first on the caller's own thread."""
+
+    __slots__ = ("_enter", "_exit", "_name", "_prepare")
+
+    def __init__(
+        self,
+        name: str,
+        enter: Callable[[], Awaitable[T]],
+        exit: Callable[[bool], Awaitable[None]],
+        prepare: Callable[[], None] | None = None,
+    ) -> None:
+        self._name = name
+        self._enter = enter
+        self._exit = exit
+        self._prepare = prepare
+
+    async def _enter_coro(self) -> T:
+        return await self._enter()
+
+    async def _exit_coro(self, ok: bool) -> None:
+        await self._exit(ok)
+
+    def __enter__(self) -> T:
+        if self._prepare is not None:
+            self._prepare()
+        return run_sync(self._enter_coro(), self._name)
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        run_sync(self._exit_coro(exc_type is None), self._name)
+
+    async def __aenter__(self) -> T:
+        if self._prepare is not None:
+            self._prepare()
+        return await run_async(self._enter_coro())
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        await run_async(self._exit_coro(exc_type is None))
+
+
+def dual_context(
+    fn: Callable[Concatenate[S, P], DualContext[T]], /
+) -> DualMethod[P, DualContext[T], DualContext[T]]:
+    """A method returning a `DualContext`: `with obj.m(...)`, `async with obj.m.aio(...)`."""
+    return DualMethod(_Impl(fn, fn, fn))
+
+
+def dual_class_context(
+    fn: Callable[Concatenate[type[S], P], DualContext[T]], /
+) -> DualClassMethod[P, DualContext[T], DualContext[T]]:
+    """`dual_context` for a class-level constructor (`Dict.ephemeral()`): bound to the class."""
+    return DualClassMethod(_Impl(fn, fn, fn))

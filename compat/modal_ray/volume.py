@@ -30,7 +30,7 @@ from typing import IO, Any, BinaryIO
 from modal_ray import config, state, warn
 from modal_ray.exception import InvalidError, NotFoundError
 
-from .synchronizer import dual, dual_static, run_async, run_sync
+from .synchronizer import DualContext, dual, dual_class_context, dual_context, dual_static
 
 
 class FileEntryType(enum.IntEnum):
@@ -80,56 +80,6 @@ def file_entry(path: str, entry: Any) -> FileEntry:
 
 
 # -- helpers shared with NetworkFileSystem --------------------------------------------------------
-
-
-class DualContext:
-    """A context manager usable with `with` and `async with`: `enter`/`exit` are coroutines
-    run on modal-ray's event loop."""
-
-    def __init__(self, name: str, enter: Callable[[], Any], exit: Callable[[bool], Any]) -> None:
-        self._name = name
-        self._enter = enter
-        self._exit = exit
-
-    def __enter__(self) -> Any:
-        return run_sync(self._enter(), self._name)
-
-    def __exit__(self, exc_type: Any, *exc: object) -> None:
-        run_sync(self._exit(exc_type is None), self._name)
-
-    async def __aenter__(self) -> Any:
-        return await run_async(self._enter())
-
-    async def __aexit__(self, exc_type: Any, *exc: object) -> None:
-        await run_async(self._exit(exc_type is None))
-
-
-class context_method:
-    """A method that returns a `DualContext`, callable as `obj.m(...)` and `obj.m.aio(...)`."""
-
-    def __init__(self, fn: Callable[..., DualContext], *, static: bool = False) -> None:
-        self._fn = fn
-        self._static = static
-        self.__wrapped__ = fn
-        self.__doc__ = fn.__doc__
-
-    def __get__(self, obj: Any, objtype: Any = None) -> _BoundContext:
-        owner = objtype if self._static or obj is None else obj
-        return _BoundContext(self._fn, owner)
-
-
-class _BoundContext:
-    def __init__(self, fn: Callable[..., DualContext], owner: Any) -> None:
-        self._fn = fn
-        self._owner = owner
-        self.__wrapped__ = fn
-        self.__doc__ = fn.__doc__
-
-    def __call__(self, *args: Any, **kwargs: Any) -> DualContext:
-        return self._fn(self._owner, *args, **kwargs)
-
-    def aio(self, *args: Any, **kwargs: Any) -> DualContext:
-        return self._fn(self._owner, *args, **kwargs)
 
 
 def _store(cfg: Any = None) -> Any:
@@ -240,13 +190,13 @@ class _VolumeManager:
 
 
 def _volume_ephemeral(
-    cls: Any,
+    cls: type[Volume],
     client: Any = None,
     environment_name: str | None = None,
     version: int | None = None,
     create_options: Any = None,
     _heartbeat_sleep: float = 300,
-) -> DualContext:
+) -> DualContext[Volume]:
     """Create an anonymous Volume that exists for the duration of the context manager."""
     from modal_ray.volumes.store import VOLUME
 
@@ -392,7 +342,7 @@ class Volume:
             raise InvalidError(f"Invalid Volume id {volume_id!r}.")
         return Volume._make(volume_id=volume_id)
 
-    ephemeral = context_method(_volume_ephemeral, static=True)
+    ephemeral = dual_class_context(_volume_ephemeral)
 
     @dual_static
     async def lookup(
@@ -670,8 +620,8 @@ class Volume:
         store, meta = await self._resolved()
         await asyncio.to_thread(ops.copy, store, meta, src_paths, dst_path, recursive=recursive)
 
-    @context_method
-    def batch_upload(self, force: bool = False) -> DualContext:
+    @dual_context
+    def batch_upload(self, force: bool = False) -> DualContext[VolumeUploadContextManager]:
         """Upload files in one batch, committed together when the block exits. Existing files
         are only overwritten with `force=True`; directories never are."""
         self._check_writable()
