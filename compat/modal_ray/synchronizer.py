@@ -113,8 +113,8 @@ def check_blocking_call(name: str) -> None:
 
 def _caller_stacklevel() -> int:
     """The `stacklevel` of the first frame outside modal-ray: the user's line."""
-    frame = sys._getframe(2)  # the caller of check_blocking_call
-    level = 3
+    frame = sys._getframe(2)  # the caller of check_blocking_call: stacklevel 2
+    level = 2
     while frame.f_back is not None and str(frame.f_globals.get("__name__", "")).startswith(
         ("modal_ray.", "modal.")
     ):
