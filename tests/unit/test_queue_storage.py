@@ -195,3 +195,24 @@ def test_a_file_of_the_first_layout_opens_and_keeps_its_items(tmp_path: Path) ->
     finally:
         db.close()
     assert "items" not in tables
+
+
+def test_ids_of_a_converted_file_are_never_given_again(tmp_path: Path) -> None:
+    # The last items of the first layout were taken: a put after the conversion must not give
+    # their ids to new items, so that a release puts them back in front without a clash.
+    path = tmp_path / "old.sqlite"
+    t = time.time()
+    db = sqlite3.connect(path)
+    db.executescript(FIRST_LAYOUT)
+    db.executemany(
+        "INSERT INTO items(partition, value, taken, taken_at) VALUES ('', ?, 'g-old', ?)",
+        [(b"1", t), (b"2", t)],
+    )
+    db.execute("INSERT INTO partitions(partition, expires_at, n) VALUES ('', ?, 0)", (t + 600,))
+    db.commit()
+    db.close()
+    s = QueueServer(path)
+    assert s.len(False, "", False) == 0
+    assert s.put(False, "", [b"new"], 60.0, "p1")
+    assert s.release(False, "g-old") == 2
+    assert s.get(False, "", 5, "g1") == [b"1", b"2", b"new"]

@@ -79,6 +79,8 @@ def _split(data: bytes, n: int, k: int) -> tuple[bytes, bytes]:
 
 def _chunked(values: list[bytes]) -> list[list[bytes]]:
     """`values` in runs of at most `CHUNK_BYTES` (a larger value alone), in order."""
+    if not values:
+        return []
     if sum(map(len, values)) <= CHUNK_BYTES:
         return [values]
     runs: list[list[bytes]] = [[]]
@@ -90,6 +92,14 @@ def _chunked(values: list[bytes]) -> list[list[bytes]]:
         runs[-1].append(v)
         size += len(v)
     return runs
+
+
+# A new chunk at the start of the next block of ids: the highest id ever given (kept by
+# AUTOINCREMENT in sqlite_sequence, so ids are never reused), rounded up to a block.
+_INSERT_NEXT = (
+    "INSERT INTO chunks(pos, partition, n, data) VALUES (((COALESCE((SELECT seq FROM"
+    f" sqlite_sequence WHERE name = 'chunks'), 0) >> {SLOT_BITS}) + 1) << {SLOT_BITS}, ?, ?, ?)"
+)
 
 
 def _pack_segments(segments: Sequence[tuple[int, int]]) -> bytes:
@@ -156,17 +166,22 @@ class QueueServer(StoreServer):
         db.execute("DELETE FROM chunks WHERE partition = ?", (partition,))
         db.execute("DELETE FROM partitions WHERE partition = ?", (partition,))
 
-    def _live_count(self, db: sqlite3.Connection, partition: str, t: float) -> int | None:
-        """Items in `partition`; None if it does not exist. Expires it if due (a write)."""
-        row = db.execute(
-            "SELECT n, expires_at FROM partitions WHERE partition = ?", (partition,)
+    def _lookup(
+        self, db: sqlite3.Connection, rid: str, partition: str, t: float
+    ) -> tuple[bool, bytes | None, tuple[bytes, bytes] | None, int | None]:
+        """One query for what a put or get checks first: whether `rid` was seen and its
+        result, what it took (its `taken` row), and the items in `partition` (None if it does
+        not exist; an expired partition is dropped, a write)."""
+        seen, result, segments, data, n, expires_at = db.execute(
+            "SELECT r.rid IS NOT NULL, r.result, t.segments, t.data, p.n, p.expires_at"
+            " FROM (SELECT 1) LEFT JOIN requests r ON r.rid = ?1 LEFT JOIN taken t ON t.rid = ?1"
+            " LEFT JOIN partitions p ON p.partition = ?2",
+            (rid, partition),
         ).fetchone()
-        if row is None:
-            return None
-        if row[1] <= t:
+        if n is not None and expires_at <= t:
             self._drop_partition(db, partition)
-            return None
-        return int(row[0])
+            n = None
+        return bool(seen), result, None if segments is None else (segments, data), n
 
     def upkeep(self) -> None:
         def sweep(db: sqlite3.Connection) -> bool:
@@ -195,14 +210,11 @@ class QueueServer(StoreServer):
         db.execute("BEGIN IMMEDIATE")
         try:
             if db.execute(find).fetchone() is not None:  # not converted meanwhile
-                db.executemany(
-                    "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, 1, ?)",
-                    (
-                        (item_id << SLOT_BITS, partition, pack([value]))
-                        for item_id, partition, value in db.execute(
-                            "SELECT id, partition, value FROM items WHERE taken IS NULL ORDER BY id"
-                        ).fetchall()
-                    ),
+                # Row by row inside SQLite: a full queue need not fit in memory.
+                db.create_function("pack1", 1, lambda value: pack([value]), deterministic=True)
+                db.execute(
+                    f"INSERT INTO chunks(pos, partition, n, data) SELECT id << {SLOT_BITS},"
+                    " partition, 1, pack1(value) FROM items WHERE taken IS NULL ORDER BY id"
                 )
                 taken: dict[str, tuple[str, list[tuple[int, int]], list[bytes], float]] = {}
                 for item_id, partition, value, rid, ts in db.execute(
@@ -219,7 +231,17 @@ class QueueServer(StoreServer):
                         for rid, (partition, segs, blobs, ts) in taken.items()
                     ),
                 )
+                # New ids come after every old one, taken ones included (a release puts those
+                # back with their ids).
+                (top,) = db.execute(
+                    "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'items'"
+                ).fetchone()
                 db.execute("DROP TABLE items")
+                counter = (int(top) << SLOT_BITS, "chunks")
+                if not db.execute(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = ?", counter
+                ).rowcount:
+                    db.execute("INSERT INTO sqlite_sequence(seq, name) VALUES (?, ?)", counter)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -239,11 +261,10 @@ class QueueServer(StoreServer):
             )
 
         def apply(db: sqlite3.Connection) -> bool | None:
-            seen, result = self._seen(db, rid)
+            t = now()
+            seen, result, _, n = self._lookup(db, rid, partition, t)
             if seen:
                 return result != RELEASED
-            t = now()
-            n = self._live_count(db, partition, t)
             if n is None:
                 (count,) = db.execute("SELECT COUNT(*) FROM partitions").fetchone()
                 if count >= QUEUE_MAX_PARTITIONS:
@@ -253,23 +274,11 @@ class QueueServer(StoreServer):
                     )
             elif n + len(values) > QUEUE_MAX_ITEMS:
                 return None
-            if values:
-                top = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'chunks'").fetchone()
-                seq = (int(top[0]) >> SLOT_BITS) + 1 if top else 1
-                runs = _chunked(values)
-                if len(runs) == 1:
-                    db.execute(
-                        "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, ?, ?)",
-                        (seq << SLOT_BITS, partition, len(values), pack(values)),
-                    )
-                else:
-                    db.executemany(
-                        "INSERT INTO chunks(pos, partition, n, data) VALUES (?, ?, ?, ?)",
-                        [
-                            ((seq + i) << SLOT_BITS, partition, len(run), pack(run))
-                            for i, run in enumerate(runs)
-                        ],
-                    )
+            runs = _chunked(values)
+            if len(runs) == 1:
+                db.execute(_INSERT_NEXT, (partition, len(values), pack(values)))
+            elif runs:
+                db.executemany(_INSERT_NEXT, [(partition, len(run), pack(run)) for run in runs])
             if n is None:
                 db.execute(
                     "INSERT INTO partitions(partition, expires_at, n) VALUES (?, ?, ?)",
@@ -317,13 +326,13 @@ class QueueServer(StoreServer):
         """Take up to `n_values` items; None if there are none; [] if `rid` was released."""
 
         def apply(db: sqlite3.Connection) -> list[bytes] | None:
-            again = db.execute("SELECT segments, data FROM taken WHERE rid = ?", (rid,)).fetchone()
-            if again is not None:
-                return _values(_taken_pieces(again[0], again[1]))
-            if self._seen(db, rid)[1] == RELEASED:
-                return []
             t = now()
-            if self._live_count(db, partition, t) is None:
+            _, result, again, n = self._lookup(db, rid, partition, t)
+            if again is not None:
+                return _values(_taken_pieces(*again))
+            if result == RELEASED:
+                return []
+            if n is None:
                 return None
             pieces: list[tuple[int, int, bytes]] = []  # (pos, n, packed values) taken
             whole = None  # pos of the last chunk taken whole
