@@ -8,6 +8,7 @@ from typing import Any
 
 from modal_ray.context import current_function_call_id, current_input_id, is_local
 from modal_ray.synchronizer import dual_function
+from modal_ray.tunnel import Tunnel, forward
 from modal_ray.unsupported import placeholder
 
 from . import exception, types
@@ -50,7 +51,6 @@ _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 SandboxSnapshot = placeholder(
     "SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot"
 )
-Tunnel = placeholder("Tunnel", "Tunnels are " + _LATER, "modal._tunnel")
 Proxy = placeholder(
     "Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy"
 )
@@ -66,14 +66,6 @@ SchedulerPlacement = placeholder(
 Client = placeholder(
     "Client", "There is no Modal client on Ray: the cluster is the client's target.", "modal.client"
 )
-
-
-@dual_function
-async def forward(
-    port: int, *, unencrypted: bool = False, h2_enabled: bool = False, client: Any = None
-) -> Any:
-    """Expose a port of a running container (tunnels are not supported yet)."""
-    raise exception.UnimplementedError("`modal.forward` (tunnels) is " + _LATER)
 
 
 @dual_function

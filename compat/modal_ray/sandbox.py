@@ -31,6 +31,7 @@ from .file_io import FileIO, FileWatchEvent
 from .io_streams import StreamReader, StreamWriter, stream_kind
 from .sandbox_ref import SandboxRef, connect
 from .synchronizer import dual, dual_static
+from .tunnel import PLAIN_WARNING, Tunnel, tunnels_of
 from .warn import warn_once
 
 DEFAULT_TIMEOUT = 300
@@ -234,13 +235,9 @@ class Sandbox:
             raise _unsupported("network_file_systems=...", "use `volumes=` later, or files.")
         if volumes:
             raise _unsupported("volumes=...", "copy files in with `Sandbox.open` for now.")
-        for given, what in (
-            (encrypted_ports, "encrypted_ports=..."),
-            (h2_ports, "h2_ports=..."),
-            (unencrypted_ports, "unencrypted_ports=..."),
-        ):
-            if given:
-                raise _unsupported(what, "tunnels are not available yet.")
+        ports = [*encrypted_ports, *h2_ports]
+        if ports or unencrypted_ports:
+            warn_once("tunnel-plain", PLAIN_WARNING)
         for allow, what in (
             (outbound_cidr_allowlist, "outbound_cidr_allowlist=..."),
             (cidr_allowlist, "cidr_allowlist=..."),
@@ -306,6 +303,8 @@ class Sandbox:
             "app_id": app_id,
             "tags": dict(tags or {}),
             "files": files,
+            "ports": [int(p) for p in ports],
+            "raw_ports": [int(p) for p in unencrypted_ports],
         }
         if tags and any(not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()):
             raise InvalidError("Sandbox tags must map str to str.")
@@ -547,8 +546,13 @@ class Sandbox:
     # -- not yet --------------------------------------------------------------------------------
 
     @dual
-    async def tunnels(self, timeout: int = 50) -> dict[int, Any]:
-        raise UnimplementedError("Sandbox tunnels are not supported by this version yet.")
+    async def tunnels(self, timeout: int = 50) -> dict[int, Tunnel]:
+        """The sandbox's tunnels (its `encrypted_ports`, `h2_ports`, `unencrypted_ports`), keyed
+        by the port inside the sandbox."""
+        info = await self._live().call("describe")
+        if info.get("status") != "running":
+            raise SandboxTerminatedError(f"Sandbox {self.object_id} has finished.")
+        return tunnels_of(info)
 
     @dual
     async def reload_volumes(self, *, timeout: int = 55) -> None:

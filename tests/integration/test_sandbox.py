@@ -200,7 +200,7 @@ def test_bad_input(sb: modal.Sandbox) -> None:
     with pytest.raises(InvalidError):
         modal.Sandbox.create(timeout=-1)
     with pytest.raises(UnimplementedError):
-        modal.Sandbox.create(encrypted_ports=[8080])
+        modal.Sandbox.create(pty=True)
     with pytest.raises(NotFoundError):
         modal.Sandbox.from_id("sb-" + "0" * 16 + "abc")
 
@@ -247,3 +247,62 @@ def test_block_network_cannot_reach_ray() -> None:
     finally:
         blocked.terminate()
         open_net.terminate()
+
+
+def _http_sandbox() -> modal.Sandbox:
+    return modal.Sandbox.create(
+        "python",
+        "-m",
+        "http.server",
+        "8000",
+        workdir="/srv",
+        encrypted_ports=[8000],
+        unencrypted_ports=[9000],
+        block_network=True,  # the tunnel reaches into the sandbox's own network namespace
+        readiness_probe=modal.Probe.with_tcp(8000),
+        timeout=120,
+    )
+
+
+def test_tunnel_reaches_http_server_inside() -> None:
+    import httpx
+
+    from modal_ray.warn import reset_for_tests
+
+    reset_for_tests()
+    with pytest.warns(UserWarning, match="no TLS"):
+        sandbox = _http_sandbox()
+    try:
+        with sandbox.open("/srv/hello.txt", "w") as f:
+            f.write("hello through the tunnel")
+        sandbox.wait_until_ready()
+        tunnels = sandbox.tunnels()
+        assert set(tunnels) == {8000, 9000}
+        response = httpx.get(tunnels[8000].url + "/hello.txt", timeout=30)
+        assert response.text == "hello through the tunnel"
+        assert tunnels[9000].tcp_socket[1] == tunnels[9000].port
+        with pytest.raises(InvalidError):
+            _ = tunnels[8000].tcp_socket
+    finally:
+        sandbox.terminate()
+
+
+def test_wait_until_ready_with_exec_probe() -> None:
+    sandbox = modal.Sandbox.create(
+        "sh",
+        "-c",
+        "sleep 1; touch /tmp/ready; sleep 600",
+        readiness_probe=modal.Probe.with_exec("test", "-f", "/tmp/ready"),
+        timeout=120,
+    )
+    try:
+        sandbox.wait_until_ready(timeout=60)
+        assert sandbox.exec("ls", "/tmp").stdout.read() == "ready\n"
+    finally:
+        sandbox.terminate()
+
+
+def test_idle_timeout_ends_the_sandbox() -> None:
+    sandbox = modal.Sandbox.create(idle_timeout=1, timeout=120)
+    with pytest.raises(SandboxTimeoutError):
+        sandbox.wait()

@@ -8,6 +8,7 @@ file descriptors attached by `SCM_RIGHTS`) and answers them:
   (pipes whose other ends the supervisor keeps), in its own session; report `started` (or
   `exec_error`) and later `exit` with its return code;
 - `kill`: signal an exec's process group;
+- `connect`: connect to a port on the sandbox's own loopback and send the socket back (tunnels);
 - `open`, `ls`, `mkdir`, `rm`, `stat`: file operations. They run here, inside the sandbox's mount
   namespace, so every path (and every symlink the sandbox's code planted) resolves in the
   sandbox's own view: nothing outside it can be named. `open` sends the opened descriptor back;
@@ -129,6 +130,17 @@ class Agent:
             return
         if op == "ping":
             self.reply({"rid": rid, "ok": True})
+            return
+        if op == "connect":  # a tunnel: a socket connected inside this network namespace
+            try:
+                conn = socket.create_connection(("127.0.0.1", int(message["port"])), timeout=5)
+            except (OSError, ValueError, KeyError) as exc:
+                self.reply({"rid": rid, "ok": False, "kind": "", "message": str(exc)})
+                return
+            try:
+                self.reply({"rid": rid, "ok": True}, [conn.fileno()])
+            finally:
+                conn.close()
             return
         if op == "kill":
             proc = self.procs.get(message.get("xid", -1))

@@ -43,6 +43,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 
 from . import agent as agent_module
 from . import isolation
+from .relay import Relay
 
 STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
 CHUNK = 64 * 1024  # largest chunk one read returns
@@ -167,6 +168,8 @@ class _Sandbox:
     last_active: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
     on_finish: Callable[[], None] | None = None
+    relays: dict[int, Relay] = field(default_factory=dict)
+    raw_ports: set[int] = field(default_factory=set)
 
 
 class Supervisor:
@@ -199,6 +202,9 @@ class Supervisor:
         app_id: str | None = None,
         tags: dict[str, str] | None = None,
         files: list[tuple[str, bytes, int]] | None = None,
+        ports: list[int] | None = None,
+        raw_ports: list[int] | None = None,
+        tunnel_host: str | None = None,
         on_finish: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Start a sandbox; returns its description (see `describe`)."""
@@ -276,6 +282,13 @@ class Supervisor:
             raise exception.ExecutionError(
                 f"Sandbox {sid} could not start on {self._node}: {why or exc}"
             ) from None
+        box.raw_ports = set(raw_ports or ())
+        for port in dict.fromkeys([*(ports or ()), *box.raw_ports]):
+            if not isinstance(port, int) or not 0 < port < 65536:
+                await self._finish(box, "terminated")
+                raise InvalidError(f"Invalid port {port!r}: use a number from 1 to 65535.")
+            relay = Relay(functools.partial(self._connect_inside, box, port))
+            box.relays[port] = await relay.start(tunnel_host)
         loop = asyncio.get_running_loop()
         if timeout is not None:
             box.timers.append(
@@ -286,6 +299,14 @@ class Supervisor:
         if entrypoint:
             await self._start_exec(box, ENTRYPOINT, entrypoint, {}, None, ("pipe", "pipe"), None)
         return self.describe_box(box)
+
+    async def _connect_inside(self, box: _Sandbox, port: int) -> socket.socket:
+        reply, fds = await self._request(box, {"op": "connect", "port": port})
+        if reply.get("ok") is not True or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise ConnectionRefusedError(str(reply.get("message", "refused")))
+        return socket.socket(fileno=fds[0])
 
     async def _startup_error(self, box: _Sandbox) -> str:
         if box.proc is None or box.proc.stderr is None:
@@ -352,6 +373,8 @@ class Supervisor:
             with contextlib.suppress(OSError):
                 os.close(f.fd)
         box.files.clear()
+        for relay in box.relays.values():
+            await relay.close()
         await loop.run_in_executor(None, _remove_tree, box.directory)
         if box.on_finish is not None:
             with contextlib.suppress(Exception):
@@ -637,6 +660,9 @@ class Supervisor:
             "returncode": box.returncode,
             "status": box.status,
             "isolated": box.isolated,
+            "tunnels": {
+                port: [r.host, r.port, port in box.raw_ports] for port, r in box.relays.items()
+            },
         }
 
     async def describe(self, sid: str) -> dict[str, Any]:
