@@ -22,19 +22,28 @@ class ContainerProcess(Generic[T]):
 
     def __init__(
         self,
-        ref: SandboxRef,
-        xid: int,
-        *,
-        stdout: str = "pipe",
-        stderr: str = "pipe",
+        process_id: int,
+        task_id: SandboxRef,
+        client: Any = None,
+        command_router_client: Any = None,
+        stdout: Any = None,
+        stderr: Any = None,
+        exec_deadline: float | None = None,
         text: bool = True,
+        by_line: bool = False,
     ) -> None:
-        self._ref = ref
-        self._xid = xid
+        # Modal's internal constructor, with `task_id` carrying the sandbox this process runs in;
+        # the exec deadline is enforced by the sandbox's node.
+        self._ref = ref = task_id
+        self._xid = xid = process_id
         self._returncode: int | None = None
-        self._stdout: StreamReader[Any] = StreamReader(ref, xid, 1, text=text, kind=stdout)
-        self._stderr: StreamReader[Any] = StreamReader(ref, xid, 2, text=text, kind=stderr)
-        self._stdin = StreamWriter(ref, xid)
+        self._stdout: StreamReader[Any] = StreamReader(
+            (ref, xid, 1), stream_type=stdout, text=text, by_line=by_line
+        )
+        self._stderr: StreamReader[Any] = StreamReader(
+            (ref, xid, 2), stream_type=stderr, text=text, by_line=by_line
+        )
+        self._stdin = StreamWriter((ref, xid))
 
     def __repr__(self) -> str:
         return f"modal.container_process.ContainerProcess({self._ref.sandbox_id}, {self._xid})"

@@ -27,6 +27,8 @@ SEND_CHUNK = 1 << 20  # bytes one `drain` sends per call
 
 def stream_kind(value: Any) -> str:
     """The supervisor's name for a `StreamType` (`pipe`, `devnull`, or `stdout` = forwarded)."""
+    if value in ("pipe", "devnull", "stdout"):
+        return str(value)
     name = getattr(value, "name", None)
     if name == "DEVNULL":
         return "devnull"
@@ -50,13 +52,17 @@ class StreamReader(Generic[T]):
     """
 
     def __init__(
-        self, ref: SandboxRef, xid: int, file_descriptor: int, *, text: bool, kind: str = "pipe"
+        self,
+        params: tuple[SandboxRef, int, int],
+        *,
+        stream_type: Any = None,
+        text: bool = True,
+        by_line: bool = False,
     ) -> None:
-        self._ref = ref
-        self._xid = xid
-        self._fd = file_descriptor
+        # `params`: (sandbox, process id, file descriptor); Modal's is its own internal record.
+        self._ref, self._xid, self._fd = params
         self._text = text
-        self._kind = kind
+        self._kind = kind = stream_kind(stream_type)
         self._eof = False
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._pending: Any = "" if text else b""
@@ -155,9 +161,8 @@ class StreamReader(Generic[T]):
 class StreamWriter:
     """Writes to the stdin of a sandbox process: `write()` buffers, `drain()` sends."""
 
-    def __init__(self, ref: SandboxRef, xid: int) -> None:
-        self._ref = ref
-        self._xid = xid
+    def __init__(self, params: tuple[SandboxRef, int]) -> None:
+        self._ref, self._xid = params  # (sandbox, process id)
         self._buffer = bytearray()
         self._eof = False
         self._eof_sent = False

@@ -453,7 +453,7 @@ class Sandbox:
 
     def _entrypoint(self) -> ContainerProcess[Any]:
         if self._entry is None:
-            self._entry = ContainerProcess(self._ref, ENTRYPOINT)
+            self._entry = ContainerProcess(ENTRYPOINT, self._ref)
         return self._entry
 
     @property
@@ -509,7 +509,7 @@ class Sandbox:
             stdout="devnull" if out == "devnull" else "pipe",
             stderr="devnull" if err == "devnull" else "pipe",
         )
-        return ContainerProcess(self._ref, xid, stdout=out, stderr=err, text=text)
+        return ContainerProcess(xid, self._ref, stdout=out, stderr=err, text=text)
 
     # -- files ----------------------------------------------------------------------------------
 

@@ -25,18 +25,17 @@ sandbox.
 
 from __future__ import annotations
 
-import array
 import errno
-import json
 import os
-import shutil
-import signal
 import socket
-import stat
-import subprocess
 import sys
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
+
+# Everything else is imported on first use: with an entrypoint, the agent starts beside it, and
+# its own start-up should take as little of the node's CPU as possible.
 
 MAX_MESSAGE = 1 << 20  # one control message (JSON); exec argv + env must fit
 MAX_FDS = 4
@@ -58,6 +57,9 @@ ERRNO_KIND = {
 def send(
     sock: socket.socket, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()
 ) -> None:
+    import array
+    import json
+
     data = json.dumps(message, separators=(",", ":")).encode()
     if fds:
         anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
@@ -69,6 +71,9 @@ def send(
 def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     """One message and its descriptors; (None, []) at end of stream. A malformed message is
     returned as `{}` (its descriptors are still handed over, so the caller closes them)."""
+    import array
+    import json
+
     fds = array.array("i")
     data, anc, flags, _ = sock.recvmsg(MAX_MESSAGE, socket.CMSG_SPACE(MAX_FDS * fds.itemsize))
     for level, kind, payload in anc:
@@ -92,6 +97,8 @@ def _error(exc: OSError) -> dict[str, Any]:
 
 class Agent:
     def __init__(self, sock: socket.socket) -> None:
+        import threading
+
         self.sock = sock
         self.lock = threading.Lock()
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -116,6 +123,8 @@ class Agent:
         self.kill_all()
 
     def kill_all(self) -> None:
+        import signal
+
         for proc in list(self.procs.values()):
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -123,6 +132,8 @@ class Agent:
                 pass
 
     def handle(self, message: dict[str, Any], fds: list[int]) -> None:
+        import signal
+
         op = message.get("op")
         rid = message.get("rid")
         if op == "exec":
@@ -165,6 +176,9 @@ class Agent:
                     os.close(fd)
 
     def exec(self, message: dict[str, Any], fds: list[int]) -> None:
+        import subprocess
+        import threading
+
         xid = message["xid"]
         if len(fds) != 3:
             self.reply({"event": "exec_error", "xid": xid, "message": "bad descriptors"})
@@ -196,6 +210,9 @@ class Agent:
             pass
 
     def file_op(self, op: Any, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        import shutil
+        import stat
+
         path = message.get("path")
         if not isinstance(path, str) or "\x00" in path or not path:
             raise ValueError("a path must be a non-empty string without NUL characters")
@@ -234,8 +251,7 @@ def main() -> None:
     fd = int(sys.argv[1])
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=fd)
     sock.set_inheritable(False)
-    # The agent is PID 2 of the sandbox; its processes are reaped by their waiting threads.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # Its processes are reaped by their waiting threads.
     Agent(sock).serve()
 
 

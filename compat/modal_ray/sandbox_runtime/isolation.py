@@ -9,7 +9,9 @@ Each sandbox gets, from bubblewrap:
   workdir...), with the host's system directories (`/usr`, `/bin`, `/lib*`, `/sbin`), a short
   list of `/etc` files programs need (no credentials: no `shadow`, no ssh keys) and the Python
   interpreter the cluster runs bound read-only on top; a fresh `/proc` and a minimal `/dev`;
-- a cleared environment: only what the sandbox was given (image env, secrets, `PATH`, `HOME`).
+- a cleared environment: bubblewrap is started with exactly the sandbox's environment (image
+  env, secrets, `PATH`, `HOME`) and passes nothing else in. (Not `--setenv`: values on a
+  command line are visible to every user of the node in `ps`.)
 
 It cannot see anything else of the node: not the state store, volume cache, Ray's session
 directory or token files (all under the host's `/tmp` or home, neither of which is mounted), nor
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -136,7 +139,6 @@ def _namespace_args(*, block_network: bool) -> list[str]:
         "ALL",
         "--die-with-parent",
         "--new-session",
-        "--clearenv",
     ]
     if block_network:
         args.append("--unshare-net")
@@ -173,8 +175,26 @@ class Layout:
     binds: tuple[tuple[str, str, bool], ...] = field(default=())  # (node path, sandbox path, ro)
 
 
-def bwrap_argv(bwrap: str, layout: Layout, control_fd: int) -> list[str]:
-    """The full command that starts a sandbox's agent under bubblewrap."""
+# With an entrypoint, the sandbox's command is a shell that starts the agent in the background
+# (its stdio away from the entrypoint's pipes, so that they reach EOF when the entrypoint ends)
+# and then becomes the entrypoint.
+_WITH_ENTRYPOINT = '{python} -I -S {agent} {fd} </dev/null >/dev/null 2>&1 & exec "$@"'
+
+
+def _command(python: str, agent: str, control_fd: int, entrypoint: list[str] | None) -> list[str]:
+    if not entrypoint:
+        return [python, "-I", "-S", agent, str(control_fd)]
+    script = _WITH_ENTRYPOINT.format(
+        python=shlex.quote(python), agent=shlex.quote(agent), fd=control_fd
+    )
+    return ["/bin/sh", "-c", script, "sh", *entrypoint]
+
+
+def bwrap_argv(
+    bwrap: str, layout: Layout, control_fd: int, entrypoint: list[str] | None = None
+) -> list[str]:
+    """The full command that starts a sandbox (its agent, and its entrypoint if it has one)
+    under bubblewrap. The environment bubblewrap is started with is the sandbox's."""
     argv = [bwrap, *_namespace_args(block_network=layout.block_network)]
     argv += ["--bind", layout.root, "/"]
     argv += ["--ro-bind", "/usr", "/usr", *_system_links()]
@@ -189,8 +209,8 @@ def bwrap_argv(bwrap: str, layout: Layout, control_fd: int) -> list[str]:
         argv += ["--ro-bind" if ro else "--bind", node_path, sandbox_path]
     argv += ["--ro-bind", layout.agent, AGENT_PATH]
     argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--setenv", "PATH", SANDBOX_PATH, "--chdir", layout.workdir]
-    argv += ["--", sandbox_python(), "-I", "-S", AGENT_PATH, str(control_fd)]
+    argv += ["--chdir", layout.workdir]
+    argv += ["--", *_command(sandbox_python(), AGENT_PATH, control_fd, entrypoint)]
     return argv
 
 
@@ -222,5 +242,5 @@ def host_path() -> str:
     )
 
 
-def unisolated_argv(agent: str, control_fd: int) -> list[str]:
-    return [sys.executable, "-I", "-S", agent, str(control_fd)]
+def unisolated_argv(agent: str, control_fd: int, entrypoint: list[str] | None = None) -> list[str]:
+    return _command(sys.executable, agent, control_fd, entrypoint)

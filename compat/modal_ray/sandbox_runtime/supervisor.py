@@ -240,6 +240,15 @@ class Supervisor:
             on_finish=on_finish,
         )
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # With an entrypoint, it is the sandbox's main command (bubblewrap's child, started at
+        # once; the agent starts beside it), so that its first output does not wait for the
+        # agent; its stdio are bubblewrap's own, and bubblewrap exits with its exit code.
+        stdio: list[int] = []
+        entry: _Exec | None = None
+        if entrypoint:
+            entry, stdio = await self._stdio(ENTRYPOINT, ("pipe", "pipe"))
+            box.execs[ENTRYPOINT] = entry
+            entry.started.set()
         try:
             if bwrap is not None:
                 layout = isolation.Layout(
@@ -248,34 +257,42 @@ class Supervisor:
                     block_network=block_network,
                     agent=self._agent,
                 )
-                argv = isolation.bwrap_argv(bwrap, layout, child.fileno())
+                argv = isolation.bwrap_argv(bwrap, layout, child.fileno(), entrypoint)
                 cwd = str(directory)
             else:
-                argv = isolation.unisolated_argv(self._agent, child.fileno())
+                argv = isolation.unisolated_argv(self._agent, child.fileno(), entrypoint)
                 cwd = str(root / _sandbox_relpath(workdir))
             box.proc = await asyncio.create_subprocess_exec(
                 *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
+                stdin=stdio[0] if stdio else asyncio.subprocess.DEVNULL,
+                stdout=stdio[1] if stdio else asyncio.subprocess.DEVNULL,
+                stderr=stdio[2] if stdio else asyncio.subprocess.PIPE,
                 pass_fds=(child.fileno(),),
                 cwd=cwd,
-                env={"PATH": isolation.SANDBOX_PATH} if bwrap is not None else box.env,
+                env=box.env,  # the sandbox's whole environment (bubblewrap passes it on)
                 start_new_session=True,
             )
         except BaseException:
             parent.close()
+            if entry is not None:
+                entry.close()
             shutil.rmtree(directory, ignore_errors=True)
             raise
         finally:
             child.close()
+            for fd in stdio:
+                os.close(fd)
         parent.setblocking(False)
         box.sock = parent
         self._sandboxes[sid] = box
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, box)
-        self._spawn(self._watch(box))
+        self._spawn(self._watch(box, entry))
         try:
-            await asyncio.wait_for(self._request(box, {"op": "ping"}), timeout=60)
+            if entry is None:
+                # Nothing runs until the agent answers. (With an entrypoint, requests queue on
+                # the socket until the agent reads them, and a bubblewrap that failed shows as
+                # the entrypoint failing, with bubblewrap's message on its stderr.)
+                await asyncio.wait_for(self._request(box, {"op": "ping"}), timeout=60)
         except (asyncio.TimeoutError, SandboxTerminatedError) as exc:
             why = await self._startup_error(box)
             await self._finish(box, "terminated", TERMINATED_CODE)
@@ -296,8 +313,6 @@ class Supervisor:
             )
         if idle_timeout is not None:
             self._spawn(self._idle_watch(box, idle_timeout))
-        if entrypoint:
-            await self._start_exec(box, ENTRYPOINT, entrypoint, {}, None, ("pipe", "pipe"), None)
         return self.describe_box(box)
 
     async def _connect_inside(self, box: _Sandbox, port: int) -> socket.socket:
@@ -316,16 +331,23 @@ class Supervisor:
             return data.decode(errors="replace").strip()
         return ""
 
-    async def _watch(self, box: _Sandbox) -> None:
-        """The sandbox's tree ended by itself (the agent died): the sandbox is over."""
+    async def _watch(self, box: _Sandbox, entry: _Exec | None) -> None:
+        """The sandbox's tree ended by itself: its entrypoint exited (bubblewrap exits with its
+        code), or the agent died. Either way the sandbox is over."""
         assert box.proc is not None
-        if box.proc.stderr is not None:
-            # Drain bubblewrap's own messages (bounded) so that it never blocks on them.
+        if entry is None and box.proc.stderr is not None:
+            # Drain bubblewrap's own messages so that it never blocks on them.
             with contextlib.suppress(Exception):
                 while await box.proc.stderr.read(4096):
                     pass
-        await box.proc.wait()
-        await self._finish(box, "terminated", TERMINATED_CODE)
+        code = await box.proc.wait()
+        if entry is not None and not box.done.is_set():
+            code = code if code >= 0 else 128 - code
+            entry.returncode = code
+            entry.done.set()
+            await self._finish(box, "exited", code)
+        else:
+            await self._finish(box, "terminated", TERMINATED_CODE)
 
     async def _idle_watch(self, box: _Sandbox, idle_timeout: float) -> None:
         while not box.done.is_set():
@@ -514,6 +536,43 @@ class Supervisor:
             )
         return xid
 
+    async def _stdio(self, xid: int, outputs: tuple[str, str]) -> tuple[_Exec, list[int]]:
+        """A process record with its stdio pipes; returns it and the three descriptors (stdin,
+        stdout, stderr) the process gets, which the caller closes once they are handed over."""
+        loop = asyncio.get_running_loop()
+        send: list[int] = []
+        streams: dict[int, _Stream] = {}
+        transports: list[asyncio.BaseTransport] = []
+        try:
+            stdin_r, stdin_w = os.pipe()
+            send.append(stdin_r)
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(stdin_w, "wb", buffering=0)
+            )
+            transports.append(transport)
+            writer = asyncio.StreamWriter(transport, protocol, None, loop)
+            for number, kind in zip((1, 2), outputs, strict=True):
+                if kind == "devnull":
+                    send.append(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
+                    streams[number] = _Stream(None)
+                    continue
+                r, w = os.pipe()
+                send.append(w)
+                reader = asyncio.StreamReader(limit=STREAM_LIMIT // 2, loop=loop)
+                read_transport, _ = await loop.connect_read_pipe(
+                    functools.partial(asyncio.StreamReaderProtocol, reader, loop=loop),
+                    os.fdopen(r, "rb", buffering=0),
+                )
+                transports.append(read_transport)
+                streams[number] = _Stream(reader)
+        except BaseException:
+            for fd in send:
+                os.close(fd)
+            for t in transports:
+                t.close()
+            raise
+        return _Exec(xid=xid, streams=streams, stdin=writer, transports=transports), send
+
     async def _start_exec(
         self,
         box: _Sandbox,
@@ -524,40 +583,12 @@ class Supervisor:
         outputs: tuple[str, str],
         timeout: float | None,
     ) -> _Exec:
-        loop = asyncio.get_running_loop()
-        keep: list[int] = []
-        send: list[int] = []
-        streams: dict[int, _Stream] = {}
-        transports: list[asyncio.BaseTransport] = []
+        ex, send = await self._stdio(xid, outputs)
+        box.execs[xid] = ex
+        cwd = workdir
+        if cwd is not None and not box.isolated and PurePosixPath(cwd).is_absolute():
+            cwd = str(box.directory / "root" / _sandbox_relpath(cwd))
         try:
-            stdin_r, stdin_w = os.pipe()
-            keep.append(stdin_w)
-            send.append(stdin_r)
-            for number, kind in zip((1, 2), outputs, strict=True):
-                if kind == "devnull":
-                    send.append(os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC))
-                    streams[number] = _Stream(None)
-                else:
-                    r, w = os.pipe()
-                    keep.append(r)
-                    send.append(w)
-                    reader = asyncio.StreamReader(limit=STREAM_LIMIT // 2, loop=loop)
-                    read_transport, _ = await loop.connect_read_pipe(
-                        functools.partial(asyncio.StreamReaderProtocol, reader, loop=loop),
-                        os.fdopen(r, "rb", buffering=0),
-                    )
-                    streams[number] = _Stream(reader)
-                    transports.append(read_transport)
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, os.fdopen(stdin_w, "wb", buffering=0)
-            )
-            writer = asyncio.StreamWriter(transport, protocol, None, loop)
-            transports.append(transport)
-            ex = _Exec(xid=xid, streams=streams, stdin=writer, transports=transports)
-            box.execs[xid] = ex
-            cwd = workdir
-            if cwd is not None and not box.isolated and PurePosixPath(cwd).is_absolute():
-                cwd = str(box.directory / "root" / _sandbox_relpath(cwd))
             await self._send(
                 box,
                 {
@@ -573,7 +604,7 @@ class Supervisor:
             for fd in send:
                 os.close(fd)
         if timeout is not None:
-            ex.deadline = loop.call_later(timeout, self._expire, box, ex)
+            ex.deadline = asyncio.get_running_loop().call_later(timeout, self._expire, box, ex)
         return ex
 
     def _expire(self, box: _Sandbox, ex: _Exec) -> None:
