@@ -13,16 +13,24 @@ import asyncio
 import dataclasses
 import inspect
 import sys
+import threading
 import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import naming
-from .exception import InvalidError, NotFoundError
+from . import context
+from .exception import ExecutionError, InvalidError, NotFoundError
 from .function import Function
 from .function_options import FunctionOptions
-from .runtime.worker import Invocation
-from .specs import FunctionSpec
+from .records import (
+    AppIdentity,
+    ClassRecord,
+    FunctionRecord,
+    MethodSpec,
+    ParameterSpec,
+    stand_in_class,
+)
+from .run_context import worker_context
 from .synchronizer import dual
 from .warn import deprecation
 
@@ -34,21 +42,14 @@ _PARAM_TYPES = (str, int, bool, bytes)
 MAX_PARAMS_BYTES = 16 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class _Param:
-    name: str
-    type: type
-    default: Any
-    init: bool
-
-
-def parse_parameters(user_cls: type) -> dict[str, _Param]:
-    """`name: str = modal.parameter(...)` fields, inherited from base classes (Modal 1.0.5)."""
+def parse_parameters(user_cls: type) -> dict[str, ParameterSpec]:
+    """`name: str = modal.parameter(...)` fields, inherited from base classes (Modal 1.0.5): the
+    class's parameter schema, which its record carries."""
     try:
         hints = typing.get_type_hints(user_cls)
     except Exception:
         hints = {}
-    params: dict[str, _Param] = {}
+    params: dict[str, ParameterSpec] = {}
     for klass in reversed(user_cls.__mro__):
         annotations = inspect.get_annotations(klass)
         for name, value in vars(klass).items():
@@ -60,14 +61,18 @@ def parse_parameters(user_cls: type) -> dict[str, _Param]:
                     f"Parameter {user_cls.__name__}.{name} has type {kind!r}: modal.parameter()"
                     " supports str, int, bool and bytes."
                 )
-            default = (
-                value.default if value.default is not dataclasses.MISSING else dataclasses.MISSING
+            has_default = value.default is not dataclasses.MISSING
+            params[name] = ParameterSpec(
+                name,
+                kind,  # type: ignore[arg-type]
+                value.default if has_default else None,
+                has_default,
+                value.init,
             )
-            params[name] = _Param(name, kind, default, value.init)  # type: ignore[arg-type]
     return params
 
 
-def _check_value(cls_name: str, param: _Param, value: Any) -> None:
+def _check_value(cls_name: str, param: ParameterSpec, value: Any) -> None:
     ok = type(value) is param.type or (param.type is int and type(value) is int)
     if not ok:
         raise InvalidError(
@@ -84,6 +89,34 @@ def _method_options(user_cls: type) -> dict[str, dict[str, Any]]:
             opts = getattr(value, "_modal_options", None)
             if opts and (opts.get("method") or opts.get("batch_max_size")):
                 out[name] = dict(opts)
+    return out
+
+
+def _method_table(
+    user_cls: type, method_opts: Mapping[str, Mapping[str, Any]]
+) -> tuple[MethodSpec, ...]:
+    """The method table of a class record: each method's generator flag and batching."""
+    table = []
+    for name, opts in method_opts.items():
+        is_gen = opts.get("is_generator")
+        if is_gen is None:
+            raw = getattr(user_cls, name)
+            raw = getattr(raw, "raw_f", raw)
+            is_gen = inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw)
+        table.append(
+            MethodSpec(name, bool(is_gen), opts.get("batch_max_size"), opts.get("batch_wait_ms"))
+        )
+    return tuple(table)
+
+
+def _method_options_of(record: ClassRecord) -> dict[str, dict[str, Any]]:
+    """`_method_options` of a class rebuilt from its record."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in record.methods:
+        opts: dict[str, Any] = {"method": True, "is_generator": m.is_generator}
+        if m.batch_max_size:
+            opts.update(batch_max_size=m.batch_max_size, batch_wait_ms=m.batch_wait_ms)
+        out[m.name] = opts
     return out
 
 
@@ -106,10 +139,20 @@ class _MethodFunction(Function[..., Any]):
     def _function_ref(self) -> Any:
         return self._obj._cls._function_ref()
 
-    def _make_prepared(
-        self, backend: Any, spec: FunctionSpec, invocation: Invocation, ctx: RunContext
-    ) -> Any:
+    def _run_context(self) -> RunContext:
+        return self._obj._cls._run_context()
+
+    def _make_prepared(self, backend: Any, ctx: RunContext) -> Any:
+        """Only what a method call uses: the class's pool for this parameter set, made from the
+        class's record (compiled once per class and run)."""
+        self._spec = self._obj._cls._compile(ctx).method_spec(self._method)
         return self._obj._service(backend, ctx).method(self._method)
+
+    def _record(self) -> FunctionRecord:
+        raise InvalidError(
+            f"Method {self._tag!r} has no record of its own: its class's record"
+            " (`Cls._record()`) describes all of its methods."
+        )
 
     def _pool_options(self) -> FunctionOptions:
         """The live options of the class's pool, with this method's batching if it has one."""
@@ -188,29 +231,13 @@ class Obj:
         return self._local
 
     def _service(self, backend: Any, ctx: RunContext) -> Any:
-        cls = self._cls
-        name = naming.pool_name(ctx.environment, ctx.app_id, cls._tag, self._params, cls._variant)
-        environment = ctx.environment
-        if self._service_handle is not None and self._service_key == (name, environment):
+        """This parameter set's pool, from the class's record (attached to if it exists)."""
+        pool = self._cls._compile(ctx).pool_for(self._params)
+        key = (pool.service.name, ctx.environment)
+        if self._service_handle is not None and self._service_key == key:
             return self._service_handle
-        batched = [m for m, o in cls._method_opts.items() if o.get("batch_max_size")]
-        options = cls._options
-        if batched:
-            opts = cls._method_opts[batched[0]]
-            options = dataclasses.replace(
-                options, batch_max_size=opts["batch_max_size"], batch_wait_ms=opts["batch_wait_ms"]
-            )
-        service, container = options.build_container(
-            name=name,
-            tag=cls._tag,
-            target=cls._function_ref(),
-            is_class=True,
-            params=self._params,
-            ctx=ctx,
-            batched_method=batched[0] if batched else None,
-        )
-        self._service_handle = backend.prepare_service(service, container)
-        self._service_key = (name, environment)
+        self._service_handle = backend.prepare_service(pool.service, pool.container)
+        self._service_key = key
         return self._service_handle
 
     @dual
@@ -247,7 +274,14 @@ class Cls:
     __module__ = "modal.cls"
 
     def __init__(
-        self, user_cls: type, options: FunctionOptions, app: App | None, tag: str, variant: str = ""
+        self,
+        user_cls: type,
+        options: FunctionOptions,
+        app: App | None,
+        tag: str,
+        variant: str = "",
+        *,
+        record: ClassRecord | None = None,
     ) -> None:
         own_init = user_cls.__dict__.get("__init__")
         if own_init is not None:
@@ -261,8 +295,18 @@ class Cls:
         self._app = app
         self._tag = tag
         self._variant = variant
-        self._params = parse_parameters(user_cls)
-        self._method_opts = _method_options(user_cls)
+        if record is None:
+            self._params = parse_parameters(user_cls)
+            self._method_opts = _method_options(user_cls)
+        else:
+            self._params = {p.name: p for p in record.parameters}
+            self._method_opts = _method_options_of(record)
+        # This run's record (compiled on first use, for the options it was compiled with), or the
+        # record this class was rebuilt from.
+        self._compiled = record
+        self._compiled_options: FunctionOptions | None = options if record else None
+        self._rebuilt = record is not None
+        self._compile_lock = threading.Lock()
         batched = [m for m, o in self._method_opts.items() if o.get("batch_max_size")]
         if batched and len(self._method_opts) > 1:
             raise InvalidError(
@@ -274,6 +318,66 @@ class Cls:
     def __repr__(self) -> str:
         return f"Cls({self._tag!r})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_compile_lock"] = None
+        if not self._rebuilt:  # a live class compiles again where it is used
+            state["_compiled"] = state["_compiled_options"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._compile_lock = threading.Lock()
+
+    # -- records (see `records`) -----------------------------------------------------------------
+
+    def _run_context(self) -> RunContext:
+        """The run this class belongs to: its app's, the record's it was rebuilt from, or (no
+        app) the worker's."""
+        if self._rebuilt and self._compiled is not None:
+            return self._compiled.app.run_context()
+        return self._app.run_context() if self._app is not None else worker_context()
+
+    def _compile(self, ctx: RunContext) -> ClassRecord:
+        """This run's record, compiled once per run and options (the image is packed here): every
+        parameter set's pool is made from it. A rebuilt class's own record."""
+        with self._compile_lock:
+            record = self._compiled
+            if record is not None and (
+                self._rebuilt
+                or (record.app == AppIdentity.of(ctx) and self._compiled_options is self._options)
+            ):
+                return record
+            record = self._options.compile_class(
+                self._tag,
+                self._function_ref(),
+                ctx,
+                variant=self._variant,
+                methods=_method_table(self._user_cls, self._method_opts),
+                parameters=tuple(self._params.values()),
+            )
+            self._compiled, self._compiled_options = record, self._options
+            return record
+
+    def _record(self) -> ClassRecord:
+        """The record of this class in its running app: what another process needs to create
+        instances and call their methods without importing the user's module
+        (`Cls._from_record`)."""
+        ctx = self._run_context()
+        if context.is_local() and not ctx.running:
+            raise ExecutionError(
+                f"Cls {self._tag!r} has no record: its app is not running. Use it inside"
+                " `with app.run():`, or run the file with `modal run`."
+            )
+        return self._compile(ctx)
+
+    @staticmethod
+    def _from_record(record: ClassRecord) -> Cls:
+        """A Cls whose instances call the pools `record` describes, in any process connected to
+        the record's cluster. It has no local code: `.local()` raises `ExecutionError`."""
+        options = FunctionOptions.of_compiled(record.spec, record.pool)
+        return Cls(stand_in_class(record), options, None, record.tag, record.variant, record=record)
+
     def _modal_raw_object(self) -> type:
         return self._user_cls
 
@@ -282,6 +386,8 @@ class Cls:
         run as `python app.py` included (see `FunctionRef`); else by value."""
         from .runtime.worker import FunctionRef, refuse_calls_during_import
 
+        if self._rebuilt and self._compiled is not None:
+            return self._compiled.pool.container.target
         refuse_calls_during_import(f"Class {self._tag!r}")
         module_name = getattr(self._user_cls, "__module__", "") or ""
         module = sys.modules.get(module_name)
@@ -312,7 +418,7 @@ class Cls:
             values[name] = value
         for name, param in self._params.items():
             if name not in values and param.init:
-                if param.default is dataclasses.MISSING:
+                if not param.has_default:
                     raise InvalidError(f"{self._tag}(...) is missing the parameter {name!r}.")
                 values[name] = param.default
         if len(repr(values).encode()) > MAX_PARAMS_BYTES:
@@ -334,6 +440,11 @@ class Cls:
     # -- variants --------------------------------------------------------------------------------
 
     def _derive(self, options: FunctionOptions, why: str) -> Cls:
+        if self._rebuilt:
+            raise InvalidError(
+                f"Cls {self._tag!r} was rebuilt from a record: its options cannot change without"
+                " its code (`with_options`, `with_concurrency`, `with_batching`)."
+            )
         return Cls(self._user_cls, options, self._app, self._tag, f"{self._variant}|{why}")
 
     def with_options(

@@ -1,9 +1,11 @@
 """`modal.Function` and `modal.FunctionCall` on top of the backend seam.
 
 A Function is created by `@app.function` and becomes callable once its app runs (or, inside a
-worker, on first use). Preparing it resolves the image, secrets and resources into a
-`FunctionSpec` + `Invocation` and hands them to the backend once; every call after that only
-submits arguments.
+worker, on first use). Preparing it compiles its record once per run (`records`: the image,
+secrets and resources resolved into a `FunctionSpec` + `Invocation`, or a container pool) and
+hands that to the backend once; every call after that only submits arguments. A Function rebuilt
+from a record (`Function._from_record`) calls the same function from a process without the
+user's module.
 
 Calls:
 - `.remote` blocks for one result. Without a retry policy it takes a fast path that never touches
@@ -33,8 +35,9 @@ from . import config, context, naming, output
 from .errors import RemoteFailure, UserCodeException, is_failure
 from .ids import new_id
 from .mapping import Failed, MapEngine, container_slots
+from .records import AppIdentity, FunctionRecord, NoLocalCode
 from .run_context import worker_context
-from .runtime.worker import FunctionRef, Invocation
+from .runtime.worker import FunctionRef
 from .specs import FunctionSpec
 from .synchronizer import (
     check_blocking_call,
@@ -287,6 +290,9 @@ class Function(Generic[P, R, LocalR]):
         self._object_id = new_id("fu")
         self._prepared: Any = None
         self._spec: FunctionSpec | None = None
+        # This run's record (compiled on first use), or the record this object was rebuilt from.
+        self._compiled: FunctionRecord | None = None
+        self._rebuilt = False
         self._lock = threading.Lock()
         self._spawned: weakref.WeakSet[FunctionCall[Any]] = weakref.WeakSet()
         self.__doc__ = getattr(raw_f, "__doc__", None)
@@ -300,6 +306,8 @@ class Function(Generic[P, R, LocalR]):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_prepared"] = None
+        if not self._rebuilt:  # a live function compiles again where it is used
+            state["_compiled"] = None
         state["_lock"] = None
         state["_spawned"] = None
         return state
@@ -385,42 +393,78 @@ class Function(Generic[P, R, LocalR]):
             if self._prepared is not None:
                 return self._prepared
             ctx = self._run_context()
-            if context.is_local() and not ctx.running:
-                raise ExecutionError(
-                    f"Function {self._tag!r} has not been hydrated: its app is not running. Call it"
-                    " inside `with app.run():`, or run the file with `modal run`."
-                )
+            self._check_running(ctx, "has not been hydrated")
             backend = get_backend()
             backend.connect(ctx.environment)
-            spec, invocation = self._options.build(
-                self._tag, self._raw_f, self._function_ref(), ctx, served=self._served
-            )
-            self._spec = spec
-            self._prepared = self._make_prepared(backend, spec, invocation, ctx)
+            self._prepared = self._make_prepared(backend, ctx)
             if ctx.tasks is not None:
                 ctx.tasks.add_prepared(self)
             return self._prepared
 
+    def _check_running(self, ctx: RunContext, what: str) -> None:
+        if context.is_local() and not ctx.running:
+            raise ExecutionError(
+                f"Function {self._tag!r} {what}: its app is not running. Call it inside"
+                " `with app.run():`, or run the file with `modal run`."
+            )
+
     def _run_context(self) -> RunContext:
-        """The run this function belongs to: its app's, or (no app) the worker's."""
+        """The run this function belongs to: its app's, the record's it was rebuilt from, or
+        (no app) the worker's."""
+        if self._rebuilt and self._compiled is not None:
+            return self._compiled.app.run_context()
         return self._app.run_context() if self._app is not None else worker_context()
 
-    def _make_prepared(
-        self, backend: Any, spec: FunctionSpec, invocation: Invocation, ctx: RunContext
-    ) -> Any:
-        if not self._options.needs_container():
-            return backend.prepare(spec, invocation)
+    def _make_prepared(self, backend: Any, ctx: RunContext) -> Any:
+        record = self._compile(ctx)
+        self._spec = record.spec
+        if record.pool is None:
+            assert record.invocation is not None
+            return backend.prepare(record.spec, record.invocation)
         # Container semantics (concurrency, batching, a warm floor): a Serve pool of one function.
-        service, container = self._options.build_container(
-            name=naming.pool_name(ctx.environment, ctx.app_id, self._tag, {}, ""),
-            tag=self._tag,
-            target=self._function_ref(),
-            is_class=False,
-            params={},
-            ctx=ctx,
-            batched_method="__call__" if self._options.batch_max_size else None,
+        pool = record.pool
+        return backend.prepare_service(pool.service, pool.container).method("__call__")
+
+    # -- records (see `records`) ---------------------------------------------------------------
+
+    def _compile(self, ctx: RunContext) -> FunctionRecord:
+        """This run's record, compiled once per run (the image is packed here); a rebuilt
+        function's own record."""
+        record = self._compiled
+        if record is not None and (self._rebuilt or record.app == AppIdentity.of(ctx)):
+            return record
+        if isinstance(self._raw_f, NoLocalCode):
+            raise InvalidError(
+                f"Function {self._tag!r} comes from a function rebuilt from a record, whose"
+                " options cannot change without its code (`with_options`, `with_concurrency`,"
+                " `with_batching`). Call the rebuilt function itself."
+            )
+        record = self._options.compile_function(self._tag, self._function_ref(), ctx)
+        self._compiled = record
+        return record
+
+    def _record(self) -> FunctionRecord:
+        """The record of this function in its running app: what another process needs to call
+        it without importing the user's module (`Function._from_record`)."""
+        with self._lock:
+            ctx = self._run_context()
+            self._check_running(ctx, "has no record")
+            return self._compile(ctx)
+
+    @staticmethod
+    def _from_record(record: FunctionRecord) -> Function[..., Any]:
+        """A Function calling what `record` describes, in any process connected to the record's
+        cluster. It has no local code: `.local()` raises `ExecutionError`."""
+        from .function_options import FunctionOptions
+
+        options = FunctionOptions.of_compiled(record.spec, record.pool)
+        f: Function[..., Any] = Function(
+            NoLocalCode(f"Function {record.tag!r}"), options, None, record.tag
         )
-        return backend.prepare_service(service, container).method("__call__")
+        f._compiled = record
+        f._rebuilt = True
+        f.__doc__ = None
+        return f
 
     def _register_call(self, call_id: str, pending: Any) -> None:
         """Let other processes find this spawned call by id (`FunctionCall.from_id`)."""
@@ -433,8 +477,10 @@ class Function(Generic[P, R, LocalR]):
             )
 
     def _forget(self) -> None:
-        """Called when the app stops: the next run prepares again."""
+        """Called when the app stops: the next run prepares (and compiles) again."""
         self._prepared = None
+        if not self._rebuilt:
+            self._compiled = None
 
     # -- single calls --------------------------------------------------------------------
 

@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from modal_ray.exception import InvalidError
 
-from . import config
+from . import config, naming
 from .mapping import container_slots
+from .records import (
+    AppIdentity,
+    ClassRecord,
+    FunctionRecord,
+    MethodSpec,
+    ParameterSpec,
+    PoolSpec,
+)
 from .resources import container_resources, parse_resources
 from .runtime.container import ContainerSpec
 from .runtime.worker import Invocation
@@ -260,7 +268,23 @@ class FunctionOptions:
     ) -> tuple[ServiceSpec, ContainerSpec]:
         """The Serve pool and the per-replica container for a class parameter set or function."""
         self.check_supported(tag)
-        image, runtime_env, env = self._environment(ctx)
+        pool = self._pool(
+            name, tag, target, is_class, params, ctx, batched_method, self._environment(ctx)
+        )
+        return pool.service, pool.container
+
+    def _pool(
+        self,
+        name: str,
+        tag: str,
+        target: Any,
+        is_class: bool,
+        params: Mapping[str, Any],
+        ctx: RunContext,
+        batched_method: str | None,
+        environment: tuple[Any, dict[str, Any], dict[str, str]],
+    ) -> PoolSpec:
+        image, runtime_env, env = environment
         max_inputs = self.max_inputs_concurrent or 1
         # Serve's router backs off (and throughput collapses) when every replica is at
         # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
@@ -310,7 +334,7 @@ class FunctionOptions:
             batch_wait_ms=self.batch_wait_ms or 0,
             batched_method=batched_method,
         )
-        return service, container
+        return PoolSpec(service, container)
 
     def build(
         self,
@@ -320,7 +344,13 @@ class FunctionOptions:
         ctx: RunContext,
         served: bool = False,
     ) -> tuple[FunctionSpec, Invocation]:
+        """The spec and invocation of a task-backed function."""
         self.check_supported(tag)
+        self._warn_pool_options(served)
+        image, runtime_env, env = self._environment(ctx)
+        return self._spec(tag, ctx, runtime_env), self._invocation(tag, target, ctx, image, env)
+
+    def _warn_pool_options(self, served: bool) -> None:
         for name in ("buffer_containers", "scaledown_window"):
             if getattr(self, name) and not (served or self.needs_container()):
                 warn_once(
@@ -329,8 +359,9 @@ class FunctionOptions:
                     " input as a Ray task (add `min_containers=` or `@modal.concurrent` for a"
                     " pool).",
                 )
-        image, runtime_env, env = self._environment(ctx)
-        spec = FunctionSpec(
+
+    def _spec(self, tag: str, ctx: RunContext, runtime_env: Mapping[str, Any]) -> FunctionSpec:
+        return FunctionSpec(
             tag=tag,
             app_name=ctx.app_name,
             is_generator=self.is_generator,
@@ -344,7 +375,11 @@ class FunctionOptions:
             serialized=self.serialized,
             max_calls=self.max_calls,
         )
-        invocation = Invocation(
+
+    def _invocation(
+        self, tag: str, target: Any, ctx: RunContext, image: Any, env: Mapping[str, str]
+    ) -> Invocation:
+        return Invocation(
             tag=tag,
             target=target,
             timeout=self.timeout,
@@ -354,7 +389,91 @@ class FunctionOptions:
             mounts=self.mounts(ctx),
             is_async=self.is_async,
         )
-        return spec, invocation
+
+    # -- records: compiled once per app run (see `records`) --------------------------------------
+
+    def compile_function(self, tag: str, target: Any, ctx: RunContext) -> FunctionRecord:
+        """The record of an `@app.function`: a task, or one container pool when it needs
+        container semantics. The image is packed once, for what the function uses."""
+        self.check_supported(tag)
+        self._warn_pool_options(False)
+        environment = self._environment(ctx)
+        image, runtime_env, env = environment
+        spec = self._spec(tag, ctx, runtime_env)
+        app = AppIdentity(ctx.environment, ctx.app_id, ctx.app_name)
+        if not self.needs_container():
+            invocation = self._invocation(tag, target, ctx, image, env)
+            return FunctionRecord(tag, app, spec, invocation=invocation)
+        name = naming.pool_name(ctx.environment, ctx.app_id, tag, {}, "")
+        batched = "__call__" if self.batch_max_size else None
+        pool = self._pool(name, tag, target, False, {}, ctx, batched, environment)
+        return FunctionRecord(tag, app, spec, pool=pool)
+
+    def compile_class(
+        self,
+        tag: str,
+        target: Any,
+        ctx: RunContext,
+        *,
+        variant: str,
+        methods: tuple[MethodSpec, ...],
+        parameters: tuple[ParameterSpec, ...],
+    ) -> ClassRecord:
+        """The record of an `@app.cls`: one pool template for all its parameter sets, with the
+        batching of its `@modal.batched` method if it has one. The image is packed once."""
+        self.check_supported(tag)
+        batched = next((m for m in methods if m.batch_max_size), None)
+        options = self
+        if batched is not None:
+            options = replace(
+                self, batch_max_size=batched.batch_max_size, batch_wait_ms=batched.batch_wait_ms
+            )
+        environment = options._environment(ctx)
+        pool = options._pool(
+            "",
+            tag,
+            target,
+            True,
+            {},
+            ctx,
+            batched.name if batched is not None else None,
+            environment,
+        )
+        return ClassRecord(
+            tag=tag,
+            app=AppIdentity(ctx.environment, ctx.app_id, ctx.app_name),
+            variant=variant,
+            methods=methods,
+            parameters=parameters,
+            spec=self._spec(tag, ctx, environment[1]),
+            pool=pool,
+        )
+
+    @classmethod
+    def of_compiled(cls, spec: FunctionSpec, pool: PoolSpec | None) -> FunctionOptions:
+        """The options of a compiled function or class, as far as calls, maps and
+        `update_autoscaler` read them (an object rebuilt from a record has no others)."""
+        scaling: dict[str, Any] = {}
+        if pool is not None:
+            scaling = {
+                "min_containers": pool.service.min_replicas or None,
+                "scaledown_window": int(pool.service.scaledown_window),
+                "max_inputs_concurrent": pool.container.max_inputs,
+                "batch_max_size": pool.container.batch_max_size,
+                "batch_wait_ms": pool.container.batch_wait_ms,
+            }
+        return cls(
+            resources=spec.resources,
+            timeout=spec.timeout,
+            retries=spec.retries,
+            max_containers=spec.max_containers,
+            max_calls=spec.max_calls,
+            serialized=spec.serialized,
+            include_source=spec.include_source,
+            is_generator=spec.is_generator,
+            is_async=spec.is_async,
+            **scaling,
+        )
 
 
 _DEPRECATED = {
