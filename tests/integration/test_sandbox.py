@@ -306,3 +306,29 @@ def test_idle_timeout_ends_the_sandbox() -> None:
     sandbox = modal.Sandbox.create(idle_timeout=1, timeout=120)
     with pytest.raises(SandboxTimeoutError):
         sandbox.wait()
+
+
+def test_from_name_and_app_id() -> None:
+    app = modal.App("sandbox-from-name")
+    with app.run():
+        sandbox = modal.Sandbox.create(app=app, name="web", timeout=120)
+        try:
+            found = modal.Sandbox.from_name("sandbox-from-name", "web")
+            assert found.object_id == sandbox.object_id
+            listed = [s.object_id for s in modal.Sandbox.list(app_id=app.app_id)]
+            assert listed == [sandbox.object_id]
+            assert sandbox.get_tags() == {}  # the app's name is not one of the user's tags
+            with pytest.raises(NotFoundError):
+                modal.Sandbox.from_name("sandbox-from-name", "other")
+        finally:
+            sandbox.terminate()
+
+
+def test_stdout_forwarded_to_local_stdout(
+    sb: modal.Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = sb.exec("sh", "-c", "echo forwarded-line", stdout=StreamType.STDOUT)
+    assert p.wait() == 0
+    assert p.stdout._forwarder is not None
+    p.stdout._forwarder.join(timeout=60)
+    assert "forwarded-line\n" in capsys.readouterr().out

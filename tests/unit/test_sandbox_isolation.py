@@ -22,6 +22,7 @@ import pytest
 from modal_ray.exception import (
     ExecutionError,
     InvalidError,
+    SandboxFilesystemError,
     SandboxFilesystemNotFoundError,
     SandboxTerminatedError,
 )
@@ -217,6 +218,25 @@ def test_dotdot_and_absolute_paths_resolve_inside(secret_file: Path) -> None:
             assert await sup.ls("sb-dots", "/tmp") == ["inside.txt"]
             with pytest.raises(InvalidError):
                 await sup.open("sb-dots", "bad\x00path", "r")
+        finally:
+            await sup.shutdown()
+
+    run(scenario())
+
+
+def test_special_files_are_refused() -> None:
+    """A FIFO or device planted by the sandbox's code cannot hang or misuse file operations."""
+
+    async def scenario() -> None:
+        sup = Supervisor()
+        await sup.create("sb-fifo", timeout=60)
+        try:
+            await _output(sup, "sb-fifo", ["mkfifo", "/tmp/fifo"])
+            for path in ("/tmp/fifo", "/dev/zero"):
+                with pytest.raises(SandboxFilesystemError, match="not a regular file"):
+                    await sup.open("sb-fifo", path, "rb")
+            handle = await sup.open("sb-fifo", "/tmp/regular", "w")
+            await sup.fclose("sb-fifo", handle)
         finally:
             await sup.shutdown()
 

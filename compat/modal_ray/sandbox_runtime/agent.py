@@ -217,11 +217,16 @@ class Agent:
         if not isinstance(path, str) or "\x00" in path or not path:
             raise ValueError("a path must be a non-empty string without NUL characters")
         if op == "open":
-            flags = int(message["flags"]) | os.O_CLOEXEC
+            # Non-blocking open: a FIFO planted at `path` must not hang the agent.
+            flags = int(message["flags"]) | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
             fd = os.open(path, flags, 0o644)
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
                 os.close(fd)
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                if stat.S_ISDIR(mode):
+                    raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+                raise ValueError(f"{path!r} is not a regular file")
+            os.set_blocking(fd, True)
             return {"_fds": [fd]}
         if op == "ls":
             return {"entries": sorted(os.listdir(path))}

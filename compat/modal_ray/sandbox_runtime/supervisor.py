@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Callable
@@ -317,11 +318,17 @@ class Supervisor:
 
     async def _connect_inside(self, box: _Sandbox, port: int) -> socket.socket:
         reply, fds = await self._request(box, {"op": "connect", "port": port})
-        if reply.get("ok") is not True or len(fds) != 1:
+        if (
+            reply.get("ok") is not True
+            or len(fds) != 1
+            or not stat.S_ISSOCK(os.fstat(fds[0]).st_mode)
+        ):
             for fd in fds:
                 os.close(fd)
             raise ConnectionRefusedError(str(reply.get("message", "refused")))
-        return socket.socket(fileno=fds[0])
+        sock = socket.socket(fileno=fds[0])
+        sock.setblocking(False)
+        return sock
 
     async def _startup_error(self, box: _Sandbox) -> str:
         if box.proc is None or box.proc.stderr is None:
@@ -746,10 +753,14 @@ class Supervisor:
         _, fds = await self._file_request(
             box, {"op": "open", "path": check_path(path), "flags": flags}
         )
-        if len(fds) != 1:
+        # The agent shares the sandbox with untrusted code: accept only a regular file, so that
+        # nothing it hands over (a FIFO, a socket, a device) can block or misuse this loop.
+        if len(fds) != 1 or not stat.S_ISREG(os.fstat(fds[0]).st_mode):
             for fd in fds:
                 os.close(fd)
-            raise exception.SandboxFilesystemError(f"open {path!r}: the sandbox sent no file.")
+            raise exception.SandboxFilesystemError(
+                f"open {path!r}: not a regular file (only regular files can be opened)."
+            )
         os.set_inheritable(fds[0], False)
         handle = next(self._ids)
         box.files[handle] = _File(fds[0], readable, writable)
@@ -779,15 +790,7 @@ class Supervisor:
                 f"Reading {n} bytes at once is over the {READ_LIMIT}-byte limit."
             )
         limit = READ_LIMIT if n is None or n < 0 else n
-        parts: builtins.list[bytes] = []
-        got = 0
-        while got < limit:
-            chunk = os.read(f.fd, min(1 << 20, limit - got))
-            if not chunk:
-                break
-            parts.append(chunk)
-            got += len(chunk)
-        return b"".join(parts)
+        return await asyncio.get_running_loop().run_in_executor(None, _read_upto, f.fd, limit)
 
     async def freadline(self, sid: str, handle: int) -> bytes:
         f = self._file(sid, handle)
@@ -814,9 +817,7 @@ class Supervisor:
             raise exception.SandboxFilesystemFileTooLargeError(
                 f"Writing {len(data)} bytes at once is over the {WRITE_LIMIT}-byte limit."
             )
-        view = memoryview(data)
-        while view:
-            view = view[os.write(f.fd, view) :]
+        await asyncio.get_running_loop().run_in_executor(None, _write_all, f.fd, data)
 
     async def fseek(self, sid: str, handle: int, offset: int, whence: int = 0) -> int:
         return os.lseek(self._file(sid, handle).fd, offset, whence)
@@ -859,6 +860,24 @@ class Supervisor:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
         self._sandboxes.clear()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _read_upto(fd: int, limit: int) -> bytes:
+    parts: list[bytes] = []
+    got = 0
+    while got < limit:
+        chunk = os.read(fd, min(1 << 20, limit - got))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _remove_tree(path: Path) -> None:
