@@ -693,16 +693,34 @@ class _Janitor:
     """
 
     def __init__(self) -> None:
-        self._watched: dict[str, str] = {}  # name prefix -> driver job id (hex)
+        # name prefix -> the driver jobs (hex ids) using the run's pools: the run's own driver,
+        # and any other process that attached to them (e.g. one rebuilt from a record).
+        self._watched: dict[str, set[str]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def watch(self, prefix: str, job_id: str) -> None:
-        self._watched[prefix] = job_id
+        self._watched.setdefault(prefix, set()).add(job_id)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def unwatch(self, prefix: str) -> None:
         self._watched.pop(prefix, None)
+
+    async def watching(self, prefix: str) -> list[str]:
+        return sorted(self._watched.get(prefix, ()))
+
+    async def sweep(self) -> list[str]:
+        """One round: delete the pools of every run whose watching drivers are all dead; the
+        prefixes deleted. A driver that exits while another still uses the pools leaves them."""
+        jobs = ray._private.state.jobs()  # type: ignore[no-untyped-call]
+        dead = {j["JobID"] for j in jobs if j.get("IsDead")}
+        swept = []
+        for prefix, watchers in list(self._watched.items()):
+            if watchers <= dead:
+                self._watched.pop(prefix, None)
+                await asyncio.get_running_loop().run_in_executor(None, stop_services, prefix)
+                swept.append(prefix)
+        return swept
 
     async def _loop(self) -> None:
         while True:
@@ -710,14 +728,7 @@ class _Janitor:
             if not self._watched:
                 continue
             try:
-                jobs = ray._private.state.jobs()  # type: ignore[no-untyped-call]
-                dead = {j["JobID"] for j in jobs if j.get("IsDead")}
-                for prefix, job in list(self._watched.items()):
-                    if job in dead:
-                        self._watched.pop(prefix, None)
-                        await asyncio.get_running_loop().run_in_executor(
-                            None, stop_services, prefix
-                        )
+                await self.sweep()
             except Exception:
                 logging.getLogger(__name__).exception("modal-ray janitor round failed")
 

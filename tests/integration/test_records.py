@@ -9,6 +9,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,6 +129,26 @@ def test_records_rebuild_in_a_process_without_the_users_module(tmp_path: Path) -
         assert f"NAMESPACE {ray.get_runtime_context().namespace}" in result.stdout
         assert "rebuilt from a record" in result.stdout  # `.local()`'s message
         assert "Greeter.greeting expects str, got int" in result.stdout
+
+        # The subprocess attached to this run's pools and exited. Its driver is dead, this one
+        # is not: the janitor must keep the run's pools (it used to remember only the last
+        # driver that attached, and deleted the live run's pools once that one exited).
+        from modal_ray import naming
+        from modal_ray.backends.ray.serve import JANITOR_NAME, JANITOR_NAMESPACE
+
+        janitor = ray.get_actor(JANITOR_NAME, namespace=JANITOR_NAMESPACE)
+        prefix = naming.run_prefix(app.run_context().environment, app.app_id)
+        watchers = ray.get(janitor.watching.remote(prefix))
+        mine = ray.get_runtime_context().get_job_id()
+        assert mine in watchers, watchers
+        assert len(watchers) == 2, watchers
+        (theirs,) = set(watchers) - {mine}
+        deadline = time.monotonic() + 60
+        while not any(j["JobID"] == theirs and j.get("IsDead") for j in ray._private.state.jobs()):
+            assert time.monotonic() < deadline, "the subprocess's job never ended"
+            time.sleep(0.2)
+        assert prefix not in ray.get(janitor.sweep.remote())
+        assert Greeter(greeting="hi", times=2).greet.remote("bo") == "hi, bo hi, bo"
 
 
 def test_method_calls_prepare_the_class_once(monkeypatch: pytest.MonkeyPatch) -> None:
