@@ -110,6 +110,17 @@ def _resources(cpu: Any, memory: Any, gpu: Any) -> dict[str, float] | None:
     return bundle or None
 
 
+def _limit(value: Any, what: str) -> Any:
+    """The hard limit of a `(request, limit)` tuple (`cpu=` cores, `memory=` MiB), else None."""
+    if not isinstance(value, tuple):
+        return None
+    if len(value) != 2 or not all(isinstance(v, (int, float)) and v > 0 for v in value):
+        raise InvalidError(f"`{what}=` takes a number or a (request, limit) tuple, not {value!r}.")
+    if value[1] < value[0]:
+        raise InvalidError(f"`{what}=` limit {value[1]} is below the request {value[0]}.")
+    return value[1]
+
+
 def _positive(value: Any, what: str) -> float | None:
     if value is None:
         return None
@@ -286,6 +297,7 @@ class Sandbox:
         else:
             environment = config.environment_name(environment_name)
             app_id = app_name = None
+        memory_limit = _limit(memory, "memory")
         timeout_s = _positive(timeout, "timeout")
         idle_s = _positive(idle_timeout, "idle_timeout")
         image_env, image_workdir, files = (
@@ -304,6 +316,8 @@ class Sandbox:
             "tags": dict(tags or {}),
             "files": files,
             "ports": [int(p) for p in ports],
+            "memory_limit": None if memory_limit is None else int(memory_limit * 2**20),
+            "cpu_limit": _limit(cpu, "cpu"),
             "raw_ports": [int(p) for p in unencrypted_ports],
         }
         if tags and any(not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()):

@@ -332,3 +332,13 @@ def test_stdout_forwarded_to_local_stdout(
     assert p.stdout._forwarder is not None
     p.stdout._forwarder.join(timeout=60)
     assert "forwarded-line\n" in capsys.readouterr().out
+
+
+def test_file_size_limits(sb: modal.Sandbox) -> None:
+    from modal.exception import SandboxFilesystemFileTooLargeError
+
+    assert sb.exec("truncate", "-s", "101M", "/tmp/big").wait() == 0  # sparse: cheap
+    with sb.open("/tmp/big", "rb") as f:
+        with pytest.raises(SandboxFilesystemFileTooLargeError, match="limit"):
+            f.read()
+        assert len(f.read(1024)) == 1024  # reading it in parts works

@@ -44,6 +44,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 
 from . import agent as agent_module
 from . import isolation
+from .limits import Limits, make_limits
 from .relay import Relay
 
 STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
@@ -171,6 +172,7 @@ class _Sandbox:
     on_finish: Callable[[], None] | None = None
     relays: dict[int, Relay] = field(default_factory=dict)
     raw_ports: set[int] = field(default_factory=set)
+    limits: Limits = field(default_factory=Limits)
 
 
 class Supervisor:
@@ -206,6 +208,8 @@ class Supervisor:
         ports: list[int] | None = None,
         raw_ports: list[int] | None = None,
         tunnel_host: str | None = None,
+        memory_limit: int | None = None,
+        cpu_limit: float | None = None,
         on_finish: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Start a sandbox; returns its description (see `describe`)."""
@@ -217,6 +221,7 @@ class Supervisor:
             )
         workdir = workdir or "/"
         _sandbox_relpath(workdir)
+        cgroups = make_limits(sid, memory_limit=memory_limit, cpu_limit=cpu_limit)
         directory = Path(tempfile.mkdtemp(prefix=f"{sid}-", dir=self._base))
         root = directory / "root"
         for sub in ("tmp", "root", "etc", "var/tmp", "home", _sandbox_relpath(workdir)):
@@ -239,6 +244,7 @@ class Supervisor:
             directory=directory,
             isolated=bwrap is not None,
             on_finish=on_finish,
+            limits=cgroups,
         )
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # With an entrypoint, it is the sandbox's main command (bubblewrap's child, started at
@@ -264,6 +270,7 @@ class Supervisor:
                 argv = isolation.unisolated_argv(self._agent, child.fileno(), entrypoint)
                 cwd = str(root / _sandbox_relpath(workdir))
             box.proc = await asyncio.create_subprocess_exec(
+                *cgroups.join_command(),
                 *argv,
                 stdin=stdio[0] if stdio else asyncio.subprocess.DEVNULL,
                 stdout=stdio[1] if stdio else asyncio.subprocess.DEVNULL,
@@ -278,6 +285,7 @@ class Supervisor:
             if entry is not None:
                 entry.close()
             shutil.rmtree(directory, ignore_errors=True)
+            cgroups.remove()
             raise
         finally:
             child.close()
@@ -405,6 +413,7 @@ class Supervisor:
         for relay in box.relays.values():
             await relay.close()
         await loop.run_in_executor(None, _remove_tree, box.directory)
+        box.limits.remove()
         if box.on_finish is not None:
             with contextlib.suppress(Exception):
                 box.on_finish()
