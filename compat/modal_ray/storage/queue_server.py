@@ -327,12 +327,12 @@ class QueueServer(StoreServer):
 
         def apply(db: sqlite3.Connection) -> list[bytes] | None:
             t = now()
-            _, result, again, n = self._lookup(db, rid, partition, t)
+            _, result, again, live = self._lookup(db, rid, partition, t)
             if again is not None:
                 return _values(_taken_pieces(*again))
             if result == RELEASED:
                 return []
-            if n is None:
+            if live is None:
                 return None
             pieces: list[tuple[int, int, bytes]] = []  # (pos, n, packed values) taken
             whole = None  # pos of the last chunk taken whole
@@ -342,15 +342,15 @@ class QueueServer(StoreServer):
                 "SELECT pos, n, data FROM chunks WHERE partition = ? ORDER BY pos LIMIT ?",
                 (partition, n_values),
             )
-            for pos, n, data in cursor:
-                if n <= want:
-                    pieces.append((pos, n, data))
+            for pos, count, data in cursor:
+                if count <= want:
+                    pieces.append((pos, count, data))
                     whole = pos
-                    want -= n
+                    want -= count
                 else:
-                    head, tail = _split(data, n, want)
+                    head, tail = _split(data, count, want)
                     pieces.append((pos, want, head))
-                    rest = (pos, pos + want, n - want, tail)
+                    rest = (pos, pos + want, count - want, tail)
                     want = 0
                 if want == 0:
                     break
@@ -375,7 +375,7 @@ class QueueServer(StoreServer):
                 (
                     rid,
                     partition,
-                    _pack_segments([(pos, n) for pos, n, _ in pieces]),
+                    _pack_segments([(pos, count) for pos, count, _ in pieces]),
                     pack([blob for _, _, blob in pieces]),
                     t,
                 ),
