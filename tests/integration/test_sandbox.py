@@ -342,3 +342,27 @@ def test_file_size_limits(sb: modal.Sandbox) -> None:
         with pytest.raises(SandboxFilesystemFileTooLargeError, match="limit"):
             f.read()
         assert len(f.read(1024)) == 1024  # reading it in parts works
+
+
+def test_resources_are_reserved_while_it_lives() -> None:
+    import ray
+
+    def groups(state: str) -> set[str]:
+        return {
+            pg_id
+            for pg_id, info in ray.util.placement_group_table().items()
+            if info["state"] == state
+            and info["bundles"].get(0, {}).get("CPU") == 1.5
+            and info["bundles"][0].get("memory") == 64 * 2**20
+        }
+
+    before = groups("CREATED")
+    sandbox = modal.Sandbox.create(cpu=1.5, memory=64, timeout=120)
+    try:
+        reserving = groups("CREATED") - before
+        assert len(reserving) == 1  # one bundle holds the sandbox's CPU and memory
+        assert sandbox.exec("true").wait() == 0
+    finally:
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+    assert reserving <= groups("REMOVED")  # released with the sandbox

@@ -165,7 +165,8 @@ class _Sandbox:
     )
     returncode: int | None = None
     status: str = "running"  # running | exited | timeout | terminated
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # ending has begun
+    cleaned: asyncio.Event = field(default_factory=asyncio.Event)  # ...and is complete
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
     last_active: float = field(default_factory=time.monotonic)
     finished_at: float | None = None
@@ -417,6 +418,7 @@ class Supervisor:
         if box.on_finish is not None:
             with contextlib.suppress(Exception):
                 box.on_finish()
+        box.cleaned.set()
         self._forget_old()
 
     def _forget_old(self) -> None:
@@ -681,9 +683,10 @@ class Supervisor:
     async def wait(self, sid: str, timeout: float | None = None) -> tuple[int | None, str]:
         """(return code, status) once finished, or (None, "running") after `timeout`."""
         box = self._box(sid)
+        # Answer once the sandbox is gone for good: its processes, files and reservations.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(box.done.wait(), timeout)
-        return (box.returncode, box.status) if box.done.is_set() else (None, "running")
+            await asyncio.wait_for(box.cleaned.wait(), timeout)
+        return (box.returncode, box.status) if box.cleaned.is_set() else (None, "running")
 
     async def terminate(self, sid: str) -> None:
         box = self._box(sid)
