@@ -12,6 +12,7 @@ placement hints (`region`, `cloud`, `runtime`) warn once, and what cannot be hon
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -243,9 +244,7 @@ class Sandbox:
             if not isinstance(arg, str):
                 raise InvalidError(f"Sandbox entrypoint arguments must be strings, not {arg!r}.")
         if network_file_systems:
-            raise _unsupported("network_file_systems=...", "use `volumes=` later, or files.")
-        if volumes:
-            raise _unsupported("volumes=...", "copy files in with `Sandbox.open` for now.")
+            raise _unsupported("network_file_systems=...", "mount a `modal.Volume` instead.")
         ports = [*encrypted_ports, *h2_ports]
         if ports or unencrypted_ports:
             warn_once("tunnel-plain", PLAIN_WARNING)
@@ -324,6 +323,13 @@ class Sandbox:
             raise InvalidError("Sandbox tags must map str to str.")
         kwargs["tags"] = {**kwargs["tags"], **({"modal.app_name": app_name} if app_name else {})}
         backend = await connect(environment)
+        if volumes:
+            from modal_ray.volumes import prepare_mounts
+
+            mount_set = await asyncio.get_running_loop().run_in_executor(
+                None, prepare_mounts, volumes, {}, environment
+            )
+            kwargs["mounts"] = tuple(mount_set.mounts) if mount_set is not None else ()
         info = await backend.sandbox_create(environment, kwargs, _resources(cpu, memory, gpu))
         if not info.get("isolated", True):
             warn_once(
@@ -570,7 +576,8 @@ class Sandbox:
 
     @dual
     async def reload_volumes(self, *, timeout: int = 55) -> None:
-        raise UnimplementedError("Sandbox volumes are not supported by this version yet.")
+        """Bring the sandbox's volumes to their latest committed versions."""
+        await self._live().call("reload_volumes")
 
     @dual
     async def snapshot_filesystem(self, timeout: int = 55, *, ttl: int = 2592000) -> Any:

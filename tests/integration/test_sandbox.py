@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -366,3 +367,20 @@ def test_resources_are_reserved_while_it_lives() -> None:
         sandbox.terminate()
         sandbox.wait(raise_on_termination=False)
     assert reserving <= groups("REMOVED")  # released with the sandbox
+
+
+def test_volume_mounted_and_committed_at_the_end() -> None:
+    name = "sandbox-test-volume"
+    vol = modal.Volume.from_name(name, create_if_missing=True)
+    try:
+        with vol.batch_upload() as batch:
+            batch.put_file(io.BytesIO(b"from the client"), "/input.txt")
+        sandbox = modal.Sandbox.create(volumes={"/data": vol}, timeout=120)
+        p = sandbox.exec("sh", "-c", "cat /data/input.txt; echo made-inside > /data/output.txt")
+        assert p.stdout.read() == "from the client"
+        assert p.wait() == 0
+        sandbox.terminate()
+        sandbox.wait(raise_on_termination=False)
+        assert b"".join(vol.read_file("output.txt")) == b"made-inside\n"
+    finally:
+        modal.Volume.objects.delete(name)

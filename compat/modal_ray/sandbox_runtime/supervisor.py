@@ -45,6 +45,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 from . import agent as agent_module
 from . import isolation
 from .limits import Limits, make_limits
+from .mounts import commit_volumes, volume_copies
 from .relay import Relay
 
 STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
@@ -174,6 +175,7 @@ class _Sandbox:
     relays: dict[int, Relay] = field(default_factory=dict)
     raw_ports: set[int] = field(default_factory=set)
     limits: Limits = field(default_factory=Limits)
+    volumes: list[Any] = field(default_factory=list)  # working copies, bound at their paths
 
 
 class Supervisor:
@@ -211,6 +213,7 @@ class Supervisor:
         tunnel_host: str | None = None,
         memory_limit: int | None = None,
         cpu_limit: float | None = None,
+        mounts: tuple[Any, ...] = (),
         on_finish: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """Start a sandbox; returns its description (see `describe`)."""
@@ -228,6 +231,14 @@ class Supervisor:
         for sub in ("tmp", "root", "etc", "var/tmp", "home", _sandbox_relpath(workdir)):
             (root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(root / "tmp", 0o1777)
+        try:
+            copies = await asyncio.get_running_loop().run_in_executor(
+                None, volume_copies, mounts, directory / "volumes"
+            )
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            cgroups.remove()
+            raise
         for path, data, mode in files or ():
             target = root / _sandbox_relpath(path)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -246,6 +257,7 @@ class Supervisor:
             isolated=bwrap is not None,
             on_finish=on_finish,
             limits=cgroups,
+            volumes=copies,
         )
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # With an entrypoint, it is the sandbox's main command (bubblewrap's child, started at
@@ -264,6 +276,7 @@ class Supervisor:
                     workdir=workdir,
                     block_network=block_network,
                     agent=self._agent,
+                    binds=tuple((wc.dir, wc.spec.path, wc.spec.read_only) for wc in copies),
                 )
                 argv = isolation.bwrap_argv(bwrap, layout, child.fileno(), entrypoint)
                 cwd = str(directory)
@@ -413,6 +426,8 @@ class Supervisor:
         box.files.clear()
         for relay in box.relays.values():
             await relay.close()
+        # What the sandbox wrote into its volumes is committed, as a container's is at stop.
+        await loop.run_in_executor(None, commit_volumes, box.volumes)
         await loop.run_in_executor(None, _remove_tree, box.directory)
         box.limits.remove()
         if box.on_finish is not None:
@@ -860,6 +875,13 @@ class Supervisor:
     async def rm(self, sid: str, path: str, recursive: bool = False) -> None:
         await self._file_request(
             self._running(sid), {"op": "rm", "path": check_path(path), "recursive": recursive}
+        )
+
+    async def reload_volumes(self, sid: str) -> None:
+        """Bring the sandbox's volumes to their latest committed versions."""
+        box = self._running(sid)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: [wc.reload() for wc in box.volumes]
         )
 
     async def shutdown(self) -> None:
