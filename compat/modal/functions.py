@@ -2,7 +2,8 @@
 
 from typing import Any
 
-from modal_ray.function import Function, FunctionCall
+from modal_ray.function import Function
+from modal_ray.function_call import FunctionCall
 from modal_ray.warn import deprecation
 
 

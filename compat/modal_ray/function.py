@@ -1,4 +1,5 @@
-"""`modal.Function` and `modal.FunctionCall` on top of the backend seam.
+"""`modal.Function` on top of the backend seam (`FunctionCall` is in `function_call`, the map
+front end in `map_frontend`).
 
 A Function is created by `@app.function` and becomes callable once its app runs (or, inside a
 worker, on first use). Preparing it compiles its record once per run (`records`: the image,
@@ -11,7 +12,7 @@ Calls:
 - `.remote` blocks for one result. Without a retry policy it takes a fast path that never touches
   the private event loop (the round trip is then the engine's own); with one it runs the async
   retry loop.
-- `.map` / `.starmap` / `.for_each` / `.spawn_map` run `MapEngine`.
+- `.map` / `.starmap` / `.for_each` / `.spawn_map` go through `map_frontend` to `MapEngine`.
 - `.spawn` returns a `FunctionCall` whose result is an asyncio task on the private loop.
 - `.remote_gen` streams a generator's items as the worker yields them.
 """
@@ -19,7 +20,6 @@ Calls:
 from __future__ import annotations
 
 import asyncio
-import operator
 import sys
 import threading
 import weakref
@@ -29,27 +29,19 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import ParamSpec, TypeVar
 
 from modal_ray.backends import get_backend
-from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
+from modal_ray.exception import ExecutionError, InvalidError, NotFoundError
 
-from . import config, context, naming, output
-from .errors import RemoteFailure, UserCodeException, is_failure
+from . import context, naming
+from .errors import RemoteFailure, is_failure
+from .function_call import FunctionCall
 from .ids import new_id
-from .mapping import Failed, MapEngine, container_slots
+from .map_frontend import Mapper, map_async, map_inputs
 from .records import AppIdentity, FunctionRecord, NoLocalCode
 from .run_context import worker_context
 from .runtime.worker import FunctionRef
 from .specs import FunctionSpec
-from .synchronizer import (
-    check_blocking_call,
-    dual,
-    dual_static,
-    iter_async,
-    iter_sync,
-    run_async,
-    run_sync,
-    sync_and_aio,
-)
-from .warn import deprecation, warn_once
+from .synchronizer import check_blocking_call, dual, run_async, run_sync, sync_and_aio
+from .warn import warn_once
 
 if TYPE_CHECKING:
     from .app import App
@@ -63,198 +55,6 @@ R = TypeVar("R")
 LocalR = TypeVar("LocalR", default=R)
 T = TypeVar("T")
 
-# A container pool without `max_containers` may grow to this many containers (Serve's bound in
-# `FunctionOptions.build_container`).
-DEFAULT_MAX_CONTAINERS = 100
-
-
-class FunctionCall(Generic[R]):
-    """A handle on a spawned call: poll or wait for its result, or cancel it."""
-
-    __module__ = "modal.functions"
-
-    _registry: weakref.WeakValueDictionary[str, FunctionCall[Any]] = weakref.WeakValueDictionary()
-
-    def __init__(
-        self, object_id: str, task: asyncio.Task[R], function: Function[..., R, Any] | None
-    ) -> None:
-        self._object_id = object_id
-        self._task = task
-        self._function = function
-        self._pending: list[Any] = []
-        FunctionCall._registry[object_id] = self
-
-    def __repr__(self) -> str:
-        return f"FunctionCall({self._object_id!r})"
-
-    @property
-    def object_id(self) -> str:
-        return self._object_id
-
-    @property
-    def client(self) -> None:
-        return None
-
-    async def _wait(self, timeout: float | None) -> R:
-        if timeout is None:
-            return await asyncio.shield(self._task)
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._task), timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutError(
-                f"{self._object_id} has no result yet (waited {timeout:g}s)"
-            ) from None
-
-    @dual
-    async def get(self, timeout: float | None = None, *, index: int = 0) -> R:
-        """Wait for the result; builtin `TimeoutError` if it is not ready within `timeout`
-        seconds."""
-        if index != 0:
-            raise InvalidError("`FunctionCall.get(index=...)` only applies to `spawn_map` calls.")
-        return await self._wait(timeout)
-
-    @dual
-    async def iter(self, *, start: int = 0, end: int | None = None) -> AsyncIterator[R]:
-        yield await self._wait(None)
-
-    @dual
-    async def num_inputs(self) -> int:
-        return 1
-
-    @dual
-    async def cancel(self, terminate_containers: bool = False) -> None:
-        """Stop the call. `terminate_containers=True` also kills the worker running it."""
-        for pending in self._pending:
-            pending.cancel(force=terminate_containers)
-        self._task.cancel()
-
-    def _owned_task(self) -> asyncio.Task[R]:
-        """`RunTasks`: the task its app run waits for or cancels when it stops."""
-        return self._task
-
-    async def _cancel_owned(self) -> None:
-        await self.cancel.aio()
-
-    @dual
-    async def get_call_graph(self) -> list[Any]:
-        from modal_ray.call_graph import InputInfo, InputStatus
-
-        status = InputStatus.PENDING
-        if self._task.done():
-            status = (
-                InputStatus.TERMINATED
-                if self._task.cancelled()
-                else InputStatus.FAILURE
-                if self._task.exception() is not None
-                else InputStatus.SUCCESS
-            )
-        name = self._function._tag if self._function else ""
-        module = getattr(self._function._raw_f, "__module__", "") if self._function else ""
-        return [
-            InputInfo(f"in-{self._object_id[3:]}-0", self._object_id, "", status, name, module, [])
-        ]
-
-    @dual
-    async def get_dashboard_url(self) -> str:
-        return ""
-
-    @dual
-    async def hydrate(self, client: Any = None) -> FunctionCall[R]:
-        return self
-
-    @property
-    def logs(self) -> Any:
-        raise NotImplementedError(
-            "`FunctionCall.logs` is not available on Ray; use the Ray dashboard."
-        )
-
-    @staticmethod
-    def _lookup(function_call_id: str) -> FunctionCall[Any]:
-        call = FunctionCall._registry.get(function_call_id)
-        if call is None:
-            raise NotFoundError(
-                f"No FunctionCall {function_call_id!r} in this process. Calls can be looked up"
-                " by id only in the process that spawned them in this version of modal-ray."
-            )
-        return call
-
-    @dual_static
-    async def from_id(function_call_id: str, client: Any = None) -> FunctionCall[Any]:
-        """Rebuild a handle from `FunctionCall.object_id`, in this or another process."""
-        call = FunctionCall._registry.get(function_call_id)
-        if call is not None:
-            return call
-        backend = get_backend()
-        environment = config.environment_name()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, backend.connect, environment)
-        pending = await loop.run_in_executor(
-            None, backend.lookup_call, environment, function_call_id
-        )
-        if pending is None:
-            raise NotFoundError(
-                f"No FunctionCall {function_call_id!r} in environment {environment!r}: unknown id,"
-                " older than 7 days, or spawned on another cluster."
-            )
-
-        async def _result() -> Any:
-            try:
-                value = await pending.result_async()
-            except ExecutionError as exc:
-                raise OutputExpiredError(
-                    f"The result of {function_call_id} is no longer available: {exc}"
-                ) from None
-            if is_failure(value):
-                raise value.to_exception("")
-            return value
-
-        return FunctionCall(function_call_id, loop.create_task(_result()), None)
-
-    @dual_static
-    async def gather(*function_calls: FunctionCall[T]) -> Sequence[T]:
-        """Wait for every call; raise the first failure (cancelling the rest)."""
-        try:
-            return list(await asyncio.gather(*(asyncio.shield(fc._task) for fc in function_calls)))
-        except BaseException:
-            for fc in function_calls:
-                fc._task.cancel()
-            raise
-
-
-async def _zip_async(
-    iterables: tuple[Any, ...], loop: asyncio.AbstractEventLoop | None
-) -> AsyncIterator[tuple[Any, ...]]:
-    """Zip sync and async iterables; async ones are advanced on the loop that owns them."""
-    iters: list[Any] = [
-        it.__aiter__() if hasattr(it, "__aiter__") else iter(it) for it in iterables
-    ]
-    while True:
-        args = []
-        for it in iters:
-            if hasattr(it, "__anext__"):
-                try:
-                    if loop is not None and loop is not asyncio.get_running_loop():
-                        fut = asyncio.run_coroutine_threadsafe(it.__anext__(), loop)
-                        value = await asyncio.wrap_future(fut)
-                    else:
-                        value = await it.__anext__()
-                except StopAsyncIteration:
-                    return
-            else:
-                try:
-                    value = next(it)
-                except StopIteration:
-                    return
-            args.append(value)
-        yield tuple(args)
-
-
-async def _star_async(
-    iterable: Any, loop: asyncio.AbstractEventLoop | None
-) -> AsyncIterator[tuple[Any, ...]]:
-    async for (args,) in _zip_async((iterable,), loop):
-        yield tuple(args)
-
 
 def _service_changes(changes: dict[str, Any]) -> dict[str, Any]:
     """Modal's autoscaler names -> `ServiceSpec` fields."""
@@ -263,14 +63,6 @@ def _service_changes(changes: dict[str, Any]) -> dict[str, Any]:
     if "scaledown_window" in changes:
         out["scaledown_window"] = float(changes["scaledown_window"])
     return out
-
-
-def _length_hint(iterables: tuple[Any, ...]) -> int | None:
-    hints = [
-        operator.length_hint(it, -1) if not hasattr(it, "__aiter__") else -1 for it in iterables
-    ]
-    known = [h for h in hints if h >= 0]
-    return min(known) if known and len(known) == len(hints) else None
 
 
 class Function(Generic[P, R, LocalR]):
@@ -610,111 +402,9 @@ class Function(Generic[P, R, LocalR]):
 
     # -- maps ----------------------------------------------------------------------------
 
-    async def _map_batches(
-        self,
-        inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]],
-        kwargs: dict[str, Any],
-        *,
-        ordered: bool,
-        length_hint: int | None,
-    ) -> AsyncIterator[list[Any]]:
-        self._check_not_generator("map")
-        prepared = self._ensure_prepared()
-        assert self._spec is not None
-        backend = get_backend()
-        engine = MapEngine(
-            prepared,
-            backend,
-            inputs,
-            kwargs,
-            call_id=naming.new_call_id(),
-            ordered=ordered,
-            retries=self._spec.retries,
-            max_tasks=self._map_capacity(backend),
-            length_hint=length_hint,
-        )
-        progress = output.MapProgress(f"{self._tag} map", length_hint)
-        try:
-            async for batch in engine.run():
-                progress.advance(len(batch))
-                yield batch
-        finally:
-            progress.close()
-
     def _pool_options(self) -> FunctionOptions | None:
         """The options of the container pool behind this function; None when task-backed."""
         return self._options if self._options.needs_container() else None
-
-    def _map_capacity(self, backend: Any) -> int:
-        """How many engine tasks a map keeps in flight.
-
-        Task-backed: the cluster's worker slots (`max_containers` caps them); chunks amortise
-        the per-task overhead. A container pool: every input slot of every container it may
-        have (`max_containers`, else as many containers as the cluster has worker slots), so a
-        map fills `@modal.concurrent` slots and `@modal.batched` batchers as Modal's does.
-        """
-        worker_slots = max(8, int(2 * backend.total_cpus()))
-        options = self._pool_options()
-        if options is None:
-            assert self._spec is not None
-            if self._spec.max_containers:
-                return min(worker_slots, self._spec.max_containers)
-            return worker_slots
-        containers = options.max_containers or min(worker_slots, DEFAULT_MAX_CONTAINERS)
-        containers = max(containers, options.min_containers or 0, 1)
-        return containers * container_slots(options.max_inputs_concurrent, options.batch_max_size)
-
-    def _outcomes(self, batch: list[Any], return_exceptions: bool, wrap: bool | None) -> list[Any]:
-        if not any(type(o) is Failed for o in batch):
-            return batch
-        out = []
-        for outcome in batch:
-            if isinstance(outcome, Failed):
-                err = outcome.error
-                exc = err.to_exception(self._tag) if isinstance(err, RemoteFailure) else err
-                if not return_exceptions:
-                    raise exc
-                if wrap is None:
-                    deprecation(
-                        "map-wrap-exceptions",
-                        "`return_exceptions=True` returns exceptions wrapped in UserCodeException;"
-                        " pass `wrap_returned_exceptions=False` to get the original exceptions"
-                        " (the future default).",
-                    )
-                out.append(UserCodeException(exc) if wrap is not False else exc)
-            else:
-                out.append(outcome)
-        return out
-
-    async def _map_async(
-        self,
-        iterables: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        order_outputs: bool,
-        return_exceptions: bool,
-        wrap: bool | None,
-        caller_loop: asyncio.AbstractEventLoop | None = None,
-        star: bool = False,
-    ) -> AsyncIterator[list[Any]]:
-        inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]]
-        is_async = any(hasattr(it, "__aiter__") for it in iterables)
-        if star:
-            inputs = (
-                _star_async(iterables[0], caller_loop)
-                if is_async
-                else (tuple(t) for t in iterables[0])
-            )
-        elif is_async:
-            inputs = _zip_async(iterables, caller_loop)
-        else:
-            # Non-strict on purpose: Modal zips iterables of different lengths
-            # (e.g. with itertools.repeat) and stops at the shortest.
-            inputs = zip(*iterables, strict=False)
-        batches = self._map_batches(
-            inputs, kwargs, ordered=order_outputs, length_hint=_length_hint(iterables)
-        )
-        async for batch in batches:
-            yield self._outcomes(batch, return_exceptions, wrap)
 
     def _map(
         self,
@@ -726,7 +416,7 @@ class Function(Generic[P, R, LocalR]):
     ) -> Iterator[R]:
         """Parallel map over one iterable per argument; lazy, ordered unless
         `order_outputs=False`."""
-        return _Mapper(self, star=False)(
+        return Mapper(self, star=False)(
             *input_iterators,
             kwargs=kwargs,
             order_outputs=order_outputs,
@@ -742,7 +432,7 @@ class Function(Generic[P, R, LocalR]):
         return_exceptions: bool = False,
         wrap_returned_exceptions: bool | None = None,
     ) -> AsyncIterator[R]:
-        return _Mapper(self, star=False).aio(
+        return Mapper(self, star=False).aio(
             *input_iterators,
             kwargs=kwargs,
             order_outputs=order_outputs,
@@ -760,7 +450,7 @@ class Function(Generic[P, R, LocalR]):
         wrap_returned_exceptions: bool | None = None,
     ) -> Iterator[R]:
         """Like `map`, but each input is a tuple spread over the arguments."""
-        return _Mapper(self, star=True)(
+        return Mapper(self, star=True)(
             input_iterator,
             kwargs=kwargs,
             order_outputs=order_outputs,
@@ -777,7 +467,7 @@ class Function(Generic[P, R, LocalR]):
         return_exceptions: bool = False,
         wrap_returned_exceptions: bool | None = None,
     ) -> AsyncIterator[R]:
-        return _Mapper(self, star=True).aio(
+        return Mapper(self, star=True).aio(
             input_iterator,
             kwargs=kwargs,
             order_outputs=order_outputs,
@@ -796,28 +486,10 @@ class Function(Generic[P, R, LocalR]):
         ignore_exceptions: bool = False,
     ) -> None:
         """Run the function over the inputs and discard the results; block until all finish."""
-        async for _ in self._map_async(
-            input_iterators, dict(kwargs), False, ignore_exceptions, False
+        async for _ in map_async(
+            self, input_iterators, dict(kwargs), False, ignore_exceptions, False
         ):
             pass
-
-    def _map_inputs(self, input_iterators: tuple[Any, ...], name: str) -> tuple[Any, ...]:
-        """Check the iterables of a background map up front (its errors would otherwise surface
-        in a task nobody awaits); sync ones become iterators, still unread."""
-        if not input_iterators:
-            raise InvalidError(f"`{name}` needs at least one input iterable.")
-        out = []
-        for it in input_iterators:
-            if hasattr(it, "__aiter__"):
-                out.append(it)
-                continue
-            try:
-                out.append(iter(it))
-            except TypeError:
-                raise InvalidError(
-                    f"`{name}` takes iterables, one per argument; got {type(it).__name__}."
-                ) from None
-        return tuple(out)
 
     async def _spawn_map_async(
         self,
@@ -829,10 +501,10 @@ class Function(Generic[P, R, LocalR]):
         self._ensure_prepared()
         # Zipped lazily as the map makes progress: `itertools.repeat(x)` beside a finite list
         # stops at the shortest, and a long generator is held only as far as the in-flight bound.
-        iterables = self._map_inputs(input_iterators, "spawn_map")
+        iterables = map_inputs(input_iterators, "spawn_map")
 
         async def _drain() -> None:
-            async for _ in self._map_async(iterables, kwargs, False, True, False, caller_loop):
+            async for _ in map_async(self, iterables, kwargs, False, True, False, caller_loop):
                 pass
 
         task = asyncio.get_running_loop().create_task(_drain())
@@ -865,11 +537,11 @@ class Function(Generic[P, R, LocalR]):
         """Like `spawn_map`, with a `FunctionCall` whose result is the list of outputs."""
         self._check_not_generator("spawn_map")
         self._ensure_prepared()
-        iterables = self._map_inputs(input_iterators, "experimental_spawn_map")
+        iterables = map_inputs(input_iterators, "experimental_spawn_map")
 
         async def _collect() -> list[Any]:
             out: list[Any] = []
-            async for batch in self._map_async(iterables, dict(kwargs), True, False, False):
+            async for batch in map_async(self, iterables, dict(kwargs), True, False, False):
                 out.extend(batch)
             return out
 
@@ -1002,77 +674,6 @@ class Function(Generic[P, R, LocalR]):
     @classmethod
     def from_id(cls, function_id: str, *, client: Any = None) -> Function[..., Any]:
         raise NotFoundError(f"No Function with id {function_id!r} in this process.")
-
-
-class _Mapper:
-    """`f.map(...)` / `f.starmap(...)`: a lazy iterator, or an async one with `.aio`."""
-
-    __slots__ = ("_f", "_star")
-
-    def __init__(self, f: Function[..., Any], star: bool) -> None:
-        self._f = f
-        self._star = star
-
-    def _iterables(self, input_iterators: tuple[Any, ...]) -> tuple[Any, ...]:
-        if self._star and len(input_iterators) != 1:
-            raise InvalidError("`starmap` takes exactly one iterable of argument tuples.")
-        if not self._star and not input_iterators:
-            raise InvalidError("`map` needs at least one input iterable.")
-        return input_iterators
-
-    def __call__(
-        self,
-        *input_iterators: Iterable[Any],
-        kwargs: dict[str, Any] = {},  # noqa: B006
-        order_outputs: bool = True,
-        return_exceptions: bool = False,
-        wrap_returned_exceptions: bool | None = None,
-    ) -> Iterator[Any]:
-        iterables = self._iterables(input_iterators)
-        for it in iterables:
-            if hasattr(it, "__aiter__"):
-                raise InvalidError("Async iterables can only be used with `.map.aio(...)`.")
-        return _flatten(
-            iter_sync(
-                self._f._map_async(
-                    iterables,
-                    dict(kwargs),
-                    order_outputs,
-                    return_exceptions,
-                    wrap_returned_exceptions,
-                    star=self._star,
-                ),
-                f"{self._f._tag}.map",
-            )
-        )
-
-    async def aio(
-        self,
-        *input_iterators: Any,
-        kwargs: dict[str, Any] = {},  # noqa: B006
-        order_outputs: bool = True,
-        return_exceptions: bool = False,
-        wrap_returned_exceptions: bool | None = None,
-    ) -> AsyncIterator[Any]:
-        iterables = self._iterables(input_iterators)
-        loop = asyncio.get_running_loop()
-        agen = self._f._map_async(
-            iterables,
-            dict(kwargs),
-            order_outputs,
-            return_exceptions,
-            wrap_returned_exceptions,
-            loop,
-            star=self._star,
-        )
-        async for batch in iter_async(agen):
-            for item in batch:
-                yield item
-
-
-def _flatten(batches: Iterator[list[Any]]) -> Iterator[Any]:
-    for batch in batches:
-        yield from batch
 
 
 __all__ = ["Function", "FunctionCall"]
