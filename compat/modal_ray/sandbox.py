@@ -30,6 +30,7 @@ from .exception import (
 )
 from .file_io import FileIO, FileWatchEvent
 from .io_streams import StreamReader, StreamWriter, stream_kind
+from .sandbox_fs import SandboxFilesystem
 from .sandbox_ref import SandboxRef, connect
 from .synchronizer import dual, dual_static
 from .tunnel import PLAIN_WARNING, Tunnel, tunnels_of
@@ -617,10 +618,9 @@ class Sandbox:
         raise UnimplementedError("`Sandbox.logs` is not supported yet; read `stdout`/`stderr`.")
 
     @property
-    def filesystem(self) -> Any:
-        raise UnimplementedError(
-            "`Sandbox.filesystem` is not supported yet; use `Sandbox.open`, `ls`, `mkdir`, `rm`."
-        )
+    def filesystem(self) -> SandboxFilesystem:
+        """Whole-file operations on the sandbox: `read_bytes`, `write_text`, `copy_to_local`..."""
+        return SandboxFilesystem(self._live())
 
 
 Sandbox.__module__ = "modal.sandbox"

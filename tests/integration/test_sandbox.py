@@ -384,3 +384,44 @@ def test_volume_mounted_and_committed_at_the_end() -> None:
         assert b"".join(vol.read_file("output.txt")) == b"made-inside\n"
     finally:
         modal.Volume.objects.delete(name)
+
+
+def test_filesystem_api(sb: modal.Sandbox, tmp_path: Path) -> None:
+    from modal.exception import (
+        SandboxFilesystemDirectoryNotEmptyError,
+        SandboxFilesystemIsADirectoryError,
+        SandboxFilesystemPathAlreadyExistsError,
+    )
+
+    fs = sb.filesystem
+    payload = bytes(range(256)) * 1000
+    fs.write_bytes(payload, "/work/deep/data.bin")  # parents are created
+    assert fs.read_bytes("/work/deep/data.bin") == payload
+    fs.write_text("héllo\n", "/work/greeting.txt")
+    assert fs.read_text("/work/greeting.txt") == "héllo\n"
+    assert sb.exec("cat", "/work/greeting.txt").stdout.read() == "héllo\n"
+
+    local = tmp_path / "local.bin"
+    local.write_bytes(b"from this machine")
+    fs.copy_from_local(local, "/work/copied.bin")
+    fs.copy_to_local("/work/copied.bin", tmp_path / "out" / "back.bin")
+    assert (tmp_path / "out" / "back.bin").read_bytes() == b"from this machine"
+
+    listing = {e.name: e for e in fs.list_files("/work")}
+    assert set(listing) == {"deep", "greeting.txt", "copied.bin"}
+    assert listing["deep"].type == "directory"
+    assert listing["copied.bin"].size == len(b"from this machine")
+    assert fs.stat("/work/deep/data.bin").size == len(payload)
+
+    fs.make_directory("/work/a/b/c")
+    with pytest.raises(SandboxFilesystemPathAlreadyExistsError):
+        fs.make_directory("/work/a", create_parents=False)
+    with pytest.raises(SandboxFilesystemIsADirectoryError):
+        fs.read_bytes("/work/a")
+    with pytest.raises(SandboxFilesystemDirectoryNotEmptyError):
+        fs.remove("/work/a")
+    fs.remove("/work/a", recursive=True)
+    with pytest.raises(SandboxFilesystemNotFoundError):
+        fs.stat("/work/a")
+    with pytest.raises(InvalidError):
+        fs.read_bytes("relative/path")

@@ -246,10 +246,35 @@ class Agent:
             else:
                 os.unlink(path)
             return {}
-        if op == "stat":
-            st = os.stat(path)
-            return {"size": st.st_size, "dir": stat.S_ISDIR(st.st_mode), "mtime": st.st_mtime}
+        if op == "stat":  # of the path itself (a symlink is described, not followed)
+            return _info(path, os.lstat(path))
+        if op == "list":
+            with os.scandir(path) as it:
+                entries = [_info(e.path, e.stat(follow_symlinks=False)) for e in it]
+            return {"entries": sorted(entries, key=lambda e: e["name"])}
         raise ValueError(f"unknown operation {op!r}")
+
+
+def _info(path: str, st: os.stat_result) -> dict[str, Any]:
+    import stat
+
+    kind = (
+        "directory"
+        if stat.S_ISDIR(st.st_mode)
+        else "symlink"
+        if stat.S_ISLNK(st.st_mode)
+        else "file"
+        if stat.S_ISREG(st.st_mode)
+        else "other"
+    )
+    return {
+        "name": os.path.basename(path.rstrip("/")) or "/",
+        "path": path,
+        "type": kind,
+        "size": st.st_size,
+        "permissions": stat.S_IMODE(st.st_mode),
+        "modified_time": st.st_mtime,
+    }
 
 
 def main() -> None:

@@ -867,6 +867,21 @@ class Supervisor:
             raise exception.SandboxFilesystemError(f"ls {path!r}: malformed answer.")
         return [str(e) for e in entries]
 
+    async def stat(self, sid: str, path: str) -> dict[str, Any]:
+        reply, _ = await self._file_request(
+            self._running(sid), {"op": "stat", "path": check_path(path)}
+        )
+        return _entry(reply)
+
+    async def list_info(self, sid: str, path: str) -> builtins.list[dict[str, Any]]:
+        reply, _ = await self._file_request(
+            self._running(sid), {"op": "list", "path": check_path(path)}
+        )
+        entries = reply.get("entries")
+        if not isinstance(entries, list):
+            raise exception.SandboxFilesystemError(f"list {path!r}: malformed answer.")
+        return [_entry(e) for e in entries]
+
     async def mkdir(self, sid: str, path: str, parents: bool = False) -> None:
         await self._file_request(
             self._running(sid), {"op": "mkdir", "path": check_path(path), "parents": parents}
@@ -894,6 +909,25 @@ class Supervisor:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
         self._sandboxes.clear()
+
+
+def _entry(raw: Any) -> dict[str, Any]:
+    """A file description from the agent, checked for shape (it is not trusted)."""
+    if not isinstance(raw, dict):
+        raise exception.SandboxFilesystemError("malformed file description from the sandbox")
+    try:
+        return {
+            "name": str(raw["name"]),
+            "path": str(raw["path"]),
+            "type": str(raw["type"]),
+            "size": int(raw["size"]),
+            "permissions": int(raw["permissions"]),
+            "modified_time": float(raw["modified_time"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        raise exception.SandboxFilesystemError(
+            "malformed file description from the sandbox"
+        ) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
