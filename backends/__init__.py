@@ -22,10 +22,9 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from modal_ray.dict import StoreRef
     from modal_ray.runtime.container import ContainerSpec
     from modal_ray.runtime.worker import Invocation
-    from modal_ray.specs import FunctionSpec, ServiceSpec
+    from modal_ray.specs import FunctionSpec, ServiceSpec, StoreRef
 
 
 class Pending(Protocol):

@@ -14,9 +14,8 @@ from . import runtime, store, tasks
 from .tasks import PendingT, RayPending, RayPrepared, check_feasible
 
 if TYPE_CHECKING:
-    from modal_ray.dict import StoreRef
     from modal_ray.runtime.container import ContainerSpec
-    from modal_ray.specs import ServiceSpec
+    from modal_ray.specs import ServiceSpec, StoreRef
 
     # Relative on purpose: mypy reads this tree with `backends` as a top-level package (the
     # editable install maps `modal_ray.backends` with an import hook that mypy cannot follow),

@@ -39,7 +39,7 @@ from . import runtime
 from .errors import translate
 
 if TYPE_CHECKING:
-    from modal_ray.dict import StoreRef
+    from modal_ray.specs import StoreRef
 
 T = TypeVar("T")
 _PROTOCOL = 5  # pickle protocol of requests and replies

@@ -31,16 +31,7 @@ from typing import Any
 from modal_ray import warn
 from modal_ray.exception import InvalidError, RequestSizeError
 
-from .dict import (
-    MIB,
-    Op,
-    _StoreManager,
-    _StoreObject,
-    dumps,
-    loads,
-    new_request_id,
-    op,
-)
+from .store_object import MIB, Op, _StoreManager, _StoreObject, dumps, loads, new_request_id, op
 from .synchronizer import DualContext, dual, dual_class_context, dual_static
 
 QUEUE_MAX_ITEM_BYTES = 1 * MIB

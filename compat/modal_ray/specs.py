@@ -14,6 +14,17 @@ from modal_ray.exception import InvalidError
 
 
 @dataclass(frozen=True, slots=True)
+class StoreRef:
+    """What the backend needs to find one Dict or Queue. Crosses the backend seam."""
+
+    kind: str  # "dict" | "queue"
+    environment: str
+    name: str | None  # None for an ephemeral object
+    ephemeral_id: str | None
+    root: str  # the state store root of the process that made the reference
+
+
+@dataclass(frozen=True, slots=True)
 class Resources:
     """What one container (one Ray task or actor) reserves."""
 
