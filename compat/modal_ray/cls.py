@@ -35,6 +35,8 @@ from .synchronizer import dual
 from .warn import deprecation
 
 if TYPE_CHECKING:
+    from modal_ray.backends import Backend, Prepared, PreparedService
+
     from .app import App
     from .run_context import RunContext
 
@@ -142,7 +144,7 @@ class _MethodFunction(Function[..., Any]):
     def _run_context(self) -> RunContext:
         return self._obj._cls._run_context()
 
-    def _make_prepared(self, backend: Any, ctx: RunContext) -> Any:
+    def _make_prepared(self, backend: Backend, ctx: RunContext) -> Prepared:
         """Only what a method call uses: the class's pool for this parameter set, made from the
         class's record (compiled once per class and run)."""
         self._spec = self._obj._cls._compile(ctx).method_spec(self._method)
@@ -230,7 +232,7 @@ class Obj:
             self._local = obj
         return self._local
 
-    def _service(self, backend: Any, ctx: RunContext) -> Any:
+    def _service(self, backend: Backend, ctx: RunContext) -> PreparedService:
         """This parameter set's pool, from the class's record (attached to if it exists)."""
         pool = self._cls._compile(ctx).pool_for(self._params)
         key = (pool.service.name, ctx.environment)

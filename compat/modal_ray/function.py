@@ -44,6 +44,8 @@ from .synchronizer import check_blocking_call, dual, run_async, run_sync, sync_a
 from .warn import warn_once
 
 if TYPE_CHECKING:
+    from modal_ray.backends import Backend, Prepared
+
     from .app import App
     from .function_options import FunctionOptions
     from .run_context import RunContext
@@ -80,7 +82,7 @@ class Function(Generic[P, R, LocalR]):
         self._tag = tag
         self._is_generator = options.is_generator
         self._object_id = new_id("fu")
-        self._prepared: Any = None
+        self._prepared: Prepared | None = None
         self._spec: FunctionSpec | None = None
         # This run's record (compiled on first use), or the record this object was rebuilt from.
         self._compiled: FunctionRecord | None = None
@@ -177,7 +179,7 @@ class Function(Generic[P, R, LocalR]):
         ref = FunctionRef.locate(module, qualname, include_source)
         return raw if ref is None else ref
 
-    def _ensure_prepared(self) -> Any:
+    def _ensure_prepared(self) -> Prepared:
         prepared = self._prepared
         if prepared is not None:
             return prepared
@@ -207,7 +209,7 @@ class Function(Generic[P, R, LocalR]):
             return self._compiled.app.run_context()
         return self._app.run_context() if self._app is not None else worker_context()
 
-    def _make_prepared(self, backend: Any, ctx: RunContext) -> Any:
+    def _make_prepared(self, backend: Backend, ctx: RunContext) -> Prepared:
         record = self._compile(ctx)
         self._spec = record.spec
         if record.pool is None:
@@ -615,7 +617,7 @@ class Function(Generic[P, R, LocalR]):
             from dataclasses import replace
 
             self._spec = replace(self._spec, max_containers=max_containers)
-        service = getattr(self._prepared, "service", None)
+        service = self._prepared.service if self._prepared is not None else None
         if service is not None:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda: service.update(**_service_changes(changes))

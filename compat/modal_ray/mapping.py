@@ -27,11 +27,14 @@ import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import RemoteFailure
 from .exception import Error
 from .specs import RetryPolicy
+
+if TYPE_CHECKING:
+    from modal_ray.backends import Backend, Prepared
 
 TARGET_TASK_SECONDS = 0.05
 MAX_CHUNK = 2000
@@ -66,8 +69,8 @@ def _payload_size(args: tuple[Any, ...]) -> int:
 class MapEngine:
     def __init__(
         self,
-        prepared: Any,
-        backend: Any,
+        prepared: Prepared,
+        backend: Backend,
         inputs: Iterator[tuple[Any, ...]] | AsyncIterator[tuple[Any, ...]],
         kwargs: dict[str, Any],
         *,
