@@ -180,12 +180,40 @@ class Settings(BaseSettings):
     )
     """Read by each worker. Most bytes one bucket mirror sync may download."""
 
+    # -- Sandboxes --------------------------------------------------------------------------------
+
+    sandbox_isolation: Literal["bwrap", "none"] = _setting(
+        "bwrap", "MODAL_RAY_SANDBOX_ISOLATION", "`bwrap` (the default) or `none`"
+    )
+    """Read on each node that hosts sandboxes. `bwrap`: every sandbox runs under bubblewrap, and
+    a node where bubblewrap is missing or cannot make namespaces refuses sandboxes; `none`: run
+    them as plain processes of the node, UNISOLATED, on purpose."""
+
+    sandbox_limits: Literal["on", "off"] = _setting(
+        "on", "MODAL_RAY_SANDBOX_LIMITS", "`on` (the default) or `off`"
+    )
+    """Read on each node that hosts sandboxes. `on`: a sandbox with a hard `cpu=`/`memory=`
+    limit gets cgroups, and is refused where the node has no writable cgroup hierarchy; `off`:
+    accept such sandboxes without enforcing their limits."""
+
+    tunnel_host: str | None = _setting(None, "MODAL_RAY_TUNNEL_HOST", "a host name or address")
+    """Read on each node. Address tunnels (`encrypted_ports`, `modal.forward`) listen on and
+    report. Unset: the node's primary address."""
+
     @field_validator("*", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
 
-    @field_validator("packages", "worker_fs", "store_sync", "cbm_mode", mode="before")
+    @field_validator(
+        "packages",
+        "worker_fs",
+        "store_sync",
+        "cbm_mode",
+        "sandbox_isolation",
+        "sandbox_limits",
+        mode="before",
+    )
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value

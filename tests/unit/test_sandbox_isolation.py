@@ -243,6 +243,22 @@ def test_special_files_are_refused() -> None:
     run(scenario())
 
 
+def test_quick_entrypoint_exit_code_is_kept() -> None:
+    """An entrypoint that exits at once takes the agent with it; the sandbox still reports the
+    entrypoint's exit code, never a termination (the agent's channel closing is not an end)."""
+
+    async def scenario() -> list[tuple[int | None, str]]:
+        sup = Supervisor()
+        results = []
+        for i in range(15):
+            await sup.create(f"sb-quick{i}", entrypoint=["sh", "-c", "exit 3"], timeout=60)
+            results.append(await sup.wait(f"sb-quick{i}"))
+        await sup.shutdown()
+        return results
+
+    assert run(scenario()) == [(3, "exited")] * 15
+
+
 def test_refuses_without_bwrap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap anywhere
     with pytest.raises(ExecutionError, match=r"bwrap.*MODAL_RAY_SANDBOX_ISOLATION=none"):

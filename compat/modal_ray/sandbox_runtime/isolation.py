@@ -33,10 +33,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modal_ray.exception import ExecutionError, InvalidError
+from modal_ray import config
+from modal_ray.exception import ExecutionError
 
 ISOLATION_ENV = "MODAL_RAY_SANDBOX_ISOLATION"
-MODES = ("bwrap", "none")
 
 AGENT_PATH = "/.modal-ray/agent.py"
 PYTHON_PATH = "/opt/modal-ray/python"  # where the cluster's interpreter appears inside
@@ -74,13 +74,7 @@ SANDBOX_PATH = f"{PYTHON_PATH}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr
 
 def isolation_mode() -> str:
     """`MODAL_RAY_SANDBOX_ISOLATION` on this node: `bwrap` (default) or `none`."""
-    value = os.environ.get(ISOLATION_ENV, "bwrap").strip().lower() or "bwrap"
-    if value not in MODES:
-        raise InvalidError(
-            f"{ISOLATION_ENV}={value!r} is not a valid setting; use `bwrap` (the default) or"
-            " `none` (run sandboxes unisolated, on purpose)."
-        )
-    return value
+    return config.settings().sandbox_isolation
 
 
 @functools.lru_cache(maxsize=4)

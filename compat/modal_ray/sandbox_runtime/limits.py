@@ -20,6 +20,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modal_ray import config
 from modal_ray.exception import ExecutionError
 
 LIMITS_ENV = "MODAL_RAY_SANDBOX_LIMITS"
@@ -97,7 +98,7 @@ def make_limits(
     the node has no writable cgroups (refused if a hard limit was asked for)."""
     if memory_limit is None and cpu_limit is None and pids_limit is None:
         return Limits()
-    mode = os.environ.get(LIMITS_ENV, "on").strip().lower()
+    mode = config.settings().sandbox_limits
     places = _hierarchies() if mode != "off" else None
     if places is None:
         if mode == "off" or (memory_limit is None and cpu_limit is None):

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 from collections.abc import Awaitable, Callable
+
+from modal_ray import config
 
 TUNNEL_HOST_ENV = "MODAL_RAY_TUNNEL_HOST"
 COPY_CHUNK = 64 * 1024
@@ -28,7 +29,7 @@ COPY_CHUNK = 64 * 1024
 def node_address() -> str:
     """The address relays listen on: `MODAL_RAY_TUNNEL_HOST`, else the node's primary address
     (the one its default route leaves by), else loopback."""
-    configured = os.environ.get(TUNNEL_HOST_ENV, "").strip()
+    configured = config.settings().tunnel_host
     if configured:
         return configured
     with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:

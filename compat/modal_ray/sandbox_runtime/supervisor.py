@@ -445,6 +445,11 @@ class Supervisor:
                     ex.close()
 
     def _gone(self, box: _Sandbox) -> Exception:
+        if not box.done.is_set():
+            return SandboxTerminatedError(
+                f"Sandbox {box.sid} can no longer run commands or file operations: its agent"
+                " exited (its entrypoint still runs)."
+            )
         return SandboxTerminatedError(
             f"Sandbox {box.sid} has already finished ({box.status}); create a new one."
         )
@@ -467,9 +472,23 @@ class Supervisor:
             except OSError:
                 message, fds = None, []
             if message is None:
-                self._spawn(self._finish(box, "terminated"))
+                self._agent_gone(box)
                 return
             self._dispatch(box, message, fds)
+
+    def _agent_gone(self, box: _Sandbox) -> None:
+        """The agent's end of the channel closed. Without an entrypoint the agent *is* the
+        sandbox, which is over. With one, the sandbox lasts as long as its entrypoint (and
+        `_watch` ends it with the entrypoint's code); what needed the agent now fails."""
+        assert box.sock is not None
+        asyncio.get_running_loop().remove_reader(box.sock.fileno())
+        box.sock.close()
+        box.sock = None
+        for future in box.replies.values():
+            if not future.done():
+                future.set_exception(self._gone(box))
+        if ENTRYPOINT not in box.execs:
+            self._spawn(self._finish(box, "terminated"))
 
     def _dispatch(self, box: _Sandbox, message: dict[str, Any], fds: list[int]) -> None:
         rid = message.get("rid")
