@@ -56,6 +56,7 @@ WRITE_LIMIT = 1024 * 1024 * 1024  # Modal's FileIO write limit
 TERMINATED_CODE = 137  # what Modal reports for a sandbox that was terminated or timed out
 EXEC_TIMEOUT_CODE = -1  # what Modal reports for an exec killed by its timeout
 ENTRYPOINT = 0  # the exec id of a sandbox's entrypoint process
+AGENT_TIMEOUT_S = 60.0  # longest the agent may take to answer one request (or start a process)
 
 _FILE_ERRORS: dict[str, type[exception.Error]] = {
     "NotFound": exception.SandboxFilesystemNotFoundError,
@@ -316,7 +317,7 @@ class Supervisor:
                 # the socket until the agent reads them, and a bubblewrap that failed shows as
                 # the entrypoint failing, with bubblewrap's message on its stderr.)
                 await asyncio.wait_for(self._request(box, {"op": "ping"}), timeout=60)
-        except (asyncio.TimeoutError, SandboxTerminatedError) as exc:
+        except (asyncio.TimeoutError, SandboxTerminatedError, exception.ExecutionError) as exc:
             why = await self._startup_error(box)
             await self._finish(box, "terminated", TERMINATED_CODE)
             raise exception.ExecutionError(
@@ -444,6 +445,12 @@ class Supervisor:
                 for ex in box.execs.values():
                     ex.close()
 
+    def _unresponsive(self, box: _Sandbox) -> Exception:
+        return exception.ExecutionError(
+            f"Sandbox {box.sid} did not answer within {AGENT_TIMEOUT_S:.0f} s: its agent is not"
+            " running (the sandbox may lack `python`, or its code interfered with the agent)."
+        )
+
     def _gone(self, box: _Sandbox) -> Exception:
         if not box.done.is_set():
             return SandboxTerminatedError(
@@ -543,7 +550,10 @@ class Supervisor:
         box.replies[rid] = future
         try:
             await self._send(box, {**message, "rid": rid})
-            return await future
+            try:
+                return await asyncio.wait_for(future, AGENT_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                raise self._unresponsive(box) from None
         finally:
             box.replies.pop(rid, None)
 
@@ -579,7 +589,10 @@ class Supervisor:
             raise InvalidError("`Sandbox.exec` needs a command to run.")
         xid = next(self._ids)
         ex = await self._start_exec(box, xid, argv, env or {}, workdir, (stdout, stderr), timeout)
-        await ex.started.wait()
+        try:
+            await asyncio.wait_for(ex.started.wait(), AGENT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            raise self._unresponsive(box) from None
         if ex.error is not None:
             _, message = ex.error
             raise exception.ExecutionError(
