@@ -27,7 +27,8 @@ from modal_ray.exception import (
     SandboxTerminatedError,
 )
 from modal_ray.sandbox_runtime import isolation
-from modal_ray.sandbox_runtime.supervisor import Supervisor, check_path, open_flags
+from modal_ray.sandbox_runtime.files import check_path, open_flags
+from modal_ray.sandbox_runtime.supervisor import Supervisor
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is part of the project's setup"

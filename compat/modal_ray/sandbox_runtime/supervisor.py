@@ -23,7 +23,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import functools
 import itertools
@@ -44,6 +43,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 
 from . import agent as agent_module
 from . import isolation
+from .files import File, FileOps
 from .limits import Limits, make_limits
 from .mounts import commit_volumes, volume_copies
 from .relay import Relay
@@ -51,59 +51,10 @@ from .relay import Relay
 STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
 CHUNK = 64 * 1024  # largest chunk one read returns
 KEEP_FINISHED_S = 600.0  # how long a finished sandbox still answers poll / wait / reads
-READ_LIMIT = 100 * 1024 * 1024  # Modal's FileIO read limit
-WRITE_LIMIT = 1024 * 1024 * 1024  # Modal's FileIO write limit
 TERMINATED_CODE = 137  # what Modal reports for a sandbox that was terminated or timed out
 EXEC_TIMEOUT_CODE = -1  # what Modal reports for an exec killed by its timeout
 ENTRYPOINT = 0  # the exec id of a sandbox's entrypoint process
 AGENT_TIMEOUT_S = 60.0  # longest the agent may take to answer one request (or start a process)
-
-_FILE_ERRORS: dict[str, type[exception.Error]] = {
-    "NotFound": exception.SandboxFilesystemNotFoundError,
-    "IsADirectory": exception.SandboxFilesystemIsADirectoryError,
-    "NotADirectory": exception.SandboxFilesystemNotADirectoryError,
-    "PathAlreadyExists": exception.SandboxFilesystemPathAlreadyExistsError,
-    "DirectoryNotEmpty": exception.SandboxFilesystemDirectoryNotEmptyError,
-    "Permission": exception.SandboxFilesystemPermissionError,
-    "FileTooLarge": exception.SandboxFilesystemFileTooLargeError,
-}
-
-_MODES = {
-    "r": os.O_RDONLY,
-    "w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
-    "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-    "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-}
-
-
-def open_flags(mode: str) -> tuple[int, bool, bool]:
-    """(os flags, readable, writable) of a Python file mode such as `"r"`, `"wb"`, `"a+"`."""
-    kinds = [c for c in mode if c in "rwax"]
-    if (
-        len(kinds) != 1
-        or len(set(mode)) != len(mode)
-        or any(c not in "rwaxb+t" for c in mode)
-        or ("b" in mode and "t" in mode)
-    ):
-        raise InvalidError(
-            f"Invalid file mode {mode!r}; use a Python mode such as 'r', 'wb', 'a+'."
-        )
-    flags = _MODES[kinds[0]]
-    readable, writable = kinds[0] == "r", kinds[0] != "r"
-    if "+" in mode:
-        flags = (flags & ~(os.O_RDONLY | os.O_WRONLY)) | os.O_RDWR
-        readable = writable = True
-    return flags, readable, writable
-
-
-def check_path(path: Any) -> str:
-    if not isinstance(path, str) or not path:
-        raise InvalidError(f"A sandbox path must be a non-empty string, not {path!r}.")
-    if "\x00" in path:
-        raise InvalidError(f"A sandbox path cannot contain NUL characters: {path!r}.")
-    if len(path.encode()) > 4096:
-        raise InvalidError("A sandbox path is limited to 4096 bytes.")
-    return path
 
 
 def _sandbox_relpath(path: str) -> str:
@@ -141,13 +92,6 @@ class _Exec:
 
 
 @dataclass
-class _File:
-    fd: int
-    readable: bool
-    writable: bool
-
-
-@dataclass
 class _Sandbox:
     sid: str
     name: str | None
@@ -161,7 +105,7 @@ class _Sandbox:
     proc: asyncio.subprocess.Process | None = None
     sock: socket.socket | None = None
     execs: dict[int, _Exec] = field(default_factory=dict)
-    files: dict[int, _File] = field(default_factory=dict)
+    files: dict[int, File] = field(default_factory=dict)
     replies: dict[int, asyncio.Future[tuple[dict[str, Any], list[int]]]] = field(
         default_factory=dict
     )
@@ -179,7 +123,7 @@ class _Sandbox:
     volumes: list[Any] = field(default_factory=list)  # working copies, bound at their paths
 
 
-class Supervisor:
+class Supervisor(FileOps):
     """All sandboxes of one node. Every public method is a coroutine run on one loop."""
 
     def __init__(self, node: str = "this node", base_dir: str | None = None) -> None:
@@ -794,136 +738,6 @@ class Supervisor:
 
     # -- files --------------------------------------------------------------------------------
 
-    async def _file_request(
-        self, box: _Sandbox, message: dict[str, Any]
-    ) -> tuple[dict[str, Any], builtins.list[int]]:
-        reply, fds = await self._request(box, message)
-        if reply.get("ok") is not True:
-            for fd in fds:
-                os.close(fd)
-            kind = str(reply.get("kind", ""))
-            text = f"{message['op']} {message.get('path')!r}: {reply.get('message', 'failed')}"
-            raise _FILE_ERRORS.get(kind, exception.SandboxFilesystemError)(text)
-        return reply, fds
-
-    async def open(self, sid: str, path: str, mode: str = "r") -> int:
-        box = self._running(sid)
-        flags, readable, writable = open_flags(mode)
-        _, fds = await self._file_request(
-            box, {"op": "open", "path": check_path(path), "flags": flags}
-        )
-        # The agent shares the sandbox with untrusted code: accept only a regular file, so that
-        # nothing it hands over (a FIFO, a socket, a device) can block or misuse this loop.
-        if len(fds) != 1 or not stat.S_ISREG(os.fstat(fds[0]).st_mode):
-            for fd in fds:
-                os.close(fd)
-            raise exception.SandboxFilesystemError(
-                f"open {path!r}: not a regular file (only regular files can be opened)."
-            )
-        os.set_inheritable(fds[0], False)
-        handle = next(self._ids)
-        box.files[handle] = _File(fds[0], readable, writable)
-        return handle
-
-    def _file(self, sid: str, handle: int) -> _File:
-        box = self._running(sid)
-        f = box.files.get(handle)
-        if f is None:
-            raise ValueError("I/O operation on closed file.")
-        return f
-
-    async def fread(self, sid: str, handle: int, n: int | None = None) -> bytes:
-        f = self._file(sid, handle)
-        if not f.readable:
-            raise exception.InvalidError("File is not open for reading.")
-        if n is None or n < 0:
-            pos = os.lseek(f.fd, 0, os.SEEK_CUR)
-            size = os.fstat(f.fd).st_size
-            if size - pos > READ_LIMIT:
-                raise exception.SandboxFilesystemFileTooLargeError(
-                    f"Reading {size - pos} bytes at once is over the {READ_LIMIT}-byte limit;"
-                    " read it in parts with `read(n)`."
-                )
-        elif n > READ_LIMIT:
-            raise exception.SandboxFilesystemFileTooLargeError(
-                f"Reading {n} bytes at once is over the {READ_LIMIT}-byte limit."
-            )
-        limit = READ_LIMIT if n is None or n < 0 else n
-        return await asyncio.get_running_loop().run_in_executor(None, _read_upto, f.fd, limit)
-
-    async def freadline(self, sid: str, handle: int) -> bytes:
-        f = self._file(sid, handle)
-        if not f.readable:
-            raise exception.InvalidError("File is not open for reading.")
-        parts: builtins.list[bytes] = []
-        while True:
-            chunk = os.read(f.fd, 8192)
-            if not chunk:
-                break
-            cut = chunk.find(b"\n")
-            if cut >= 0:
-                parts.append(chunk[: cut + 1])
-                os.lseek(f.fd, cut + 1 - len(chunk), os.SEEK_CUR)
-                break
-            parts.append(chunk)
-        return b"".join(parts)
-
-    async def fwrite(self, sid: str, handle: int, data: bytes) -> None:
-        f = self._file(sid, handle)
-        if not f.writable:
-            raise exception.InvalidError("File is not open for writing.")
-        if len(data) > WRITE_LIMIT:
-            raise exception.SandboxFilesystemFileTooLargeError(
-                f"Writing {len(data)} bytes at once is over the {WRITE_LIMIT}-byte limit."
-            )
-        await asyncio.get_running_loop().run_in_executor(None, _write_all, f.fd, data)
-
-    async def fseek(self, sid: str, handle: int, offset: int, whence: int = 0) -> int:
-        return os.lseek(self._file(sid, handle).fd, offset, whence)
-
-    async def ftruncate(self, sid: str, handle: int, size: int) -> None:
-        os.ftruncate(self._file(sid, handle).fd, size)
-
-    async def fclose(self, sid: str, handle: int) -> None:
-        box = self._box(sid)
-        f = box.files.pop(handle, None)
-        if f is not None:
-            os.close(f.fd)
-
-    async def ls(self, sid: str, path: str) -> builtins.list[str]:
-        reply, _ = await self._file_request(
-            self._running(sid), {"op": "ls", "path": check_path(path)}
-        )
-        entries = reply.get("entries")
-        if not isinstance(entries, list):
-            raise exception.SandboxFilesystemError(f"ls {path!r}: malformed answer.")
-        return [str(e) for e in entries]
-
-    async def stat(self, sid: str, path: str) -> dict[str, Any]:
-        reply, _ = await self._file_request(
-            self._running(sid), {"op": "stat", "path": check_path(path)}
-        )
-        return _entry(reply)
-
-    async def list_info(self, sid: str, path: str) -> builtins.list[dict[str, Any]]:
-        reply, _ = await self._file_request(
-            self._running(sid), {"op": "list", "path": check_path(path)}
-        )
-        entries = reply.get("entries")
-        if not isinstance(entries, list):
-            raise exception.SandboxFilesystemError(f"list {path!r}: malformed answer.")
-        return [_entry(e) for e in entries]
-
-    async def mkdir(self, sid: str, path: str, parents: bool = False) -> None:
-        await self._file_request(
-            self._running(sid), {"op": "mkdir", "path": check_path(path), "parents": parents}
-        )
-
-    async def rm(self, sid: str, path: str, recursive: bool = False) -> None:
-        await self._file_request(
-            self._running(sid), {"op": "rm", "path": check_path(path), "recursive": recursive}
-        )
-
     async def reload_volumes(self, sid: str) -> None:
         """Bring the sandbox's volumes to their latest committed versions."""
         box = self._running(sid)
@@ -941,43 +755,6 @@ class Supervisor:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
         self._sandboxes.clear()
-
-
-def _entry(raw: Any) -> dict[str, Any]:
-    """A file description from the agent, checked for shape (it is not trusted)."""
-    if not isinstance(raw, dict):
-        raise exception.SandboxFilesystemError("malformed file description from the sandbox")
-    try:
-        return {
-            "name": str(raw["name"]),
-            "path": str(raw["path"]),
-            "type": str(raw["type"]),
-            "size": int(raw["size"]),
-            "permissions": int(raw["permissions"]),
-            "modified_time": float(raw["modified_time"]),
-        }
-    except (KeyError, TypeError, ValueError):
-        raise exception.SandboxFilesystemError(
-            "malformed file description from the sandbox"
-        ) from None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _read_upto(fd: int, limit: int) -> bytes:
-    parts: list[bytes] = []
-    got = 0
-    while got < limit:
-        chunk = os.read(fd, min(1 << 20, limit - got))
-        if not chunk:
-            break
-        parts.append(chunk)
-        got += len(chunk)
-    return b"".join(parts)
 
 
 def _remove_tree(path: Path) -> None:
