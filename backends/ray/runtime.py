@@ -356,13 +356,20 @@ def connect(environment: str) -> str:
         address = config.ray_address()
         try:
             if address:
-                _check_reachable(address)
-                ray.init(
-                    address=address,
-                    namespace=namespace,
-                    logging_level=logging.ERROR,
-                    log_to_driver=True,
-                )
+                from . import cluster
+
+                # A head of `modal-ray cluster start` (recorded in this state store): its token,
+                # and 127.0.0.1 kept as this node's address while connecting.
+                extra = cluster.connect_args(address)
+                with _loopback_node_address() if extra else contextlib.nullcontext():
+                    _check_reachable(address)
+                    ray.init(
+                        address=address,
+                        namespace=namespace,
+                        logging_level=logging.ERROR,
+                        log_to_driver=True,
+                        **(extra or {}),
+                    )
                 _mode = "address"
             else:
                 _mode = "embedded"
