@@ -37,7 +37,10 @@ class _Host:
     """The supervisor of one node, as a Ray async actor."""
 
     def __init__(self, node_id: str) -> None:
-        self._supervisor = Supervisor(node=f"node {node_id[:NODE_PREFIX]}")
+        namespace = ray.get_runtime_context().namespace
+        self._supervisor = Supervisor(
+            node=f"node {node_id[:NODE_PREFIX]}", owner=f"{namespace}-{node_id[:NODE_PREFIX]}"
+        )
 
     async def create(self, sid: str, kwargs: dict[str, Any], pg_hex: str | None) -> Any:
         if pg_hex is not None:

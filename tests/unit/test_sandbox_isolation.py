@@ -260,6 +260,17 @@ def test_quick_entrypoint_exit_code_is_kept() -> None:
     assert run(scenario()) == [(3, "exited")] * 15
 
 
+def test_a_new_supervisor_removes_what_a_dead_one_left(tmp_path: Path) -> None:
+    left = tmp_path / f"modal-ray-sandboxes-{os.getuid()}" / "ns-node" / "sb-old-x1" / "root"
+    left.mkdir(parents=True)
+    (left / "data").write_text("from a supervisor that died")
+    other = tmp_path / f"modal-ray-sandboxes-{os.getuid()}" / "other-node" / "sb-live-x2"
+    other.mkdir(parents=True)
+    Supervisor(base_dir=str(tmp_path), owner="ns-node")
+    assert not left.exists()
+    assert other.exists()  # another supervisor's directory is not touched
+
+
 def test_refuses_without_bwrap(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap anywhere
     with pytest.raises(ExecutionError, match=r"bwrap.*MODAL_RAY_SANDBOX_ISOLATION=none"):

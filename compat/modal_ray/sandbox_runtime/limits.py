@@ -83,6 +83,18 @@ class Limits:
         self.dirs.clear()
 
 
+def sweep_stale_cgroups() -> None:
+    """Remove sandbox cgroups left by a supervisor that died: only empty ones can go, so a
+    live sandbox's cgroup (another supervisor's) is never touched."""
+    places = _hierarchies()
+    for base in (places or {}).values():
+        with contextlib.suppress(OSError):
+            for child in base.iterdir():
+                if child.name.startswith("modal-ray-sb-") and child.is_dir():
+                    with contextlib.suppress(OSError):
+                        child.rmdir()
+
+
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
 

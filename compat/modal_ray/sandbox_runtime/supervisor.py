@@ -44,7 +44,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 from . import agent as agent_module
 from . import isolation
 from .files import File, FileOps
-from .limits import Limits, make_limits
+from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
 from .relay import Relay
 
@@ -126,11 +126,22 @@ class _Sandbox:
 class Supervisor(FileOps):
     """All sandboxes of one node. Every public method is a coroutine run on one loop."""
 
-    def __init__(self, node: str = "this node", base_dir: str | None = None) -> None:
+    def __init__(
+        self, node: str = "this node", base_dir: str | None = None, owner: str | None = None
+    ) -> None:
+        """`owner` names the one supervisor of this node that may use the directory (e.g. the
+        engine's name for it): whatever a previous holder of that name left there (its process
+        died with its sandboxes) is removed now."""
         self._node = node
         base = Path(base_dir or tempfile.gettempdir()) / f"modal-ray-sandboxes-{os.getuid()}"
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(base, 0o700)
+        if owner is not None:
+            base = base / owner
+            if base.exists():
+                _remove_tree(base)
+            base.mkdir(mode=0o700)
+            sweep_stale_cgroups()
         self._base = base
         self._sandboxes: dict[str, _Sandbox] = {}
         self._ids = itertools.count(1)
