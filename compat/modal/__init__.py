@@ -42,15 +42,13 @@ from .retries import Retries
 from .sandbox import Probe, Sandbox
 from .schedule import Cron, Period
 from .secret import Secret
+from .snapshot import SandboxSnapshot
 from .volume import Volume
 
 __version__ = "1.6.4"
 
 _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 
-SandboxSnapshot = placeholder(
-    "SandboxSnapshot", "Sandbox snapshots are " + _LATER, "modal.snapshot"
-)
 Proxy = placeholder(
     "Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy"
 )
