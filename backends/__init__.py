@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from modal_ray.runtime.container import ContainerSpec
     from modal_ray.runtime.worker import Invocation
+    from modal_ray.serve_adapters.web import WebEndpoint
     from modal_ray.specs import FunctionSpec, ServiceSpec, StoreRef
 
 
@@ -127,6 +128,13 @@ class Backend(Protocol):
 
     def stop_services(self, prefix: str) -> None:
         """Stop every container pool whose name starts with `prefix` (runs `@exit` hooks)."""
+
+    def serve_web(self, endpoints: Sequence[WebEndpoint]) -> list[str]:
+        """Deploy (once) the pools of web endpoints, or attach to them, and give each its own
+        origin; returns their URLs. `stop_services` removes both."""
+
+    def web_url(self, name: str) -> str | None:
+        """The URL of the web endpoint whose pool is `name`, if it is being served."""
 
     def replica_count(self, name: str) -> int:
         """Running containers of the pool `name` (0 if this process does not know it)."""

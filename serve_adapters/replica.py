@@ -17,9 +17,10 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from modal_ray.errors import RemoteFailure
 from modal_ray.runtime.container import Container, ContainerSpec
 
 
@@ -34,6 +35,15 @@ class Replica:
     @property
     def spec(self) -> ContainerSpec:
         return self._container.spec
+
+    @property
+    def start_failure(self) -> RemoteFailure | None:
+        """Why the container could not start (import or `@modal.enter` error), or None."""
+        return self._container.start_failure
+
+    def user_callable(self, method: str) -> Callable[..., Any]:
+        """The user's callable for `method` (`"__call__"`: the function), for web endpoints."""
+        return self._container.user_callable(method)
 
     async def start(self) -> None:
         """Set up the process as a container and run `@modal.enter` hooks."""

@@ -15,6 +15,7 @@ from .tasks import PendingT, RayPending, RayPrepared, check_feasible
 
 if TYPE_CHECKING:
     from modal_ray.runtime.container import ContainerSpec
+    from modal_ray.serve_adapters.web import WebEndpoint
     from modal_ray.specs import ServiceSpec, StoreRef
 
     # Relative on purpose: mypy reads this tree with `backends` as a top-level package (the
@@ -42,6 +43,18 @@ class RayBackend:
         from . import serve as serve_backend
 
         serve_backend.stop_services(prefix)
+
+    def serve_web(self, endpoints: Sequence[WebEndpoint]) -> list[str]:
+        from . import web as web_backend
+
+        for e in endpoints:
+            check_feasible(e.service.resources, f"The containers of {e.service.tag!r}")
+        return web_backend.serve_web(endpoints)
+
+    def web_url(self, name: str) -> str | None:
+        from . import web as web_backend
+
+        return web_backend.web_url(name)
 
     def replica_count(self, name: str) -> int:
         from . import serve as serve_backend

@@ -341,13 +341,13 @@ def _attach(spec: ServiceSpec) -> Any | None:
         return None
 
 
-def _run(app: Any, spec: ServiceSpec) -> Any:
+def _run(app: Any, spec: ServiceSpec, route_prefix: str | None = None) -> Any:
     with warnings.catch_warnings():
         # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            return serve.run(app, name=spec.name, route_prefix=None, blocking=False)
+            return serve.run(app, name=spec.name, route_prefix=route_prefix, blocking=False)
         except rex.RayError as exc:
             raise translate(exc, f"the containers of {spec.tag}") from None
         except RuntimeError as exc:
@@ -653,6 +653,9 @@ def stop_services(prefix: str, timeout: float = 60.0) -> None:
         unwatch_driver(prefix)
     if not ray.is_initialized():
         return
+    from .web import close_routes  # web endpoints' origins (the gateway's ports)
+
+    close_routes(prefix)
     try:
         if _serve_session == _session() or _serve_running():
             _delete_apps(prefix, timeout)

@@ -173,7 +173,7 @@ class App:
 
     @property
     def registered_web_endpoints(self) -> list[str]:
-        return list(self._web_endpoints)
+        return [tag for tag, f in self._functions.items() if f._options.web is not None]
 
     @property
     def is_interactive(self) -> bool:
@@ -424,6 +424,13 @@ class App:
         self._detach = detach
         self._running = True
         output.status(f"✓ Initialized app {self._app_id} on {get_backend().describe()}.")
+        from .web import start_endpoints
+
+        try:
+            await start_endpoints(self)
+        except BaseException:
+            await self._stop()
+            raise
 
     async def _stop(self) -> None:
         if not self._running:

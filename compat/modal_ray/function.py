@@ -72,6 +72,7 @@ class Function(Generic[P, R, LocalR]):
 
     __module__ = "modal.functions"
     _served = False  # methods of a Cls always run in a container pool
+    _web_url: str | None = None  # set while the app runs this web endpoint
 
     def __init__(
         self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str
@@ -147,7 +148,24 @@ class Function(Generic[P, R, LocalR]):
 
     @dual
     async def get_web_url(self) -> str | None:
-        return None
+        """The URL of this web endpoint while its app runs (None for other functions)."""
+        if self._options.web is None:
+            return None
+        if self._web_url is not None:
+            return self._web_url
+        # Elsewhere (a container, another client): the run's gateway knows the URL.
+        from .web import pool_name
+
+        ctx = self._run_context()
+        name = pool_name(ctx.environment, ctx.app_id, self._tag)
+        backend = get_backend()
+        backend.connect(ctx.environment)
+        return await asyncio.get_running_loop().run_in_executor(None, backend.web_url, name)
+
+    @property
+    def web_url(self) -> str | None:
+        """Deprecated spelling of `get_web_url()`."""
+        return self.get_web_url()
 
     @dual
     async def get_dashboard_url(self) -> str:

@@ -106,6 +106,8 @@ class FunctionOptions:
     target_inputs: int | None = None
     batch_max_size: int | None = None
     batch_wait_ms: int | None = None
+    # A web endpoint (`serve_adapters.web.WebSpec`) from `@modal.fastapi_endpoint` & co.
+    web: Any = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -176,6 +178,7 @@ class FunctionOptions:
             target_inputs=kw.pop("target_inputs", None),
             batch_max_size=kw.pop("batch_max_size", None),
             batch_wait_ms=kw.pop("batch_wait_ms", None),
+            web=kw.pop("web", None),
         )
         for name in ("i6pn", "experimental_options", "_experimental_restrict_output", "name"):
             kw.pop(name, None)
@@ -238,7 +241,12 @@ class FunctionOptions:
 
     def needs_container(self) -> bool:
         """Container semantics (warm state, concurrency, batching, a warm floor) need Serve."""
-        return bool(self.max_inputs_concurrent or self.batch_max_size or self.min_containers)
+        return bool(
+            self.max_inputs_concurrent
+            or self.batch_max_size
+            or self.min_containers
+            or self.web is not None  # a web function always runs on a container pool
+        )
 
     def _environment(self, ctx: RunContext) -> tuple[Any, dict[str, Any], dict[str, str]]:
         """(image, runtime_env, env) shared by tasks and containers."""

@@ -2,7 +2,8 @@
 
 `@modal.concurrent`, `@modal.batched`, `@modal.method`, `@modal.enter`, `@modal.exit` return a
 `PartialFunction` (or mark the function) and `@app.function` / `@app.cls` read the options back.
-Web endpoint decorators raise until web endpoints are supported, saying so.
+The web decorators (`@modal.fastapi_endpoint`, `@modal.asgi_app`, `@modal.wsgi_app`,
+`@modal.web_server`) record a `WebSpec` the same way.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing_extensions import ParamSpec
 
 from modal_ray.exception import InvalidError, UnimplementedError
 
-from .warn import deprecation
+from .warn import deprecation, warn_once
 
 if TYPE_CHECKING:
     from .function import Function
@@ -157,41 +158,149 @@ def exit() -> _MethodDecorator:
     return wrapper  # type: ignore[return-value]
 
 
-def _web_unsupported(kind: str) -> UnimplementedError:
-    return UnimplementedError(
-        f"`@modal.{kind}`: web endpoints (Ray Serve) are not supported by this version of"
-        " modal-ray yet."
+def _web(kind: str, **fields: Any) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """A web decorator: records a `WebSpec` (checked now) that `@app.function` / `@app.cls`
+    turn into an endpoint served while the app runs."""
+    from modal_ray.serve_adapters.web import HTTP_METHODS, WebSpec, check_label
+
+    label = fields.get("label")
+    if label is not None:
+        try:
+            check_label(label)
+        except ValueError as exc:
+            raise InvalidError(str(exc)) from None
+    method = fields.get("method", "GET")
+    if not isinstance(method, str) or method.upper() not in HTTP_METHODS:
+        raise InvalidError(
+            f"Invalid HTTP method {method!r} for `@modal.{kind}`: use one of"
+            f" {', '.join(HTTP_METHODS)}."
+        )
+    fields["method"] = method.upper()
+    if fields.get("requires_proxy_auth"):
+        # Refused rather than ignored: the endpoint would be open to anyone who can reach it.
+        raise UnimplementedError(
+            f"`@modal.{kind}(requires_proxy_auth=True)` is not supported by this version of"
+            " modal-ray yet; endpoints listen on 127.0.0.1 only. Check a token in the app"
+            " itself (e.g. FastAPI's HTTPBearer with a modal.Secret) meanwhile."
+        )
+    if fields.pop("custom_domains", None):
+        warn_once(
+            "web:custom_domains",
+            "`custom_domains=` has no effect on Ray: endpoints are served on 127.0.0.1 ports.",
+        )
+    spec = WebSpec(kind=kind, **fields)
+
+    def wrapper(f: Any) -> PartialFunction[..., Any, Any]:
+        if isinstance(f, PartialFunction) and f._modal_options.get("web") is not None:
+            raise InvalidError(f"A function can have only one web decorator (`@modal.{kind}`).")
+        raw = f.raw_f if isinstance(f, PartialFunction) else f
+        if not callable(raw) or isinstance(raw, type):
+            raise InvalidError(f"`@modal.{kind}` decorates a function, not {raw!r}.")
+        if kind != "fastapi_endpoint" and _takes_arguments(raw):
+            raise InvalidError(
+                f"`@modal.{kind}` functions take no arguments (the function builds the app or"
+                f" starts the server): {getattr(raw, '__qualname__', raw)!r} has parameters."
+                " Parametrize with a `@app.cls` and `modal.parameter()` instead."
+            )
+        return _add(f, web=spec)
+
+    return wrapper
+
+
+def _takes_arguments(f: Callable[..., Any]) -> bool:
+    import inspect
+
+    try:
+        params = list(inspect.signature(f).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if params and params[0].name == "self":  # a method: its object is given
+        params = params[1:]
+    return any(
+        p.default is inspect.Parameter.empty
+        and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        for p in params
     )
 
 
 def fastapi_endpoint(
+    _warn_parentheses_missing: Any = None,
     *,
     method: str = "GET",
     label: str | None = None,
     custom_domains: Any = None,
     docs: bool = False,
     requires_proxy_auth: bool = False,
-) -> Callable[[Any], Any]:
-    raise _web_unsupported("fastapi_endpoint")
-
-
-def web_endpoint(*args: Any, **kwargs: Any) -> None:
-    deprecation(
-        "web_endpoint", "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint`."
+) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Serve the function as an HTTP endpoint at `/` (FastAPI parses its parameters)."""
+    _no_bare_use("fastapi_endpoint", _warn_parentheses_missing)
+    return _web(
+        "fastapi_endpoint",
+        method=method,
+        label=label,
+        custom_domains=custom_domains,
+        docs=docs,
+        requires_proxy_auth=requires_proxy_auth,
     )
-    raise _web_unsupported("web_endpoint")
+
+
+def web_endpoint(
+    _warn_parentheses_missing: Any = None,
+    *,
+    method: str = "GET",
+    label: str | None = None,
+    custom_domains: Any = None,
+    docs: bool = False,
+    requires_proxy_auth: bool = False,
+) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Deprecated alias of `@modal.fastapi_endpoint`."""
+    deprecation(
+        "web_endpoint",
+        "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint` instead.",
+    )
+    _no_bare_use("web_endpoint", _warn_parentheses_missing)
+    return _web(
+        "fastapi_endpoint",
+        method=method,
+        label=label,
+        custom_domains=custom_domains,
+        docs=docs,
+        requires_proxy_auth=requires_proxy_auth,
+    )
 
 
 def asgi_app(
-    *, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False
-) -> Callable[[Any], Any]:
-    raise _web_unsupported("asgi_app")
+    _warn_parentheses_missing: Any = None,
+    *,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Serve the ASGI app (FastAPI, Starlette, ...) that the function returns."""
+    _no_bare_use("asgi_app", _warn_parentheses_missing)
+    return _web(
+        "asgi_app",
+        label=label,
+        custom_domains=custom_domains,
+        requires_proxy_auth=requires_proxy_auth,
+    )
 
 
 def wsgi_app(
-    *, label: str | None = None, custom_domains: Any = None, requires_proxy_auth: bool = False
-) -> Callable[[Any], Any]:
-    raise _web_unsupported("wsgi_app")
+    _warn_parentheses_missing: Any = None,
+    *,
+    label: str | None = None,
+    custom_domains: Any = None,
+    requires_proxy_auth: bool = False,
+) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Serve the WSGI app (Flask, Django, ...) that the function returns."""
+    _no_bare_use("wsgi_app", _warn_parentheses_missing)
+    return _web(
+        "wsgi_app",
+        label=label,
+        custom_domains=custom_domains,
+        requires_proxy_auth=requires_proxy_auth,
+    )
 
 
 def web_server(
@@ -201,8 +310,29 @@ def web_server(
     label: str | None = None,
     custom_domains: Any = None,
     requires_proxy_auth: bool = False,
-) -> Callable[[Any], Any]:
-    raise _web_unsupported("web_server")
+) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Serve the HTTP server that the function starts, once it listens on `port`."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise InvalidError(f"`@modal.web_server` needs a port number (1-65535), not {port!r}.")
+    if isinstance(startup_timeout, bool) or not isinstance(startup_timeout, int | float):
+        raise InvalidError("`startup_timeout=` takes seconds as a number.")
+    if startup_timeout <= 0:
+        raise InvalidError(f"`startup_timeout` must be positive, not {startup_timeout!r}.")
+    return _web(
+        "web_server",
+        port=port,
+        startup_timeout=float(startup_timeout),
+        label=label,
+        custom_domains=custom_domains,
+        requires_proxy_auth=requires_proxy_auth,
+    )
+
+
+def _no_bare_use(kind: str, f: Any) -> None:
+    if f is not None:
+        raise InvalidError(
+            f"`@modal.{kind}` was used without parentheses; write `@modal.{kind}()`."
+        )
 
 
 def clustered(*, size: int, rdma: bool = False) -> Callable[[Any], Any]:

@@ -165,6 +165,16 @@ class Container:
 
     # -- calls -------------------------------------------------------------------------------
 
+    @property
+    def start_failure(self) -> RemoteFailure | None:
+        """The error `start()` kept (a failing import or `@modal.enter` hook), if any."""
+        return self._enter_failure
+
+    def user_callable(self, method: str) -> Callable[..., Any]:
+        """The user's function, or the bound `method` of the container's object (web
+        endpoints call it directly, under the engine's HTTP concurrency limit)."""
+        return self._callable(method)
+
     def _callable(self, method: str) -> Callable[..., Any]:
         if self._fn is not None:
             return self._fn

@@ -1,0 +1,186 @@
+"""Web endpoints on Ray Serve, each at the root of its own 127.0.0.1 origin.
+
+An endpoint is a container pool like any other (`serve.Service` naming, autoscaling, run
+cleanup), deployed with a Serve ASGI ingress: the replica starts the container, then
+`serve_adapters.web.build_app` builds the endpoint's ASGI app from it. Serve's HTTP proxy (bound
+to 127.0.0.1 by `ensure_serve`) routes `/<pool name>` to it. The gateway, one detached actor on
+the head node (`serve_adapters.gateway.Gateway`), listens on one 127.0.0.1 port per endpoint
+and forwards to that route; the URL of an endpoint is its gateway port.
+
+`max_ongoing_requests` is the container's `@modal.concurrent(max_inputs=)` (1 by default, as on
+Modal: more requests wait in Serve's queue or go to new replicas). A `web_server` pool puts one
+replica per node, since its replicas listen on the same port.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+import ray.exceptions as rex
+from ray import serve
+
+from modal_ray.exception import ExecutionError
+from modal_ray.naming import run_prefix_of
+from modal_ray.runtime.container import ContainerSpec
+from modal_ray.serve_adapters.gateway import Gateway
+from modal_ray.serve_adapters.replica import Replica
+from modal_ray.serve_adapters.web import WebEndpoint, build_app
+from modal_ray.specs import ServiceSpec
+
+from . import serve as serve_backend
+from .errors import translate
+
+GATEWAY_NAME = "modal-ray-web-gateway"
+GATEWAY_NAMESPACE = serve_backend.JANITOR_NAMESPACE
+
+
+class _WebReplicaBase:
+    """One container serving one web endpoint: Serve hosts the ASGI app (and its lifespan)."""
+
+    async def __init__(self, spec: ContainerSpec, web: Any, method: str) -> None:  # type: ignore[misc]
+        from .runtime import keep_replica_on_loopback
+
+        keep_replica_on_loopback()
+        self._replica = Replica(spec)
+        self._web = web
+        self._method = method
+        await self._replica.start()
+
+    async def __serve_build_asgi_app__(self) -> Any:
+        return await build_app(self._replica, self._web, self._method)
+
+    async def __del__(self) -> None:
+        await self._replica.stop()
+
+
+_WebReplica = serve.ingress()(_WebReplicaBase)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class _GatewayActor:
+    """Hosts the gateway's listeners (see `serve_adapters.gateway`)."""
+
+    def __init__(self) -> None:
+        self._gateway = Gateway()
+
+    async def open(self, key: str, upstream: str, label: str, port: int | None = None) -> str:
+        return await self._gateway.open(key, upstream, label, port)
+
+    async def close_prefix(self, prefix: str) -> list[str]:
+        return await self._gateway.close_prefix(prefix)
+
+    async def url(self, key: str) -> str | None:
+        return self._gateway.url(key)
+
+    async def routes(self) -> dict[str, str]:
+        return self._gateway.routes()
+
+
+def _gateway(create: bool = True) -> Any:
+    if not create:
+        try:
+            return ray.get_actor(GATEWAY_NAME, namespace=GATEWAY_NAMESPACE)
+        except ValueError:
+            return None
+    return _GatewayActor.options(  # type: ignore[attr-defined]
+        name=GATEWAY_NAME,
+        namespace=GATEWAY_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        # On the head node, where Serve's proxy and the cluster's users are.
+        resources={"node:__internal_head__": 0.001},
+    ).remote()
+
+
+def _serve_port() -> int:
+    from ray.serve.context import _get_global_client
+
+    client = _get_global_client()
+    if client is None:
+        raise ExecutionError("Ray Serve is not running on this cluster.")
+    return int(client.http_config.port)
+
+
+def route_prefix(spec: ServiceSpec) -> str:
+    return "/" + spec.name
+
+
+def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
+    """Deploy (or attach to) the pools of `endpoints` and open their origins; their URLs.
+
+    New pools are deployed in one `serve.run_many`, under the lock that serializes this
+    process's deployments: Serve pickles each deployment's router config by registering a
+    module for pickling by value, and two deployments at once from one process can ship a
+    by-value copy of the router class that Serve's proxy then fails to instantiate."""
+    from ray.serve.api import RunTarget
+
+    serve_backend.ensure_serve()
+    targets = []
+    for e in endpoints:
+        if serve_backend._attach(e.service) is not None:
+            continue
+        options = serve_backend._deployment_options(e.service, e.container)
+        options["max_ongoing_requests"] = max(1, e.container.max_inputs)
+        if e.web.kind == "web_server":
+            options["max_replicas_per_node"] = 1  # its replicas listen on the same port
+        deployment = serve_backend._versioned(serve.deployment(_WebReplica, **options))
+        app = deployment.bind(e.container, e.web, e.method)
+        targets.append(
+            RunTarget(target=app, name=e.service.name, route_prefix=route_prefix(e.service))
+        )
+    with serve_backend._create_lock:
+        if targets:
+            with warnings.catch_warnings():
+                # Serve deprecates `metrics_interval_s`; it is still the only per-deployment knob.
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    serve.run_many(targets)
+                except rex.RayError as exc:
+                    raise translate(exc, "the web endpoints' containers") from None
+                except RuntimeError as exc:
+                    raise ExecutionError(
+                        f"Could not start the web endpoints' containers: {exc}"
+                    ) from None
+        for e in endpoints:
+            prefix = run_prefix_of(e.service.name)
+            if prefix not in serve_backend._watched_prefixes:
+                serve_backend._watched_prefixes.add(prefix)
+                serve_backend.watch_driver(prefix)
+    port = _serve_port()
+    gateway = _gateway()
+    refs = [
+        gateway.open.remote(
+            e.service.name, f"http://127.0.0.1:{port}{route_prefix(e.service)}", e.label
+        )
+        for e in endpoints
+    ]
+    urls: list[str] = ray.get(refs)
+    return urls
+
+
+def web_url(key: str) -> str | None:
+    gateway = _gateway(create=False)
+    if gateway is None:
+        return None
+    url: str | None = ray.get(gateway.url.remote(key))
+    return url
+
+
+def close_routes(prefix: str) -> None:
+    """Stop listening for the endpoints whose pool names start with `prefix`."""
+    if not ray.is_initialized():
+        return
+    gateway = _gateway(create=False)
+    if gateway is None:
+        return
+    try:
+        ray.get(gateway.close_prefix.remote(prefix), timeout=30)
+    except Exception:
+        pass
+
+
+__all__ = ["close_routes", "serve_web", "web_url"]

@@ -1,0 +1,254 @@
+"""Web endpoint kinds as ASGI applications, built inside a replica from its container.
+
+`WebSpec` is what a web decorator records; `build_app` turns a started `Replica` and its
+`WebSpec` into one ASGI application, which the backend serves over HTTP:
+
+- `fastapi_endpoint`: a FastAPI app with the function as its one route at `/` (FastAPI parses
+  query parameters and bodies from the signature: 422 on invalid input; `docs=True` adds
+  `/docs`);
+- `asgi_app`: the app the function returns (its lifespan runs through the engine's ASGI host);
+- `wsgi_app`: the WSGI app the function returns, through `a2wsgi`;
+- `web_server`: the function starts a server process; once it listens on `port` (within
+  `startup_timeout`) requests and websockets are forwarded to it (`proxy.HTTPProxy`), else
+  every request gets 503 saying why.
+
+Every app is wrapped so that it sees itself at the root of its origin (the engine's route prefix
+is taken off the path), and a handler error before the response starts becomes a bare 500 whose
+details go to the container's log, never to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import re
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .proxy import Receive, Scope, Send, send_text
+
+if TYPE_CHECKING:
+    from modal_ray.runtime.container import ContainerSpec
+    from modal_ray.specs import ServiceSpec
+
+    from .replica import Replica
+
+KINDS = ("fastapi_endpoint", "asgi_app", "wsgi_app", "web_server")
+HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+MAX_LABEL = 63
+_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class WebSpec:
+    """What a web decorator asked for. Picklable; travels to every replica."""
+
+    kind: str
+    method: str = "GET"
+    label: str | None = None
+    docs: bool = False
+    requires_proxy_auth: bool = False
+    port: int | None = None
+    startup_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class WebEndpoint:
+    """One endpoint to serve: its container pool (`ServiceSpec`, `ContainerSpec`), what it
+    serves, the method that builds it (`"__call__"` for a function) and its label."""
+
+    service: ServiceSpec
+    container: ContainerSpec
+    web: WebSpec
+    label: str
+    method: str = "__call__"
+
+
+def check_label(label: str) -> str:
+    """A user's `label=`: lowercase letters, digits and inner dashes (Modal rejects others)."""
+    if not isinstance(label, str) or not _LABEL_RE.match(label):
+        raise ValueError(
+            f"Invalid web endpoint label {label!r}: use lowercase letters, digits and dashes"
+            " (not at either end)."
+        )
+    return label
+
+
+def slug(text: str) -> str:
+    """`text` in a hostname's alphabet (lowercase, dashes)."""
+    out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return out or "app"
+
+
+def shorten(label: str) -> str:
+    """Modal's rule for labels over 63 characters: 56 characters, `-`, 6 hex of its SHA-256."""
+    if len(label) <= MAX_LABEL:
+        return label
+    return f"{label[:56]}-{hashlib.sha256(label.encode()).hexdigest()[:6]}"
+
+
+def endpoint_label(app_name: str | None, tag: str, label: str | None) -> str:
+    """The endpoint's label: `label=` as given, else `<app>-<function>` slugified."""
+    if label is not None:
+        return shorten(label)
+    base = slug(tag) if not app_name else f"{slug(app_name)}-{slug(tag)}"
+    return shorten(base)
+
+
+class AtRoot:
+    """Show `app` itself at the root of its origin: the engine's route prefix (`root_path`)
+    is removed from the path, so absolute redirects and links work unchanged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            root = scope.get("root_path") or ""
+            if root:
+                scope = dict(scope)
+                path = scope.get("path", "")
+                if path.startswith(root):
+                    scope["path"] = path[len(root) :] or "/"
+                raw = scope.get("raw_path")
+                if raw and raw.startswith(root.encode()):
+                    scope["raw_path"] = raw[len(root) :] or b"/"
+                scope["root_path"] = ""
+        await self.app(scope, receive, send)
+
+
+class Shield:
+    """A handler error before the response started answers a bare 500; details are logged."""
+
+    def __init__(self, app: Any, what: str) -> None:
+        self.app = app
+        self.what = what
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            print(f"Error in web endpoint {self.what}:", file=sys.stderr)
+            traceback.print_exc()
+            if not started:
+                await send_text(send, 500, "Internal Server Error")
+
+
+class Unavailable:
+    """Answers every request with `status` and `reason` (a failed start, a server not up)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        self.status = status
+        self.reason = reason
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await send_text(send, self.status, self.reason)
+        elif scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.close", "code": 1011})
+        elif scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+
+
+async def _call(fn: Any) -> Any:
+    """A nullary user factory: in a thread if it is sync (it may load a model)."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn()
+    return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+def _fastapi_app(fn: Any, web: WebSpec) -> Any:
+    from fastapi import FastAPI
+
+    app = FastAPI(
+        docs_url="/docs" if web.docs else None,
+        redoc_url="/redoc" if web.docs else None,
+        openapi_url="/openapi.json" if web.docs else None,
+    )
+    app.add_api_route("/", fn, methods=[web.method])
+    return app
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+async def wait_for_port(port: int, timeout: float) -> bool:
+    """Has something started listening on `port` within `timeout` seconds?"""
+    deadline = time.monotonic() + timeout
+    loop = asyncio.get_running_loop()
+    while True:
+        if await loop.run_in_executor(None, port_open, port):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+async def build_app(replica: Replica, web: WebSpec, method: str = "__call__") -> Any:
+    """The ASGI application one replica serves for its web endpoint."""
+    what = replica.spec.tag if method == "__call__" else f"{replica.spec.tag}.{method}"
+    failure = replica.start_failure
+    if failure is not None:
+        print(f"Web endpoint {what} failed to start:\n{failure.traceback}", file=sys.stderr)
+        return Unavailable(500, "Internal Server Error")
+    fn = replica.user_callable(method)
+    try:
+        if web.kind == "fastapi_endpoint":
+            app: Any = _fastapi_app(fn, web)
+        elif web.kind == "asgi_app":
+            app = await _call(fn)
+        elif web.kind == "wsgi_app":
+            from a2wsgi import WSGIMiddleware
+
+            app = WSGIMiddleware(await _call(fn))
+        elif web.kind == "web_server":
+            assert web.port is not None
+            await _call(fn)
+            if not await wait_for_port(web.port, web.startup_timeout):
+                reason = (
+                    f"Web server {what} did not start listening on port {web.port} within"
+                    f" startup_timeout={web.startup_timeout:g}s."
+                )
+                print(reason, file=sys.stderr)
+                return Unavailable(503, reason)
+            app = HTTPProxyAtPort(web.port)
+        else:
+            raise ValueError(f"unknown web endpoint kind {web.kind!r}")
+    except Exception:
+        print(f"Web endpoint {what} failed to start:", file=sys.stderr)
+        traceback.print_exc()
+        return Unavailable(500, "Internal Server Error")
+    return AtRoot(Shield(app, what))
+
+
+def HTTPProxyAtPort(port: int) -> Any:
+    from .proxy import HTTPProxy
+
+    return HTTPProxy(f"http://127.0.0.1:{port}")

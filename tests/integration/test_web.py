@@ -1,0 +1,292 @@
+"""Web endpoints over real HTTP (httpx, websockets) on the session's Ray: each endpoint at the
+root of its own 127.0.0.1 origin, in front of Ray Serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import WebSocket
+from pydantic import BaseModel
+
+import modal
+from modal.exception import InvalidError
+
+app = modal.App("test-web")
+
+
+class Item(BaseModel):
+    name: str
+    qty: int
+
+
+@app.function(cpu=0.1)
+@modal.fastapi_endpoint()
+def square(x: int) -> dict[str, int]:
+    return {"square": x * x}
+
+
+@app.function(cpu=0.1)
+@modal.fastapi_endpoint(method="POST", label="echo-item")
+def create(item: dict[str, Any]) -> dict[str, Any]:
+    return {"got": item}
+
+
+@app.function(cpu=0.1)
+@modal.fastapi_endpoint()
+def fails() -> str:
+    raise RuntimeError("secret internals")
+
+
+@app.function(cpu=0.1)
+@modal.fastapi_endpoint()
+def own_url() -> str | None:
+    return square.get_web_url()
+
+
+@app.function(cpu=0.1, max_containers=1)
+@modal.concurrent(max_inputs=8)
+@modal.asgi_app()
+def site() -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import RedirectResponse, StreamingResponse
+
+    web = FastAPI()
+    release = asyncio.Event()
+    state: dict[str, Any] = {"produced": 0}
+
+    @web.get("/")
+    def root() -> dict[str, str]:
+        return {"page": "root"}
+
+    @web.post("/items")
+    def add(item: Item) -> dict[str, Any]:
+        return {"name": item.name, "qty": item.qty}
+
+    @web.get("/go")
+    def go() -> RedirectResponse:
+        return RedirectResponse("/result?from=go")
+
+    @web.get("/result")
+    def result() -> dict[str, str]:
+        return {"page": "result"}
+
+    @web.get("/release")
+    def do_release() -> dict[str, int]:
+        release.set()
+        return {"produced": state["produced"]}
+
+    @web.get("/stream")
+    async def stream() -> StreamingResponse:
+        release.clear()
+
+        async def produce() -> Any:
+            state["produced"] = 1
+            yield b"first\n"
+            await release.wait()  # the last chunk only after the client saw the first
+            state["produced"] = 2
+            yield b"last\n"
+
+        return StreamingResponse(produce(), media_type="text/plain")
+
+    @web.get("/boom")
+    def boom() -> None:
+        raise ValueError("hidden detail")
+
+    @web.websocket("/ws")
+    async def ws(socket: WebSocket) -> None:
+        await socket.accept()
+        while True:
+            text = await socket.receive_text()
+            await socket.send_text(f"echo:{text}")
+
+    return web
+
+
+@app.function(cpu=0.1)
+@modal.wsgi_app()
+def flask_site() -> Any:
+    from flask import Flask, request
+
+    web = Flask("flask_site")
+
+    @web.route("/hello")
+    def hello() -> str:
+        return f"hello {request.args.get('name', 'nobody')}"
+
+    return web
+
+
+@app.function(cpu=0.1)
+@modal.web_server(18731, startup_timeout=30)
+def files() -> None:
+    import os
+    import tempfile
+
+    root = tempfile.mkdtemp()
+    with open(os.path.join(root, "hello.txt"), "w") as f:
+        f.write("served by http.server")
+    subprocess.Popen(
+        [sys.executable, "-m", "http.server", "18731", "--bind", "127.0.0.1", "-d", root]
+    )
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[modal.App]:
+    with app.run():
+        yield app
+
+
+def _url(fn: Any) -> str:
+    url = fn.get_web_url()
+    assert url is not None
+    assert url.startswith("http://127.0.0.1:")
+    return str(url)
+
+
+def test_fastapi_endpoint_get_and_422(running: modal.App) -> None:
+    url = _url(square)
+    assert httpx.get(url, params={"x": 7}).json() == {"square": 49}
+    bad = httpx.get(url, params={"x": "seven"})
+    assert bad.status_code == 422
+    assert httpx.get(url).status_code == 422  # missing query parameter
+
+
+def test_fastapi_endpoint_post_body(running: modal.App) -> None:
+    url = _url(create)
+    r = httpx.post(url, json={"a": 1})
+    assert r.json() == {"got": {"a": 1}}
+    assert (
+        httpx.post(
+            url, content=b"not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+    assert httpx.get(url).status_code == 405
+
+
+def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
+    urls = {_url(f) for f in (square, create, fails, site, flask_site, files)}
+    assert len(urls) == 6
+    assert sorted(running.registered_web_endpoints) == sorted(
+        ["square", "create", "fails", "own_url", "site", "flask_site", "files"]
+    )
+
+
+def test_get_web_url_inside_a_running_function(running: modal.App) -> None:
+    assert httpx.get(_url(own_url)).json() == _url(square)
+
+
+def test_handler_error_is_a_bare_500(running: modal.App) -> None:
+    r = httpx.get(_url(fails))
+    assert r.status_code == 500
+    assert "secret internals" not in r.text
+    r = httpx.get(_url(site) + "/boom")
+    assert r.status_code == 500
+    assert "hidden detail" not in r.text
+
+
+def test_asgi_app_routes_typed_body_and_absolute_redirect(running: modal.App) -> None:
+    base = _url(site)
+    with httpx.Client(base_url=base, follow_redirects=True) as client:
+        assert client.get("/").json() == {"page": "root"}
+        assert client.post("/items", json={"name": "a", "qty": 2}).json() == {
+            "name": "a",
+            "qty": 2,
+        }
+        assert client.post("/items", json={"name": "a", "qty": "many"}).status_code == 422
+        r = client.get("/go")
+        assert r.json() == {"page": "result"}
+        assert str(r.url) == base + "/result?from=go"
+        assert r.history[0].headers["location"] == "/result?from=go"
+
+
+def test_streaming_first_chunk_before_last_is_produced(running: modal.App) -> None:
+    base = _url(site)
+    with httpx.Client(base_url=base, timeout=60) as client, client.stream("GET", "/stream") as r:
+        lines = r.iter_lines()
+        assert next(lines) == "first"
+        # The producer is still waiting: it has made only the first chunk.
+        assert client.get("/release").json() == {"produced": 1}
+        assert next(lines) == "last"
+
+
+def test_websocket_echo(running: modal.App) -> None:
+    from websockets.sync.client import connect
+
+    url = _url(site).replace("http://", "ws://") + "/ws"
+    with connect(url, open_timeout=60) as ws:
+        for text in ("a", "bc"):
+            ws.send(text)
+            assert ws.recv(timeout=60) == f"echo:{text}"
+
+
+def test_wsgi_app_flask(running: modal.App) -> None:
+    r = httpx.get(_url(flask_site) + "/hello", params={"name": "ray"})
+    assert r.status_code == 200
+    assert r.text == "hello ray"
+
+
+def test_web_server_process(running: modal.App) -> None:
+    r = httpx.get(_url(files) + "/hello.txt", timeout=60)
+    assert r.status_code == 200
+    assert r.text == "served by http.server"
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+def test_duplicate_labels_are_refused_before_anything_is_deployed() -> None:
+    dup = modal.App("test-web-dup")
+
+    @dup.function(cpu=0.1, serialized=True)
+    @modal.fastapi_endpoint(label="same")
+    def one() -> int:
+        return 1
+
+    @dup.function(cpu=0.1, serialized=True)
+    @modal.fastapi_endpoint(label="same")
+    def two() -> int:
+        return 2
+
+    with pytest.raises(InvalidError, match="same label 'same'"), dup.run():
+        pass
+
+
+def test_decorator_input_is_checked() -> None:
+    with pytest.raises(InvalidError, match="label"):
+        modal.fastapi_endpoint(label="Not Valid")
+    with pytest.raises(InvalidError, match="HTTP method"):
+        modal.fastapi_endpoint(method="FETCH")
+    with pytest.raises(InvalidError, match="take no arguments"):
+        modal.asgi_app()(lambda x: x)
+    with pytest.raises(InvalidError, match="port"):
+        modal.web_server(0)
+    from modal.exception import DeprecationError
+    from modal_ray.warn import reset_for_tests
+
+    reset_for_tests()
+    with pytest.warns(DeprecationError, match="web_endpoint"):
+        modal.web_endpoint()
+
+
+def test_web_server_that_never_listens_answers_503() -> None:
+    silent = modal.App("test-web-silent")
+
+    @silent.function(cpu=0.1, serialized=True)
+    @modal.web_server(18732, startup_timeout=1)
+    def never() -> None:
+        pass
+
+    with silent.run():
+        r = httpx.get(_url(never), timeout=60)
+        assert r.status_code == 503
+        assert "did not start listening on port 18732" in r.text
+        assert "startup_timeout=1s" in r.text
+    assert json.dumps(r.text)
