@@ -9,12 +9,14 @@ limits hold: a single read returns at most 100 MiB, a single write takes at most
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from .exception import InvalidError, UnimplementedError
+from .exception import InvalidError
 from .sandbox_ref import SandboxRef
 from .synchronizer import dual, dual_function
 
@@ -154,8 +156,32 @@ async def delete_bytes(file: FileIO[Any], start: int | None = None, end: int | N
     await file._replace(b"", start, end)
 
 
-async def watch_unsupported() -> None:
-    raise UnimplementedError("`Sandbox.watch` is not supported by this version of modal-ray yet.")
+async def watch_events(
+    ref: SandboxRef,
+    path: str,
+    filter: Sequence[FileWatchEventType] | None = None,
+    recursive: bool = False,
+    timeout: float | None = None,
+) -> AsyncIterator[FileWatchEvent]:
+    """Changes under `path` inside the sandbox, as they happen (inotify, run by the sandbox's
+    agent), until `timeout` seconds pass, the caller stops iterating, or the sandbox ends."""
+    wanted = {FileWatchEventType(f).value for f in filter} if filter else None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    wid = await ref.call("watch_start", _check_path(path), bool(recursive))
+    try:
+        while True:
+            left = 50.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return
+            batch = await ref.call("watch_next", wid, min(left, 50.0))
+            if batch is None:
+                return
+            for event in batch:
+                if wanted is None or event["type"] in wanted:
+                    yield FileWatchEvent(list(event["paths"]), FileWatchEventType(event["type"]))
+    finally:
+        with contextlib.suppress(Exception):
+            await ref.call("watch_stop", wid)
 
 
 FileIO.__module__ = "modal.file_io"

@@ -28,7 +28,7 @@ from .exception import (
     SandboxTimeoutError,
     UnimplementedError,
 )
-from .file_io import FileIO, FileWatchEvent
+from .file_io import FileIO, FileWatchEvent, FileWatchEventType, watch_events
 from .io_streams import StreamReader, StreamWriter, stream_kind
 from .sandbox_fs import SandboxFilesystem
 from .sandbox_ref import SandboxRef, connect
@@ -555,14 +555,14 @@ class Sandbox:
     async def watch(
         self,
         path: str,
-        filter: Any = None,
+        filter: builtins.list[FileWatchEventType] | None = None,
         recursive: bool | None = None,
         timeout: int | None = None,
     ) -> AsyncIterator[FileWatchEvent]:
-        raise UnimplementedError(
-            "`Sandbox.watch` is not supported by this version of modal-ray yet."
-        )
-        yield  # pragma: no cover - makes this an async generator
+        """Changes under `path` inside the sandbox as they happen (`FileWatchEvent`s), until
+        `timeout` seconds pass or the sandbox ends."""
+        async for event in watch_events(self._live(), path, filter, bool(recursive), timeout):
+            yield event
 
     # -- not yet --------------------------------------------------------------------------------
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .exception import InvalidError
+from .file_io import FileWatchEvent, FileWatchEventType, watch_events
 from .sandbox_ref import SandboxRef
 from .synchronizer import dual
 
@@ -131,6 +133,22 @@ class SandboxFilesystem:
     async def make_directory(self, remote_path: str, *, create_parents: bool = True) -> None:
         """Create a directory (with its parents, and no error if it exists, by default)."""
         await self._ref.call("mkdir", _remote(remote_path), create_parents)
+
+    @dual
+    async def watch(
+        self,
+        remote_path: str,
+        *,
+        filter: list[FileWatchEventType] | None = None,
+        recursive: bool = False,
+        timeout: int | None = None,
+    ) -> AsyncIterator[FileWatchEvent]:
+        """Changes under the path as they happen, until `timeout` seconds pass or the sandbox
+        ends."""
+        async for event in watch_events(
+            self._ref, _remote(remote_path), filter, recursive, timeout
+        ):
+            yield event
 
     @dual
     async def remove(self, remote_path: str, *, recursive: bool = False) -> None:

@@ -425,3 +425,33 @@ def test_filesystem_api(sb: modal.Sandbox, tmp_path: Path) -> None:
         fs.stat("/work/a")
     with pytest.raises(InvalidError):
         fs.read_bytes("relative/path")
+
+
+def test_watch_reports_changes(sb: modal.Sandbox) -> None:
+    from modal.file_io import FileWatchEventType
+
+    sb.mkdir("/watched/sub", parents=True)
+    # The process keeps making and removing files until told to stop, so whenever the watch
+    # starts (when iteration begins), changes follow.
+    churn = (
+        "i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo x > /watched/sub/f$i;"
+        " rm /watched/sub/f$i; sleep 0.05; done"
+    )
+    p = sb.exec("sh", "-c", churn)
+    created: set[str] = set()
+    removed: set[str] = set()
+    for event in sb.watch("/watched", recursive=True, timeout=120):
+        for path in event.paths:
+            if event.type == FileWatchEventType.Create:
+                created.add(path)
+            elif event.type == FileWatchEventType.Remove:
+                removed.add(path)
+        if created & removed:
+            break
+    sb.exec("touch", "/tmp/stop").wait()
+    assert p.wait() == 0
+    path = next(iter(created & removed))
+    assert path.startswith("/watched/sub/f")
+    # A filter keeps only the kinds asked for; a timeout ends the iteration.
+    quiet = list(sb.filesystem.watch("/watched", filter=[FileWatchEventType.Create], timeout=2))
+    assert quiet == []

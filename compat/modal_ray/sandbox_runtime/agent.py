@@ -102,6 +102,7 @@ class Agent:
         self.sock = sock
         self.lock = threading.Lock()
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.watches: dict[Any, int] = {}
 
     def reply(self, message: dict[str, Any], fds: list[int] | tuple[int, ...] = ()) -> None:
         with self.lock:
@@ -142,6 +143,22 @@ class Agent:
         if op == "ping":
             self.reply({"rid": rid, "ok": True})
             return
+        if op == "watch":
+            try:
+                self.watch(message)
+            except OSError as exc:
+                self.reply({"rid": rid, **_error(exc)})
+            else:
+                self.reply({"rid": rid, "ok": True})
+            return
+        if op == "unwatch":
+            fd = self.watches.pop(message.get("wid"), None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            return
         if op == "connect":  # a tunnel: a socket connected inside this network namespace
             try:
                 conn = socket.create_connection(("127.0.0.1", int(message["port"])), timeout=5)
@@ -174,6 +191,66 @@ class Agent:
             finally:
                 for fd in out_fds:
                     os.close(fd)
+
+    def watch(self, message: dict[str, Any]) -> None:
+        """inotify on a path (and, if recursive, every directory below it); each event goes
+        to the supervisor as `{"event": "watch", "wid", "paths", "type"}`."""
+        import ctypes
+        import threading
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        path = str(message["path"])
+        os.stat(path)  # FileNotFoundError for a missing path
+        fd = libc.inotify_init1(os.O_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        names: dict[int, str] = {}
+
+        def add(target: str) -> None:
+            wd = libc.inotify_add_watch(fd, os.fsencode(target), _WATCH_MASK)
+            if wd >= 0:
+                names[wd] = target
+
+        add(path)
+        if message.get("recursive") and os.path.isdir(path):
+            for root, dirs, _ in os.walk(path):
+                for d in dirs:
+                    add(os.path.join(root, d))
+        wid = message["wid"]
+        self.watches[wid] = fd
+        threading.Thread(
+            target=self.watch_loop,
+            args=(wid, fd, names, bool(message.get("recursive")), add),
+            daemon=True,
+        ).start()
+
+    def watch_loop(
+        self, wid: Any, fd: int, names: dict[int, str], recursive: bool, add: Any
+    ) -> None:
+        import struct
+
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                return  # unwatched: the descriptor was closed
+            offset = 0
+            while offset + 16 <= len(data):
+                wd, mask, _cookie, size = struct.unpack_from("iIII", data, offset)
+                raw = data[offset + 16 : offset + 16 + size].rstrip(b"\0")
+                offset += 16 + size
+                base = names.get(wd)
+                if base is None:
+                    continue
+                full = os.path.join(base, os.fsdecode(raw)) if raw else base
+                if recursive and mask & 0x40000100 == 0x40000100:  # IN_CREATE | IN_ISDIR
+                    add(full)
+                kind = _event_type(mask)
+                try:
+                    self.reply({"event": "watch", "wid": wid, "paths": [full], "type": kind})
+                except OSError:
+                    return
 
     def exec(self, message: dict[str, Any], fds: list[int]) -> None:
         import subprocess
@@ -253,6 +330,23 @@ class Agent:
                 entries = [_info(e.path, e.stat(follow_symlinks=False)) for e in it]
             return {"entries": sorted(entries, key=lambda e: e["name"])}
         raise ValueError(f"unknown operation {op!r}")
+
+
+# inotify: IN_ACCESS 0x1, IN_MODIFY 0x2, IN_ATTRIB 0x4, IN_CLOSE_WRITE 0x8, IN_MOVED_FROM 0x40,
+# IN_MOVED_TO 0x80, IN_CREATE 0x100, IN_DELETE 0x200, IN_DELETE_SELF 0x400, IN_MOVE_SELF 0x800.
+_WATCH_MASK = 0x1 | 0x2 | 0x4 | 0x8 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x800
+
+
+def _event_type(mask: int) -> str:
+    if mask & (0x100 | 0x80):
+        return "Create"
+    if mask & (0x200 | 0x40 | 0x400 | 0x800):
+        return "Remove"
+    if mask & (0x2 | 0x4 | 0x8):
+        return "Modify"
+    if mask & 0x1:
+        return "Access"
+    return "Unknown"
 
 
 def _info(path: str, st: os.stat_result) -> dict[str, Any]:

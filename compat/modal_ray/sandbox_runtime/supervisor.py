@@ -23,6 +23,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import functools
 import itertools
@@ -43,7 +44,7 @@ from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedEr
 
 from . import agent as agent_module
 from . import isolation
-from .files import File, FileOps
+from .files import File, FileOps, check_path
 from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
 from .relay import Relay
@@ -54,6 +55,7 @@ KEEP_FINISHED_S = 600.0  # how long a finished sandbox still answers poll / wait
 TERMINATED_CODE = 137  # what Modal reports for a sandbox that was terminated or timed out
 EXEC_TIMEOUT_CODE = -1  # what Modal reports for an exec killed by its timeout
 ENTRYPOINT = 0  # the exec id of a sandbox's entrypoint process
+WATCH_QUEUE = 10_000  # events one watch holds for its reader
 AGENT_TIMEOUT_S = 60.0  # longest the agent may take to answer one request (or start a process)
 
 
@@ -121,6 +123,7 @@ class _Sandbox:
     raw_ports: set[int] = field(default_factory=set)
     limits: Limits = field(default_factory=Limits)
     volumes: list[Any] = field(default_factory=list)  # working copies, bound at their paths
+    watches: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Supervisor(FileOps):
@@ -461,6 +464,16 @@ class Supervisor(FileOps):
                 return
         for fd in fds:
             os.close(fd)
+        if message.get("event") == "watch":
+            queue = box.watches.get(message.get("wid"))  # type: ignore[arg-type]
+            paths = message.get("paths")
+            if queue is not None and isinstance(paths, list):
+                if queue.full():  # a watcher that does not keep up loses the oldest events
+                    queue.get_nowait()
+                queue.put_nowait(
+                    {"paths": [str(p) for p in paths], "type": str(message.get("type"))}
+                )
+            return
         xid = message.get("xid")
         ex = box.execs.get(xid) if isinstance(xid, int) else None
         if ex is None:
@@ -748,6 +761,42 @@ class Supervisor(FileOps):
         return sorted(out, key=lambda d: d["created_at"])
 
     # -- files --------------------------------------------------------------------------------
+
+    async def watch_start(self, sid: str, path: str, recursive: bool = False) -> int:
+        """Start watching a path inside the sandbox; returns the watch's id."""
+        box = self._running(sid)
+        wid = next(self._ids)
+        box.watches[wid] = asyncio.Queue(maxsize=WATCH_QUEUE)
+        try:
+            await self._file_request(
+                box, {"op": "watch", "path": check_path(path), "wid": wid, "recursive": recursive}
+            )
+        except BaseException:
+            box.watches.pop(wid, None)
+            raise
+        return wid
+
+    async def watch_next(
+        self, sid: str, wid: int, timeout: float
+    ) -> builtins.list[dict[str, Any]] | None:
+        """The watch's next events (waits up to `timeout` for one); None once the sandbox or
+        the watch has ended."""
+        box = self._box(sid)
+        queue = box.watches.get(wid)
+        if queue is None or box.done.is_set():
+            return None
+        events: builtins.list[dict[str, Any]] = []
+        with contextlib.suppress(asyncio.TimeoutError):
+            events.append(await asyncio.wait_for(queue.get(), timeout))
+        while not queue.empty() and len(events) < 1000:
+            events.append(queue.get_nowait())
+        return events
+
+    async def watch_stop(self, sid: str, wid: int) -> None:
+        box = self._box(sid)
+        if box.watches.pop(wid, None) is not None and not box.done.is_set():
+            with contextlib.suppress(Exception):
+                await self._send(box, {"op": "unwatch", "wid": wid})
 
     async def reload_volumes(self, sid: str) -> None:
         """Bring the sandbox's volumes to their latest committed versions."""
