@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -94,6 +95,24 @@ def site() -> Any:
             yield b"last\n"
 
         return StreamingResponse(produce(), media_type="text/plain")
+
+    @web.get("/endless")
+    async def endless() -> StreamingResponse:
+        state["endless"] = "running"
+
+        async def produce() -> Any:
+            try:
+                while True:
+                    yield b"tick\n"
+                    await asyncio.sleep(0.05)
+            finally:
+                state["endless"] = "stopped"
+
+        return StreamingResponse(produce(), media_type="text/plain")
+
+    @web.get("/endless-state")
+    def endless_state() -> dict[str, Any]:
+        return {"state": state.get("endless")}
 
     @web.get("/boom")
     def boom() -> None:
@@ -215,6 +234,22 @@ def test_streaming_first_chunk_before_last_is_produced(running: modal.App) -> No
         # The producer is still waiting: it has made only the first chunk.
         assert client.get("/release").json() == {"produced": 1}
         assert next(lines) == "last"
+
+
+def test_client_disconnect_stops_the_producer(running: modal.App) -> None:
+    base = _url(site)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        with client.stream("GET", "/endless") as r:
+            lines = r.iter_lines()
+            assert next(lines) == "tick"
+            assert client.get("/endless-state").json() == {"state": "running"}
+            assert next(lines) == "tick"
+        # The client went away: the cancellation reaches the generator through the gateway,
+        # Serve's proxy and the replica (polled up to a bound; no timing is asserted).
+        deadline = time.monotonic() + 30
+        while client.get("/endless-state").json()["state"] != "stopped":
+            assert time.monotonic() < deadline, "the producer kept running after the disconnect"
+            time.sleep(0.2)
 
 
 def test_websocket_echo(running: modal.App) -> None:
