@@ -123,6 +123,26 @@ def _limit(value: Any, what: str) -> Any:
     return value[1]
 
 
+def _extract_snapshot(data: bytes) -> str:
+    """Unpack a snapshot into a new temporary directory (safely: no absolute paths, no `..`,
+    no links out, no special files)."""
+    import io
+    import tarfile
+    import tempfile
+
+    target = tempfile.mkdtemp(prefix="modal-ray-snapshot-")
+
+    def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
+        try:
+            return tarfile.data_filter(member, path)
+        except tarfile.FilterError:
+            return None  # e.g. a link to an absolute path: skipped, never followed
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        tar.extractall(target, filter=safe)
+    return target
+
+
 def _positive(value: Any, what: str) -> float | None:
     if value is None:
         return None
@@ -582,7 +602,14 @@ class Sandbox:
 
     @dual
     async def snapshot_filesystem(self, timeout: int = 55, *, ttl: int = 2592000) -> Any:
-        raise UnimplementedError("`Sandbox.snapshot_filesystem` is not supported yet.")
+        """An `Image` with the files the sandbox's code wrote (its system directories, volumes
+        and special files excepted): pass it as `image=` to a new sandbox. The files are kept in
+        a temporary directory of this process."""
+        from .image import Image
+
+        data: bytes = await self._live().call("snapshot")
+        target = await asyncio.get_running_loop().run_in_executor(None, _extract_snapshot, data)
+        return Image.debian_slim().add_local_dir(target, "/")
 
     @dual
     async def snapshot_directory(

@@ -455,3 +455,20 @@ def test_watch_reports_changes(sb: modal.Sandbox) -> None:
     # A filter keeps only the kinds asked for; a timeout ends the iteration.
     quiet = list(sb.filesystem.watch("/watched", filter=[FileWatchEventType.Create], timeout=2))
     assert quiet == []
+
+
+def test_snapshot_filesystem_seeds_a_new_sandbox(sb: modal.Sandbox) -> None:
+    setup = (
+        "mkdir -p /work/pkg && echo 'print(6 * 7)' > /work/pkg/main.py"
+        " && chmod 755 /work/pkg/main.py && ln -s /etc/shadow /work/escape && mkfifo /work/fifo"
+    )
+    assert sb.exec("sh", "-c", setup).wait() == 0
+    image = sb.snapshot_filesystem()
+    seeded = modal.Sandbox.create(image=image, timeout=120)
+    try:
+        assert seeded.exec("python", "/work/pkg/main.py").stdout.read() == "42\n"
+        assert seeded.filesystem.stat("/work/pkg/main.py").permissions == 0o755
+        assert sorted(seeded.ls("/work")) == ["pkg"]  # no link out, no FIFO
+        assert "root:" in seeded.exec("cat", "/etc/passwd").stdout.read()  # the node's, bound
+    finally:
+        seeded.terminate()

@@ -48,6 +48,7 @@ from .files import File, FileOps, check_path
 from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
 from .relay import Relay
+from .snapshot import snapshot_tar
 
 STREAM_LIMIT = 256 * 1024  # bytes buffered per output stream before the pipe is left to fill
 CHUNK = 64 * 1024  # largest chunk one read returns
@@ -797,6 +798,14 @@ class Supervisor(FileOps):
         if box.watches.pop(wid, None) is not None and not box.done.is_set():
             with contextlib.suppress(Exception):
                 await self._send(box, {"op": "unwatch", "wid": wid})
+
+    async def snapshot(self, sid: str) -> bytes:
+        """A tar of what the sandbox wrote into its own root (see `snapshot.snapshot_tar`)."""
+        box = self._running(sid)
+        paths = [wc.spec.path for wc in box.volumes]
+        return await asyncio.get_running_loop().run_in_executor(
+            None, snapshot_tar, box.directory / "root", paths
+        )
 
     async def reload_volumes(self, sid: str) -> None:
         """Bring the sandbox's volumes to their latest committed versions."""
