@@ -472,3 +472,13 @@ def test_snapshot_filesystem_seeds_a_new_sandbox(sb: modal.Sandbox) -> None:
         assert "root:" in seeded.exec("cat", "/etc/passwd").stdout.read()  # the node's, bound
     finally:
         seeded.terminate()
+
+
+def test_replace_and_delete_bytes(sb: modal.Sandbox) -> None:
+    from modal.file_io import delete_bytes, replace_bytes
+
+    sb.filesystem.write_bytes(b"hello cruel world", "/tmp/edit.bin")
+    with sb.open("/tmp/edit.bin", "rb+") as f:
+        replace_bytes(f, b"kind", start=6, end=11)
+        delete_bytes(f, start=0, end=6)
+    assert sb.filesystem.read_bytes("/tmp/edit.bin") == b"kind world"
