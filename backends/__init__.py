@@ -18,7 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -187,6 +187,29 @@ class Backend(Protocol):
 
     async def sandbox_list(self, environment: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
         """Descriptions of the environment's sandboxes matching `filters` (`Supervisor.list`)."""
+
+    # -- Deployed apps (one registry per environment; see backends/ray/registry.py) --
+
+    def connection_mode(self) -> str | None:
+        """How this process is connected ("user", "address" or "embedded"); None if not yet."""
+
+    async def registry_call(self, environment: str, method: str, args: tuple[Any, ...]) -> Any:
+        """One operation of the environment's app registry (`RegistryServer`)."""
+
+    def registry_call_sync(self, environment: str, method: str, args: tuple[Any, ...]) -> Any:
+        """`registry_call` for a blocking caller, in the caller's thread."""
+
+    def pin_code(
+        self, runtime_env: Mapping[str, Any], target: Any
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The runtime env of a deployed object, its code uploaded to the cluster as packages
+        that outlive this process (with their bytes, which the registry keeps)."""
+
+    def restore_code(self, environment: str, runtime_env: Mapping[str, Any]) -> None:
+        """Before calling a deployed object: restore any of its packages the engine dropped."""
+
+    def stop_deployment(self, environment: str, app_id: str) -> None:
+        """Remove every container pool of a deployed app (its `@exit` hooks run)."""
 
 
 _backend: Backend | None = None

@@ -1,8 +1,9 @@
-"""`modal app list|info|stats|logs|stop|dashboard|history|rollback|rollover|promote` (not built).
+"""`modal app list|stop` (deployed apps, from the environment's registry) and
+`info|stats|logs|dashboard|history|rollback|rollover|promote` (not built yet).
 
-An app here lives as long as the `modal run` (or `app.run()`) that started it, and nothing records
-it beyond that process yet; `history`, `rollback`, `rollover` and `promote` also need deployed
-apps. See `unbuilt.py` for how unbuilt commands behave.
+`list` shows the deployed apps of the environment (running ones of `modal run` live only in
+their process); `stop` stops a deployed app: lookups no longer find it and its containers end.
+See `unbuilt.py` for how unbuilt commands behave.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import typer
 
 from .unbuilt import DEPLOYED_APPS, RAY_TOOLS, Strategy, not_built
-from .utils import ENV_HELP
+from .utils import ENV_HELP, display_table
 
 app_cli = typer.Typer(
     name="app",
@@ -29,7 +30,27 @@ def list_(
     limit: int = typer.Option(0, help="Show at most this many apps (0: all)."),
 ) -> None:
     """List Apps that are running, deployed or recently stopped."""
-    not_built("app list", RAY_TOOLS)
+    import datetime
+
+    from modal_ray.deployment import list_apps
+    from modal_ray.synchronizer import run_sync
+
+    apps = run_sync(list_apps(env), "app list")
+    if limit:
+        apps = apps[-limit:]
+    rows = [
+        [
+            a["app_id"],
+            a["name"],
+            a["state"],
+            a["objects"],
+            a["version"],
+            datetime.datetime.fromtimestamp(a["created_at"]).isoformat(" ", "seconds"),
+        ]
+        for a in apps
+    ]
+    columns = ["App ID", "Description", "State", "Tasks", "Version", "Created at"]
+    display_table(columns, rows, json_output=json, title="Deployed apps")
 
 
 @app_cli.command("info")
@@ -89,9 +110,11 @@ def stop(
     env: str | None = typer.Option(None, "-e", "--env", help=ENV_HELP),
 ) -> None:
     """Permanently stop an App and terminate its running containers."""
-    not_built(
-        "app stop", "Stop an app by ending the `modal run` that runs it (Ctrl-C). " + RAY_TOOLS
-    )
+    from modal_ray.deployment import stop_app
+    from modal_ray.synchronizer import run_sync
+
+    info = run_sync(stop_app(app_identifier, env), "app stop")
+    print(f"Stopped app {info['name']!r} ({info['app_id']}).")
 
 
 @app_cli.command("dashboard")

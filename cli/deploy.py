@@ -1,16 +1,18 @@
-"""`modal deploy` and `modal serve`: publishing an app beyond one `modal run` (not built yet).
+"""`modal deploy` (and `modal serve`, not built yet): publishing an app beyond one command.
 
-Both need what modal-ray does not have yet: deployed apps (a registry of named apps whose
-functions stay callable after the command exits) and, for `serve`, web endpoints. See
-`unbuilt.py` for how unbuilt commands behave.
+`modal deploy APP_REF` imports the file (or `-m` module), finds its app (`file.py::var` picks
+one of several) and deploys it on the cluster at `MODAL_RAY_ADDRESS` (`App.deploy`, see
+`modal_ray.deployment`): its functions and classes stay callable by name after the command
+exits. Without a cluster it refuses before importing anything: the embedded Ray would die with
+the command. `serve` needs web endpoints; see `unbuilt.py` for how unbuilt commands behave.
 """
 
 from __future__ import annotations
 
 import typer
 
-from .unbuilt import DEPLOYED_APPS, MODULE_MODE_HELP, RUN_INSTEAD, Strategy, not_built
-from .utils import ENV_HELP
+from .unbuilt import MODULE_MODE_HELP, RUN_INSTEAD, Strategy, not_built
+from .utils import ENV_HELP, warn
 
 
 def deploy(
@@ -27,7 +29,48 @@ def deploy(
     staged: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Deploy a Modal application."""
-    not_built("deploy", DEPLOYED_APPS)
+    import sys
+
+    from modal.exception import InvalidError
+    from modal_ray import config
+    from modal_ray.deployment import NO_CLUSTER
+
+    from .import_refs import find_apps, import_ref, parse_import_ref
+
+    if config.ray_address() is None:
+        raise InvalidError(f"`modal deploy` refused: {NO_CLUSTER}")
+    if stream_logs or timestamps:
+        warn("`--stream-logs` / `--timestamps` are ignored: deployed apps' logs are Ray's.")
+    ref = parse_import_ref(app_ref, use_module_mode=use_module_mode)
+    saved_argv, saved_path = list(sys.argv), list(sys.path)
+    try:
+        module = import_ref(ref)
+        apps = find_apps(module)
+        if ref.object_path:
+            apps = [(var, a) for var, a in apps if var == ref.object_path]
+        if not apps:
+            where = f" named {ref.object_path!r}" if ref.object_path else ""
+            raise InvalidError(
+                f"{ref.describe()} has no `modal.App`{where} to deploy: define one at the top"
+                ' level (`app = modal.App("name")`).'
+            )
+        if len(apps) > 1:
+            names = ", ".join(var for var, _ in apps)
+            raise InvalidError(
+                f"{ref.describe()} has several apps ({names}): pick one with"
+                f" `modal deploy {ref.file_or_module}::<name>`."
+            )
+        _, the_app = apps[0]
+        from modal_ray.backends import get_backend
+
+        get_backend().connect(config.environment_name(env))  # on this thread (see `modal run`)
+        the_app.deploy(name=name or None, environment_name=env, tag=tag)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+    functions = [*the_app.registered_functions, *the_app.registered_classes]
+    print(f"✓ App {the_app.name!r} deployed ({the_app.app_id}).")
+    for tag_ in functions:
+        print(f"├── 🔨 {tag_}")
 
 
 def serve(

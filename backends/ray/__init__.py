@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ray
@@ -131,6 +131,44 @@ class RayBackend:
         from . import sandbox
 
         return await sandbox.list_all(environment, filters)
+
+    def connection_mode(self) -> str | None:
+        mode = runtime.mode()
+        if mode is None and ray.is_initialized():
+            return "user"  # a worker, or a process whose user called `ray.init`
+        return mode
+
+    async def registry_call(self, environment: str, method: str, args: tuple[Any, ...]) -> Any:
+        from . import registry
+
+        return await registry.call(environment, method, args)
+
+    def registry_call_sync(self, environment: str, method: str, args: tuple[Any, ...]) -> Any:
+        from . import registry
+
+        return registry.call_sync(environment, method, args)
+
+    def pin_code(
+        self, runtime_env: Mapping[str, Any], target: Any
+    ) -> tuple[dict[str, Any], dict[str, bytes]]:
+        from . import registry
+
+        return registry.pin_code(runtime_env, target)
+
+    def restore_code(self, environment: str, runtime_env: Mapping[str, Any]) -> None:
+        from . import registry
+
+        registry.restore_code(environment, runtime_env)
+
+    def stop_deployment(self, environment: str, app_id: str) -> None:
+        from modal_ray import naming
+
+        from . import registry
+        from . import serve as serve_backend
+
+        prefix = naming.run_prefix(environment, app_id)
+        serve_backend.stop_services(prefix)
+        registry.forget_deployment(prefix)
 
 
 if TYPE_CHECKING:

@@ -721,6 +721,8 @@ class _Janitor:
         for prefix, watchers in list(self._watched.items()):
             if watchers <= dead:
                 self._watched.pop(prefix, None)
+                if await asyncio.get_running_loop().run_in_executor(None, _is_deployment, prefix):
+                    continue  # a deployed app's pools: the registry owns them, not a driver
                 await asyncio.get_running_loop().run_in_executor(None, stop_services, prefix)
                 swept.append(prefix)
         return swept
@@ -742,11 +744,19 @@ def watch_driver(prefix: str) -> None:
 
     if runtime.mode() == "embedded":
         return  # the whole Ray goes away with this process
+    if _is_deployment(prefix):
+        return  # deployments are never watched: they outlive every driver
     janitor = _Janitor.options(  # type: ignore[attr-defined]
         name=JANITOR_NAME, namespace=JANITOR_NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote()
     job_id = ray.get_runtime_context().get_job_id()
     ray.get(janitor.watch.remote(prefix, job_id))
+
+
+def _is_deployment(prefix: str) -> bool:
+    from . import registry
+
+    return registry.is_deployment(prefix)
 
 
 def unwatch_driver(prefix: str) -> None:

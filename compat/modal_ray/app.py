@@ -468,10 +468,16 @@ class App:
         client: Any = None,
         strategy: str = "rolling",
     ) -> App:
-        raise UnimplementedError(
-            "Deployed apps (`app.deploy()` / `modal deploy`) are not supported by this version of"
-            " modal-ray yet; use `modal run` or `with app.run():`."
+        """Deploy the app on the cluster (`MODAL_RAY_ADDRESS`): its functions and classes stay
+        callable by name (`Function.from_name`, `Cls.from_name`) after this process exits."""
+        from .deployment import deploy_app
+
+        result = await deploy_app(self, name=name, environment_name=environment_name, tag=tag)
+        output.status(
+            f"✓ App {result.name!r} deployed: version {result.version}, id {result.app_id},"
+            f" environment {result.environment!r}."
         )
+        return self
 
     @dual
     async def stop(self, *, client: Any = None) -> None:
@@ -485,10 +491,14 @@ class App:
         environment_name: str | None = None,
         create_if_missing: bool = False,
     ) -> App:
-        """Look up a deployed app by name."""
-        raise UnimplementedError(
-            f"App.lookup({name!r}) needs deployed apps, which are not supported yet."
-        )
+        """Look up a deployed app by name (`create_if_missing`: deploy an empty one)."""
+        from .deployment import lookup_app
+
+        info = await lookup_app(name, environment_name, create_if_missing)
+        app = App(info["name"])
+        app._app_id = info["app_id"]
+        app._environment = info["environment"]
+        return app
 
     @dual
     async def get_tags(self, *, client: Any = None) -> dict[str, str]:

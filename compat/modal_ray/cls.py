@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import context
-from .exception import ExecutionError, InvalidError, NotFoundError
+from .exception import ExecutionError, InvalidError
 from .function import Function
 from .function_options import FunctionOptions
 from .records import (
@@ -308,6 +308,7 @@ class Cls:
         self._compiled = record
         self._compiled_options: FunctionOptions | None = options if record else None
         self._rebuilt = record is not None
+        self._object_id: str | None = None  # a deployed class's id in the registry
         self._compile_lock = threading.Lock()
         batched = [m for m, o in self._method_opts.items() if o.get("batch_max_size")]
         if batched and len(self._method_opts) > 1:
@@ -499,14 +500,20 @@ class Cls:
         environment_name: str | None = None,
         client: Any = None,
     ) -> Cls:
-        raise NotFoundError(
-            f"Cls.from_name({app_name!r}, {name!r}): deployed apps (`modal deploy`) are not"
-            " supported by this version of modal-ray yet; run the app with `modal run` instead."
-        )
+        """The class `name` of the deployed app `app_name`: instantiate it with its
+        parameters, then call its methods with `.remote`. `NotFoundError` names what is
+        missing. (The lookup happens here, not on first use as in Modal.)"""
+        from .deployment import lookup
+
+        record, object_id = lookup(app_name, name, "class", environment_name, version)
+        assert isinstance(record, ClassRecord)
+        cls = Cls._from_record(record)
+        cls._object_id = object_id
+        return cls
 
     @property
     def object_id(self) -> str:
-        return f"cs-{self._tag}"
+        return self._object_id or f"cs-{self._tag}"
 
     @property
     def client(self) -> None:

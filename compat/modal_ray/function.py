@@ -674,7 +674,7 @@ class Function(Generic[P, R, LocalR]):
         running = sum(1 for fc in self._spawned if not fc._task.done())
         return FunctionStats(backlog=0, num_total_runners=running)
 
-    # -- lookups of deployed functions arrive with `modal deploy` -----------------------------
+    # -- lookups of deployed functions (see `deployment`) ---------------------------------------
 
     @classmethod
     def from_name(
@@ -686,14 +686,29 @@ class Function(Generic[P, R, LocalR]):
         environment_name: str | None = None,
         client: Any = None,
     ) -> Function[..., Any]:
-        raise NotFoundError(
-            f"Function.from_name({app_name!r}, {name!r}): deployed apps (`modal deploy`) are not"
-            " supported by this version of modal-ray yet; run the app with `modal run` instead."
-        )
+        """The Function `name` of the deployed app `app_name`, callable from any process
+        connected to the cluster. `NotFoundError` names what is missing. (The lookup happens
+        here, not on first use as in Modal.)"""
+        from .deployment import lookup
+
+        record, object_id = lookup(app_name, name, "function", environment_name, version)
+        assert isinstance(record, FunctionRecord)
+        f = Function._from_record(record)
+        f._object_id = object_id
+        return f
 
     @classmethod
     def from_id(cls, function_id: str, *, client: Any = None) -> Function[..., Any]:
-        raise NotFoundError(f"No Function with id {function_id!r} in this process.")
+        """A deployed Function by its object id (`Function.object_id` of one from `from_name`);
+        the current version of its app."""
+        from .deployment import lookup_id
+
+        record, kind = lookup_id(function_id)
+        if kind != "function":
+            raise NotFoundError(f"{function_id!r} is the id of a Cls, not of a Function.")
+        f = Function._from_record(record)
+        f._object_id = function_id
+        return f
 
 
 __all__ = ["Function", "FunctionCall"]

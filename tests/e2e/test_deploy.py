@@ -1,0 +1,255 @@
+"""Deployed apps end to end (issue 10): a head started by `modal-ray cluster start`, `modal
+deploy`, lookups by name from other processes after the deploying process exited, redeploys,
+`modal app list|stop`, and the errors of each step. One head for the module; it is stopped by
+process id at the end, and no process of it may be left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import modal_cli
+
+MODAL_RAY = Path(sys.executable).parent / "modal-ray"
+
+APP = textwrap.dedent(
+    """
+    import modal
+
+    app = modal.App("deployed-demo")
+
+
+    @app.function()
+    def square(x):
+        return x * x + OFFSET
+
+
+    @app.function()
+    def via_name(x):
+        # A lookup from inside a running function.
+        return modal.Function.from_name("deployed-demo", "square").remote(x)
+
+
+    @app.cls()
+    class Greeter:
+        greeting: str = modal.parameter(default="hello")
+
+        @modal.method()
+        def greet(self, name):
+            return f"{self.greeting} {name} VERSION"
+    """
+)
+
+CALLER = textwrap.dedent(
+    """
+    import asyncio, json, sys, time
+    import modal
+    from modal.exception import NotFoundError
+
+    out = {}
+    f = modal.Function.from_name("deployed-demo", "square")
+    out["square"] = f.remote(3)
+    out["via_name"] = modal.Function.from_name("deployed-demo", "via_name").remote(4)
+    out["from_id"] = modal.Function.from_id(f.object_id).remote(1)
+    Greeter = modal.Cls.from_name("deployed-demo", "Greeter")
+    out["greet"] = Greeter(greeting="hi").greet.remote("bob")
+
+    async def aio():
+        g = modal.Function.from_name("deployed-demo", "square")
+        await g.hydrate.aio()
+        app = await modal.App.lookup.aio("deployed-demo")
+        return await g.remote.aio(2), app.app_id
+
+    out["aio"], out["app_id"] = asyncio.run(aio())
+    errors = {}
+    for what, lookup in {
+        "missing_app": lambda: modal.Function.from_name("no-such-app", "square"),
+        "missing_function": lambda: modal.Function.from_name("deployed-demo", "nope"),
+        "wrong_kind": lambda: modal.Function.from_name("deployed-demo", "Greeter"),
+        "missing_env": lambda: modal.Function.from_name(
+            "deployed-demo", "square", environment_name="elsewhere"
+        ),
+        "missing_lookup": lambda: modal.App.lookup("no-such-app"),
+    }.items():
+        try:
+            lookup()
+        except NotFoundError as exc:
+            errors[what] = str(exc)
+    out["errors"] = errors
+    print("RESULT", json.dumps(out))
+    """
+)
+
+
+def _result(proc: subprocess.CompletedProcess[str]) -> dict:
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
+def _session_pids(leader: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == leader and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A head of `modal-ray cluster start` with a private state store; stopped at the end."""
+    state = tmp_path_factory.mktemp("deploy-state")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "MODAL_RAY_ADDRESS", "MODAL_TRACEBACK", "MODAL_ENVIRONMENT")
+        and not k.startswith("RAY_AUTH")
+    }
+    env.update(MODAL_RAY_STATE=str(state), NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1")
+    started = subprocess.run(
+        [str(MODAL_RAY), "cluster", "start", "--num-cpus", "4"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert started.returncode == 0, started.stderr[-3000:]
+    exports = [x for x in started.stdout.splitlines() if x.startswith("export MODAL_RAY_ADDRESS=")]
+    assert exports, started.stdout
+    leader = json.loads((state / "cluster" / "head.json").read_text())["pid"]
+    env["MODAL_RAY_ADDRESS"] = exports[0].split("=", 1)[1]
+    try:
+        yield env
+    finally:
+        stopped = subprocess.run(
+            [str(MODAL_RAY), "cluster", "stop"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert stopped.returncode == 0, stopped.stderr
+        assert _session_pids(leader) == []  # every process of the head is gone
+
+
+def _python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _write_app(folder: Path, offset: int, version: str) -> Path:
+    path = folder / "demo_app.py"
+    path.write_text(APP.replace("OFFSET", str(offset)).replace("VERSION", version))
+    return path
+
+
+def test_deploy_without_a_cluster_refuses(cli_env: dict[str, str], tmp_path: Path) -> None:
+    _write_app(tmp_path, 0, "v0")
+    proc = modal_cli("deploy", "demo_app.py", env=cli_env, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "modal-ray cluster start" in proc.stderr
+    assert "MODAL_RAY_ADDRESS" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cluster_status(head: dict[str, str]) -> None:
+    proc = subprocess.run(
+        [str(MODAL_RAY), "cluster", "status"], env=head, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert head["MODAL_RAY_ADDRESS"] in proc.stdout
+    assert "running" in proc.stdout
+
+
+def test_deploy_a_file_with_no_app(head: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    proc = modal_cli("deploy", "empty.py", env=head, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "has no `modal.App`" in proc.stderr
+
+
+def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: Path) -> None:
+    _write_app(tmp_path, 1000, "v1")
+    deployed = modal_cli("deploy", "demo_app.py", env=head, cwd=tmp_path)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    # The deploying process has exited; a second process calls by name.
+    first = _result(_python(CALLER, head, tmp_path))
+    assert first["square"] == 1009
+    assert first["via_name"] == 1016
+    assert first["from_id"] == 1001
+    assert first["greet"] == "hi bob v1"
+    assert first["aio"] == 1004
+    errors = first["errors"]
+    assert "'no-such-app' not found in environment 'main'" in errors["missing_app"]
+    assert "Function 'nope' not found in app 'deployed-demo'" in errors["missing_function"]
+    assert "'Greeter' in app 'deployed-demo' is a Cls, not a Function" in errors["wrong_kind"]
+    assert "not found in environment 'elsewhere'" in errors["missing_env"]
+    assert "'no-such-app' not found" in errors["missing_lookup"]
+
+    # An edited file is not the deployment: callers still run the deployed copy.
+    _write_app(tmp_path, 5000, "edited")
+    assert _result(_python(CALLER, head, tmp_path))["square"] == 1009
+
+    # Redeploy: same app id, new code for new calls, and the class's pools of the old version
+    # are gone while the new one's exist.
+    _write_app(tmp_path, 2000, "v2")
+    redeployed = modal_cli("deploy", "demo_app.py", env=head, cwd=tmp_path)
+    assert redeployed.returncode == 0, redeployed.stderr[-3000:]
+    second = _result(_python(CALLER, head, tmp_path))
+    assert second["app_id"] == first["app_id"]
+    assert second["square"] == 2009
+    assert second["greet"] == "hi bob v2"
+
+    listed = modal_cli("app", "list", "--json", env=head, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    apps = {a["Description"]: a for a in json.loads(listed.stdout)}
+    assert apps["deployed-demo"]["State"] == "deployed"
+    assert apps["deployed-demo"]["Version"] == 2
+
+    # The class's pool outlived the process that made it: the janitor leaves deployments alone.
+    serve_apps = textwrap.dedent(
+        f"""
+        import time, modal
+        from modal_ray.backends import get_backend
+        get_backend().connect("main")
+        from ray import serve
+        time.sleep(5)  # several janitor rounds after the callers exited
+        names = [n for n in serve.status().applications if "{first["app_id"]}" in n]
+        print("RESULT", __import__("json").dumps(names))
+        """
+    )
+    assert len(_result(_python(serve_apps, head, tmp_path))) == 1
+
+    stopped = modal_cli("app", "stop", "deployed-demo", env=head, cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    assert _result(_python(serve_apps, head, tmp_path)) == []
+    gone = textwrap.dedent(
+        """
+        import json, modal
+        try:
+            modal.Function.from_name("deployed-demo", "square")
+        except modal.exception.NotFoundError as exc:
+            print("RESULT", json.dumps(str(exc)))
+        """
+    )
+    assert "App 'deployed-demo' not found" in _result(_python(gone, head, tmp_path))
