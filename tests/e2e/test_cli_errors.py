@@ -128,12 +128,8 @@ def test_nested_remote_error_keeps_its_chain(cli_env: dict[str, str], tmp_path: 
 @pytest.mark.parametrize(
     "args",
     [
-        ["deploy", "app.py"],
-        ["deploy", "--name", "x", "-e", "dev", "--tag", "v1", "--strategy", "rolling", "app.py"],
         ["serve", "--timeout", "5", "app.py"],
         ["shell", "--cmd", "ls", "--gpu", "T4", "app.py::f"],
-        ["app", "list", "--json"],
-        ["app", "stop", "-y", "ap-123"],
         ["app", "logs", "-f", "--timestamps", "ap-123"],
         ["app", "history", "my-app"],
         ["app", "rollback", "my-app", "v1"],
@@ -158,6 +154,25 @@ def test_unbuilt_commands_say_so(cli_env: dict[str, str], args: list[str]) -> No
     assert lines[0].startswith("Error: "), lines
     assert "not built yet in modal-ray" in lines[0], lines
     assert "No such command" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["deploy", "app.py"],
+        ["deploy", "--name", "x", "-e", "dev", "--tag", "v1", "--strategy", "rolling", "app.py"],
+        ["app", "list", "--json"],
+        ["app", "stop", "-y", "ap-123"],
+    ],
+    ids=lambda args: " ".join(a for a in args if not a.startswith("-"))[:40],
+)
+def test_deployed_app_commands_need_a_cluster(cli_env: dict[str, str], args: list[str]) -> None:
+    result = modal_cli(*args, env=cli_env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), lines
+    assert "`modal-ray cluster start`" in lines[0], lines
 
 
 def test_unbuilt_commands_have_modal_options(cli_env: dict[str, str]) -> None:
