@@ -89,7 +89,7 @@ def _method_options(user_cls: type) -> dict[str, dict[str, Any]]:
     for klass in reversed(user_cls.__mro__):
         for name, value in vars(klass).items():
             opts = getattr(value, "_modal_options", None)
-            if opts and (opts.get("method") or opts.get("batch_max_size")):
+            if opts and (opts.get("method") or opts.get("batch_max_size") or opts.get("web")):
                 out[name] = dict(opts)
     return out
 
@@ -167,6 +167,15 @@ class _MethodFunction(Function[..., Any]):
             batch_max_size=opts["batch_max_size"],
             batch_wait_ms=opts.get("batch_wait_ms"),
         )
+
+    def _web_spec(self) -> Any:
+        return self._obj._cls._method_opts.get(self._method, {}).get("web")
+
+    def _web_pool_name(self, ctx: RunContext) -> str:
+        from .web import method_pool_name
+
+        cls = self._obj._cls
+        return method_pool_name(ctx, cls._tag, cls._compile(ctx).variant, self._method)
 
     def local(self, *args: Any, **kwargs: Any) -> Any:
         """Run the method in this process, on a local instance (its `@enter` hooks run once)."""

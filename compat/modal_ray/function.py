@@ -149,15 +149,13 @@ class Function(Generic[P, R, LocalR]):
     @dual
     async def get_web_url(self) -> str | None:
         """The URL of this web endpoint while its app runs (None for other functions)."""
-        if self._options.web is None:
+        if self._web_spec() is None:
             return None
         if self._web_url is not None:
             return self._web_url
         # Elsewhere (a container, another client): the run's gateway knows the URL.
-        from .web import pool_name
-
         ctx = self._run_context()
-        name = pool_name(ctx.environment, ctx.app_id, self._tag)
+        name = self._web_pool_name(ctx)
         backend = get_backend()
         backend.connect(ctx.environment)
         return await asyncio.get_running_loop().run_in_executor(None, backend.web_url, name)
@@ -166,6 +164,15 @@ class Function(Generic[P, R, LocalR]):
     def web_url(self) -> str | None:
         """Deprecated spelling of `get_web_url()`."""
         return self.get_web_url()
+
+    def _web_spec(self) -> Any:
+        """The `WebSpec` of a web endpoint, else None."""
+        return self._options.web
+
+    def _web_pool_name(self, ctx: RunContext) -> str:
+        from .web import pool_name
+
+        return pool_name(ctx.environment, ctx.app_id, self._tag)
 
     @dual
     async def get_dashboard_url(self) -> str:

@@ -12,6 +12,7 @@ one app with the same label are refused before anything is deployed.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from modal_ray.exception import InvalidError
@@ -19,36 +20,54 @@ from modal_ray.exception import InvalidError
 from . import naming, output
 
 if TYPE_CHECKING:
+    from modal_ray.serve_adapters.web import WebSpec
+
     from .app import App
+    from .cls import Cls
     from .function import Function
+    from .run_context import RunContext
 
 
 def web_functions(app: App) -> list[Function[..., Any]]:
     return [f for f in app.registered_functions.values() if f._options.web is not None]
 
 
+def web_methods(app: App) -> list[tuple[Cls, str, WebSpec]]:
+    """(class, method name, spec) of the web endpoints defined on the app's classes."""
+    out = []
+    for cls in app.registered_classes.values():
+        for name, opts in cls._method_opts.items():
+            if opts.get("web") is not None:
+                out.append((cls, name, opts["web"]))
+    return out
+
+
 def labels(app: App) -> dict[str, str]:
-    """tag -> label of the app's web functions; InvalidError on a label used twice."""
+    """tag (`f` or `Cls.method`) -> label of the app's web endpoints; InvalidError on a label
+    used twice."""
     from modal_ray.serve_adapters.web import endpoint_label
 
+    tags = [(fn._tag, fn._options.web) for fn in web_functions(app)]
+    tags += [(f"{cls._tag}.{name}", spec) for cls, name, spec in web_methods(app)]
     out: dict[str, str] = {}
     seen: dict[str, str] = {}
-    for fn in web_functions(app):
-        label = endpoint_label(app.name, fn._tag, fn._options.web.label)
+    for tag, spec in tags:
+        label = endpoint_label(app.name, tag, spec.label)
         if label in seen:
             raise InvalidError(
-                f"Web endpoints {seen[label]!r} and {fn._tag!r} of app {app.name!r} have the"
+                f"Web endpoints {seen[label]!r} and {tag!r} of app {app.name!r} have the"
                 f" same label {label!r}; give one of them another `label=`."
             )
-        seen[label] = fn._tag
-        out[fn._tag] = label
+        seen[label] = tag
+        out[tag] = label
     return out
 
 
 async def start_endpoints(app: App) -> None:
     """Deploy every web endpoint of the running `app` and print its URL."""
     functions = web_functions(app)
-    if not functions:
+    methods = web_methods(app)
+    if not functions and not methods:
         return
     names = labels(app)
     from modal_ray.backends import get_backend
@@ -61,14 +80,40 @@ async def start_endpoints(app: App) -> None:
         endpoints.append(
             WebEndpoint(record.pool.service, record.pool.container, fn._options.web, names[fn._tag])
         )
+    ctx = app.run_context()
+    for cls, name, spec in methods:
+        cls_record = cls._record()
+        missing = [p.name for p in cls_record.parameters if p.init and not p.has_default]
+        if missing:
+            raise InvalidError(
+                f"Web endpoint {cls._tag}.{name}: class {cls._tag} has parameters without"
+                f" defaults ({', '.join(missing)}), and a web request cannot give them. Give"
+                " them defaults (`modal.parameter(default=...)`)."
+            )
+        pool = cls_record.pool_for({})
+        service = replace(
+            pool.service,
+            name=method_pool_name(ctx, cls._tag, cls_record.variant, name),
+            tag=f"{cls._tag}.{name}",
+        )
+        tag = f"{cls._tag}.{name}"
+        endpoints.append(WebEndpoint(service, pool.container, spec, names[tag], name))
     urls = await asyncio.get_running_loop().run_in_executor(
         None, get_backend().serve_web, endpoints
     )
-    for fn, url in zip(functions, urls, strict=True):
+    tags = [fn._tag for fn in functions] + [f"{c._tag}.{n}" for c, n, _ in methods]
+    for fn, url in zip(functions, urls, strict=False):
         fn._web_url = url
-        output.status(f"✓ Created web function {fn._tag} => {url}")
+    for tag, url in zip(tags, urls, strict=True):
+        output.status(f"✓ Created web function {tag} => {url}")
 
 
 def pool_name(environment: str, app_id: str | None, tag: str) -> str:
     """The pool (and gateway route) of a web function of a run."""
     return naming.pool_name(environment, app_id, tag, {}, "")
+
+
+def method_pool_name(ctx: RunContext, tag: str, variant: str, method: str) -> str:
+    """The pool (and gateway route) of a class's web method: one pool per web method, made
+    with the class's default parameters (its `@enter` hooks run in each)."""
+    return naming.pool_name(ctx.environment, ctx.app_id, tag, {}, f"{variant}|web:{method}")

@@ -156,6 +156,31 @@ def files() -> None:
     )
 
 
+@app.cls(cpu=0.1)
+class Model:
+    greeting: str = modal.parameter(default="hello")
+
+    @modal.enter()
+    def load(self) -> None:
+        self.weights = "loaded"
+
+    @modal.fastapi_endpoint()
+    def predict(self, name: str) -> dict[str, str]:
+        return {"out": f"{self.greeting} {name}", "weights": self.weights}
+
+    @modal.asgi_app(label="model-admin")
+    def admin(self) -> Any:
+        from fastapi import FastAPI
+
+        web = FastAPI()
+
+        @web.get("/weights")
+        def weights() -> str:
+            return self.weights
+
+        return web
+
+
 @pytest.fixture(scope="module")
 def running() -> Iterator[modal.App]:
     with app.run():
@@ -274,6 +299,19 @@ def test_web_server_process(running: modal.App) -> None:
     assert r.text == "served by http.server"
 
 
+def test_class_web_methods_run_enter_and_use_default_parameters(running: modal.App) -> None:
+    model = Model()
+    url = _url(model.predict)
+    assert httpx.get(url, params={"name": "ray"}).json() == {
+        "out": "hello ray",
+        "weights": "loaded",
+    }
+    assert httpx.get(url).status_code == 422
+    admin = _url(model.admin)
+    assert admin != url
+    assert httpx.get(admin + "/weights").json() == "loaded"
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
@@ -309,6 +347,24 @@ def test_decorator_input_is_checked() -> None:
     reset_for_tests()
     with pytest.warns(DeprecationError, match="web_endpoint"):
         modal.web_endpoint()
+
+
+def test_class_endpoint_needs_parameter_defaults() -> None:
+    strict = modal.App("test-web-strict")
+
+    @strict.cls(cpu=0.1, serialized=True)
+    class NoDefault:
+        size: int = modal.parameter()
+
+        @modal.fastapi_endpoint()
+        def get(self) -> int:
+            return self.size
+
+    with (
+        pytest.raises(InvalidError, match="parameters without defaults \\(size\\)"),
+        strict.run(),
+    ):
+        pass
 
 
 def test_web_server_that_never_listens_answers_503() -> None:
