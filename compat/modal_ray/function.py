@@ -235,6 +235,12 @@ class Function(Generic[P, R, LocalR]):
         return self._app.run_context() if self._app is not None else worker_context()
 
     def _make_prepared(self, backend: Backend, ctx: RunContext) -> Prepared:
+        if self._web_spec() is not None:
+            raise InvalidError(
+                f"Function {self._tag!r} is a web endpoint: call it over HTTP at its"
+                " `get_web_url()`, or run it here with `.local()`. modal-ray does not support"
+                " `.remote` / `.map` / `.spawn` of web endpoints yet."
+            )
         record = self._compile(ctx)
         self._spec = record.spec
         if record.pool is None:

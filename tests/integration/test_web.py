@@ -227,6 +227,12 @@ def test_get_web_url_inside_a_running_function(running: modal.App) -> None:
     assert httpx.get(_url(own_url)).json() == _url(square)
 
 
+def test_remote_call_of_a_web_function_says_to_use_http(running: modal.App) -> None:
+    with pytest.raises(InvalidError, match="is a web endpoint: call it over HTTP"):
+        square.remote(3)
+    assert square.local(3) == {"square": 9}
+
+
 def test_handler_error_is_a_bare_500(running: modal.App) -> None:
     r = httpx.get(_url(fails))
     assert r.status_code == 500

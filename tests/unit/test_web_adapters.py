@@ -1,0 +1,180 @@
+"""The engine-neutral web pieces over real loopback HTTP, no Ray: labels, the gateway and its
+proxy (root of its own origin, Host kept, streaming, websockets, an unreachable upstream), and
+`AtRoot` taking the engine's route prefix off."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from modal_ray.serve_adapters.gateway import Gateway, _server_class
+from modal_ray.serve_adapters.web import AtRoot, check_label, endpoint_label, shorten
+
+
+def test_labels() -> None:
+    assert endpoint_label("My App", "Model.predict", None) == "my-app-model-predict"
+    assert endpoint_label(None, "square", None) == "square"
+    assert endpoint_label("app", "f", "custom") == "custom"
+    long = "a" * 70
+    short = shorten(long)
+    assert len(short) == 63
+    assert short == "a" * 56 + "-" + hashlib.sha256(long.encode()).hexdigest()[:6]
+    assert shorten("b" * 63) == "b" * 63
+    for bad in ("Upper", "-dash", "dash-", "under_score", ""):
+        with pytest.raises(ValueError, match="Invalid web endpoint label"):
+            check_label(bad)
+
+
+async def _upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reports what it saw; `/stream` sends two chunks; `/ws` echoes."""
+    if scope["type"] == "websocket":
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            m = await receive()
+            if m["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": "echo:" + m["text"]})
+    if scope["type"] != "http":
+        return
+    body = b""
+    while True:
+        m = await receive()
+        body += m.get("body", b"")
+        if not m.get("more_body"):
+            break
+    if scope["path"].endswith("/stream"):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for chunk in (b"one\n", b"two\n"):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+    seen = {
+        "path": scope["path"],
+        "root_path": scope.get("root_path", ""),
+        "query": scope["query_string"].decode(),
+        "host": headers.get("host"),
+        "body": body.decode(),
+    }
+    import json
+
+    payload = json.dumps(seen).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class _Loop:
+    """An event loop on a thread, for servers the test talks to over loopback."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[_Loop, Gateway, str]]:
+    """An upstream server (the app behind a route prefix, as Serve's proxy routes to a
+    replica) and a gateway."""
+    import socket
+
+    import uvicorn
+
+    loop = _Loop()
+    gateway = Gateway()
+
+    async def mounted(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = dict(scope, root_path="/route")
+        await AtRoot(_upstream_app)(scope, receive, send)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(mounted, log_level="warning", lifespan="off")
+    server = _server_class()(config)
+
+    async def start() -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        return task
+
+    async def stop(task: asyncio.Task[None]) -> None:
+        server.should_exit = True
+        await task
+
+    task = loop.run(start())
+    try:
+        yield loop, gateway, f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        loop.run(gateway.close_all())
+        loop.run(stop(task))
+        sock.close()
+        loop.close()
+
+
+def test_gateway_serves_the_route_at_the_root_of_its_own_origin(
+    served: tuple[_Loop, Gateway, str],
+) -> None:
+    loop, gateway, up_url = served
+    url = loop.run(gateway.open("ep", up_url + "/route", "ep"))
+    assert url.startswith("http://127.0.0.1:")
+    r = httpx.post(url + "/a/b?x=1", content=b"payload")
+    seen = r.json()
+    assert seen["path"] == "/a/b"  # the prefix went upstream and was taken off again
+    assert seen["root_path"] == ""
+    assert seen["query"] == "x=1"
+    assert seen["host"] == url.removeprefix("http://")  # the client's own Host
+    assert seen["body"] == "payload"
+    # Re-opening keeps the port (the URL stays); closing frees it.
+    assert loop.run(gateway.open("ep", up_url + "/route", "ep")) == url
+    assert gateway.routes() == {"ep": url}
+    assert loop.run(gateway.close_prefix("e")) == ["ep"]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url)
+
+
+def test_gateway_streams_and_relays_websockets(served: tuple[_Loop, Gateway, str]) -> None:
+    loop, gateway, up_url = served
+    url = loop.run(gateway.open("ep", up_url + "/route", "ep"))
+    with httpx.stream("GET", url + "/stream") as r:
+        assert list(r.iter_lines()) == ["one", "two"]
+    from websockets.sync.client import connect
+
+    with connect(url.replace("http://", "ws://") + "/ws", open_timeout=10) as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "echo:hi"
+
+
+def test_unreachable_upstream_is_a_502(served: tuple[_Loop, Gateway, str]) -> None:
+    loop, gateway, _ = served
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    url = loop.run(gateway.open("dead", f"http://127.0.0.1:{dead}", "dead"))
+    r = httpx.get(url)
+    assert r.status_code == 502
+    assert "Upstream unreachable" in r.text
