@@ -472,7 +472,15 @@ class App:
         callable by name (`Function.from_name`, `Cls.from_name`) after this process exits."""
         from .deployment import deploy_app
 
-        result = await deploy_app(self, name=name, environment_name=environment_name, tag=tag)
+        def start(environment: str, app_id: str, app_name: str) -> list[tuple[str, str, Any]]:
+            # Deployed state: the functions' records name the deployment's id, and calls made
+            # from this process after the deploy go to it.
+            self._environment, self._app_id, self._name = environment, app_id, app_name
+            self._running = True
+            records = [(t, "function", f._record()) for t, f in self._functions.items()]
+            return records + [(t, "class", c._record()) for t, c in self._classes.items()]
+
+        result = await deploy_app(name or self._name, environment_name, tag, start)
         output.status(
             f"✓ App {result.name!r} deployed: version {result.version}, id {result.app_id},"
             f" environment {result.environment!r}."

@@ -22,6 +22,7 @@ import asyncio
 import importlib
 import pickle
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +38,6 @@ from .state import check_object_name
 
 if TYPE_CHECKING:
     from modal_ray.backends import Backend
-
-    from .app import App
 
 NO_CLUSTER = (
     "Deployed apps need a Ray cluster that outlives this process, and none is configured: the"
@@ -145,25 +144,27 @@ def _for_deployment(
 
 
 def _compile_all(
-    app: App, backend: Backend, deployment_id: str
+    objects: list[tuple[str, str, FunctionRecord | ClassRecord]],
+    backend: Backend,
+    deployment_id: str,
 ) -> tuple[list[tuple[str, str, bytes]], dict[str, bytes]]:
-    objects: list[tuple[str, str, bytes]] = []
+    out: list[tuple[str, str, bytes]] = []
     packages: dict[str, bytes] = {}
-    for tag, fn in app._functions.items():
-        record: FunctionRecord | ClassRecord = fn._record()
-        record = _for_deployment(backend, record, deployment_id, packages)
-        objects.append((tag, "function", cloudpickle.dumps(record)))
-    for tag, cls in app._classes.items():
-        record = _for_deployment(backend, cls._record(), deployment_id, packages)
-        objects.append((tag, "class", cloudpickle.dumps(record)))
-    return objects, packages
+    for tag, kind, record in objects:
+        deployed = _for_deployment(backend, record, deployment_id, packages)
+        out.append((tag, kind, cloudpickle.dumps(deployed)))
+    return out, packages
 
 
 async def deploy_app(
-    app: App, *, name: str | None, environment_name: str | None, tag: str = ""
+    name: str | None,
+    environment_name: str | None,
+    tag: str,
+    start: Callable[[str, str, str], list[tuple[str, str, FunctionRecord | ClassRecord]]],
 ) -> Deployed:
-    """Register `app` as a new version of the deployed app `name` (default: the app's name)."""
-    name = name or app.name
+    """Register a new version of the deployed app `name`. `start(environment, app_id, name)`
+    (the App's) enters the deployed state and returns each object's (tag, kind, record),
+    kind "function" or "class"."""
     if not name:
         raise InvalidError(
             "A deployed app needs a name: give one with `modal.App(name)`, or"
@@ -176,9 +177,12 @@ async def deploy_app(
         None, _backend_for, environment, f"Cannot deploy app {name!r}"
     )
     app_id = await backend.registry_call(environment, "reserve", (name,))
-    app._environment, app._app_id, app._name, app._running = environment, app_id, name, True
     deployment_id = new_id("dp")
-    objects, packages = await loop.run_in_executor(None, _compile_all, app, backend, deployment_id)
+
+    def compile_all() -> tuple[list[tuple[str, str, bytes]], dict[str, bytes]]:
+        return _compile_all(start(environment, app_id, name), backend, deployment_id)
+
+    objects, packages = await loop.run_in_executor(None, compile_all)
     # The previous deploy's pools go first: they run old code (calls in flight end in Serve's
     # graceful shutdown). The new deploy's pools are made on their first call.
     await loop.run_in_executor(None, backend.stop_deployment, environment, app_id)
@@ -190,8 +194,8 @@ async def deploy_app(
         app_id=app_id,
         version=int(result["version"]),
         environment=environment,
-        functions=tuple(app._functions),
-        classes=tuple(app._classes),
+        functions=tuple(t for t, k, _ in objects if k == "function"),
+        classes=tuple(t for t, k, _ in objects if k == "class"),
     )
 
 
