@@ -68,6 +68,8 @@ CALLER = textwrap.dedent(
         return await g.remote.aio(2), app.app_id
 
     out["aio"], out["app_id"] = asyncio.run(aio())
+    made = modal.App.lookup("made-on-demand", create_if_missing=True)
+    out["made"] = [made.app_id, modal.App.lookup("made-on-demand").app_id]
     errors = {}
     for what, lookup in {
         "missing_app": lambda: modal.Function.from_name("no-such-app", "square"),
@@ -225,6 +227,9 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     apps = {a["Description"]: a for a in json.loads(listed.stdout)}
     assert apps["deployed-demo"]["State"] == "deployed"
     assert apps["deployed-demo"]["Version"] == 2
+    made = first["made"]
+    assert made[0] == made[1] == second["made"][0]  # created once, then found
+    assert apps["made-on-demand"]["App ID"] == made[0]
 
     # The class's pool outlived the process that made it: the janitor leaves deployments alone.
     serve_apps = textwrap.dedent(
