@@ -1,17 +1,17 @@
-"""`modal deploy` (and `modal serve`, not built yet): publishing an app beyond one command.
+"""`modal deploy` (and `modal serve`, in `serve.py`): publishing an app beyond one command.
 
 `modal deploy APP_REF` imports the file (or `-m` module), finds its app (`file.py::var` picks
 one of several) and deploys it on the cluster at `MODAL_RAY_ADDRESS` (`App.deploy`, see
 `modal_ray.deployment`): its functions and classes stay callable by name after the command
 exits. Without a cluster it refuses before importing anything: the embedded Ray would die with
-the command. `serve` needs web endpoints; see `unbuilt.py` for how unbuilt commands behave.
+the command.
 """
 
 from __future__ import annotations
 
 import typer
 
-from .unbuilt import MODULE_MODE_HELP, RUN_INSTEAD, Strategy, not_built
+from .unbuilt import MODULE_MODE_HELP, Strategy
 from .utils import ENV_HELP, warn
 
 
@@ -82,7 +82,11 @@ def serve(
     timestamps: bool = typer.Option(False, help="Show timestamps for each log line."),
 ) -> None:
     """Expose Web Functions with hot-reloading on code changes."""
-    not_built("serve", "It serves web endpoints, which are not built yet either. " + RUN_INSTEAD)
+    from .serve import serve_command
+
+    if timestamps:
+        warn("`--timestamps` is ignored by `modal serve`.")
+    raise typer.Exit(serve_command(app_ref, name, timeout, env, use_module_mode))
 
 
 def register(app: typer.Typer) -> None:

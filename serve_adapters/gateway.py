@@ -75,13 +75,7 @@ class Gateway:
             return self._url(route.port)
         if route is not None:
             await self.close(key)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, port or 0))
-        except OSError:
-            sock.close()
-            raise
+        sock = await self._bind(port)
         sock.listen(1024)
         sock.setblocking(False)
         import uvicorn
@@ -106,6 +100,25 @@ class Gateway:
         bound = sock.getsockname()[1]
         self._routes[key] = _Route(int(bound), label, proxy, server, task)
         return self._url(int(bound))
+
+    async def _bind(self, port: int | None, wait_s: float = 10.0) -> socket.socket:
+        """A listening socket on `port`; a wanted port that stays busy for `wait_s` (a
+        previous listener still going away) gives way to a free one."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while True:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((self.host, port or 0))
+                return sock
+            except OSError:
+                sock.close()
+                if not port or asyncio.get_running_loop().time() >= deadline:
+                    if not port:
+                        raise
+                    port = None
+                    continue
+                await asyncio.sleep(0.2)
 
     async def close(self, key: str) -> bool:
         route = self._routes.pop(key, None)

@@ -67,6 +67,7 @@ class WebEndpoint:
     web: WebSpec
     label: str
     method: str = "__call__"
+    port: int | None = None  # a port to keep (`modal serve` reloads), if it is free
 
 
 def check_label(label: str) -> str:

@@ -154,7 +154,7 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
     gateway = _gateway()
     refs = [
         gateway.open.remote(
-            e.service.name, f"http://127.0.0.1:{port}{route_prefix(e.service)}", e.label
+            e.service.name, f"http://127.0.0.1:{port}{route_prefix(e.service)}", e.label, e.port
         )
         for e in endpoints
     ]

@@ -28,6 +28,23 @@ if TYPE_CHECKING:
     from .run_context import RunContext
 
 
+# `modal serve`: the ports endpoints had before a reload (label -> port), and those of the
+# endpoints this process serves now.
+_requested_ports: dict[str, int] = {}
+_served_ports: dict[str, int] = {}
+
+
+def request_ports(ports: dict[str, int]) -> None:
+    """Serve the endpoints with these labels on these ports where they are free."""
+    _requested_ports.clear()
+    _requested_ports.update(ports)
+
+
+def served_ports() -> dict[str, int]:
+    """label -> port of the endpoints started by this process."""
+    return dict(_served_ports)
+
+
 def web_functions(app: App) -> list[Function[..., Any]]:
     return [f for f in app.registered_functions.values() if f._options.web is not None]
 
@@ -77,8 +94,15 @@ async def start_endpoints(app: App) -> None:
     for fn in functions:
         record = fn._record()
         assert record.pool is not None
+        label = names[fn._tag]
         endpoints.append(
-            WebEndpoint(record.pool.service, record.pool.container, fn._options.web, names[fn._tag])
+            WebEndpoint(
+                record.pool.service,
+                record.pool.container,
+                fn._options.web,
+                label,
+                port=_requested_ports.get(label),
+            )
         )
     ctx = app.run_context()
     for cls, name, spec in methods:
@@ -97,14 +121,18 @@ async def start_endpoints(app: App) -> None:
             tag=f"{cls._tag}.{name}",
         )
         tag = f"{cls._tag}.{name}"
-        endpoints.append(WebEndpoint(service, pool.container, spec, names[tag], name))
+        label = names[tag]
+        endpoints.append(
+            WebEndpoint(service, pool.container, spec, label, name, _requested_ports.get(label))
+        )
     urls = await asyncio.get_running_loop().run_in_executor(
         None, get_backend().serve_web, endpoints
     )
     tags = [fn._tag for fn in functions] + [f"{c._tag}.{n}" for c, n, _ in methods]
     for fn, url in zip(functions, urls, strict=False):
         fn._web_url = url
-    for tag, url in zip(tags, urls, strict=True):
+    for tag, url, endpoint in zip(tags, urls, endpoints, strict=True):
+        _served_ports[endpoint.label] = int(url.rsplit(":", 1)[1])
         output.status(f"✓ Created web function {tag} => {url}")
 
 

@@ -128,7 +128,6 @@ def test_nested_remote_error_keeps_its_chain(cli_env: dict[str, str], tmp_path: 
 @pytest.mark.parametrize(
     "args",
     [
-        ["serve", "--timeout", "5", "app.py"],
         ["shell", "--cmd", "ls", "--gpu", "T4", "app.py::f"],
         ["app", "logs", "-f", "--timestamps", "ap-123"],
         ["app", "history", "my-app"],
