@@ -183,11 +183,24 @@ def test_cluster_status(head: dict[str, str]) -> None:
     assert "running" in proc.stdout
 
 
-def test_deploy_a_file_with_no_app(head: dict[str, str], tmp_path: Path) -> None:
+def test_bad_deploys_register_nothing(head: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "empty.py").write_text("x = 1\n")
     proc = modal_cli("deploy", "empty.py", env=head, cwd=tmp_path)
     assert proc.returncode == 1
     assert "has no `modal.App`" in proc.stderr
+    (tmp_path / "broken.py").write_text(
+        "import modal\napp = modal.App('broken')\nraise RuntimeError('import failed')\n"
+    )
+    proc = modal_cli("deploy", "broken.py", env=head, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "RuntimeError: import failed" in proc.stderr
+    _write_app(tmp_path, 0, "v0")
+    proc = modal_cli("deploy", "--name", "bad name", "demo_app.py", env=head, cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Invalid app name 'bad name'" in proc.stderr
+    listed = modal_cli("app", "list", "--json", env=head, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
 
 
 def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: Path) -> None:
