@@ -39,6 +39,7 @@ from .secret import secret_cli
 from .token import setup, token_cli
 from .utils import warn
 from .volume import volume_cli
+from .workspace import workspace_cli
 
 entrypoint_cli_typer = typer.Typer(
     name="modal",
@@ -99,6 +100,7 @@ entrypoint_cli_typer.add_typer(environment_cli, name="environment")
 entrypoint_cli_typer.add_typer(config_cli, name="config")
 entrypoint_cli_typer.add_typer(profile_cli, name="profile")
 entrypoint_cli_typer.add_typer(token_cli, name="token")
+entrypoint_cli_typer.add_typer(workspace_cli, name="workspace")
 entrypoint_cli_typer.command("setup")(setup)
 entrypoint_cli_typer.add_typer(nfs_cli, name="nfs", hidden=True)
 

@@ -27,6 +27,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -212,8 +213,25 @@ async def wait_for_port(port: int, timeout: float) -> bool:
         await asyncio.sleep(0.1)
 
 
-async def build_app(replica: Replica, web: WebSpec, method: str = "__call__") -> Any:
-    """The ASGI application one replica serves for its web endpoint."""
+async def build_app(
+    replica: Replica,
+    web: WebSpec,
+    method: str = "__call__",
+    verify: Callable[[str, str], Awaitable[bool]] | None = None,
+) -> Any:
+    """The ASGI application one replica serves for its web endpoint. With
+    `requires_proxy_auth`, `verify(token_id, secret)` checks each request's proxy token."""
+    app = await _build(replica, web, method)
+    if web.requires_proxy_auth:
+        from .auth import ProxyAuth
+
+        if verify is None:
+            raise ValueError("requires_proxy_auth needs a token verifier")
+        app = ProxyAuth(app, verify)
+    return AtRoot(app)
+
+
+async def _build(replica: Replica, web: WebSpec, method: str) -> Any:
     what = replica.spec.tag if method == "__call__" else f"{replica.spec.tag}.{method}"
     failure = replica.start_failure
     if failure is not None:
@@ -246,7 +264,7 @@ async def build_app(replica: Replica, web: WebSpec, method: str = "__call__") ->
         print(f"Web endpoint {what} failed to start:", file=sys.stderr)
         traceback.print_exc()
         return Unavailable(500, "Internal Server Error")
-    return AtRoot(Shield(app, what))
+    return Shield(app, what)
 
 
 def HTTPProxyAtPort(port: int) -> Any:

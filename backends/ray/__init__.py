@@ -56,6 +56,11 @@ class RayBackend:
 
         return web_backend.web_url(name)
 
+    def proxy_token_call(self, method: str, args: tuple[Any, ...]) -> Any:
+        from . import web as web_backend
+
+        return web_backend.proxy_token_call(method, args)
+
     def replica_count(self, name: str) -> int:
         from . import serve as serve_backend
 

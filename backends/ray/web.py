@@ -25,6 +25,7 @@ from ray import serve
 from modal_ray.exception import ExecutionError
 from modal_ray.naming import run_prefix_of
 from modal_ray.runtime.container import ContainerSpec
+from modal_ray.serve_adapters.auth import TokenTable
 from modal_ray.serve_adapters.gateway import Gateway
 from modal_ray.serve_adapters.replica import Replica
 from modal_ray.serve_adapters.web import WebEndpoint, build_app
@@ -50,7 +51,7 @@ class _WebReplicaBase:
         await self._replica.start()
 
     async def __serve_build_asgi_app__(self) -> Any:
-        return await build_app(self._replica, self._web, self._method)
+        return await build_app(self._replica, self._web, self._method, _verify_token)
 
     async def __del__(self) -> None:
         await self._replica.stop()
@@ -77,6 +78,65 @@ class _GatewayActor:
 
     async def routes(self) -> dict[str, str]:
         return self._gateway.routes()
+
+
+# -- proxy auth tokens: one table per cluster, persisted in the state store ----------------------
+
+TOKENS_NAME = "modal-ray-proxy-tokens"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1)
+class _TokenActor:
+    """The cluster's proxy tokens (`serve_adapters.auth.TokenTable`), saved to `path` (0600)
+    after every change and loaded when the actor (re)starts."""
+
+    def __init__(self, path: str) -> None:
+        from pathlib import Path
+
+        from modal_ray.state import read_json
+
+        self._path = Path(path)
+        records = read_json(self._path) if self._path.exists() else {}
+        self._table = TokenTable(records)
+
+    def _save(self) -> None:
+        from modal_ray.state import write_json_private
+
+        write_json_private(self._path, self._table.records)
+
+    def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        if method not in ("create", "list", "revoke", "delete", "verify"):
+            raise ValueError(f"unknown proxy token operation {method!r}")
+        result = getattr(self._table, method)(*args)
+        if method != "verify" and method != "list":
+            self._save()
+        return result
+
+
+def _tokens() -> Any:
+    from modal_ray import config
+
+    return _TokenActor.options(  # type: ignore[attr-defined]
+        name=TOKENS_NAME,
+        namespace=GATEWAY_NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        resources={"node:__internal_head__": 0.001},
+    ).remote(str(config.state_root() / "proxy-tokens.json"))
+
+
+def proxy_token_call(method: str, args: tuple[Any, ...]) -> Any:
+    """One operation on the cluster's proxy tokens (`TokenTable` method)."""
+    return ray.get(_tokens().call.remote(method, args))
+
+
+async def _verify_token(token_id: str, secret: str) -> bool:
+    """In a replica: is this proxy token valid? (No table yet: no token is.)"""
+    try:
+        actor = ray.get_actor(TOKENS_NAME, namespace=GATEWAY_NAMESPACE)
+    except ValueError:
+        return False
+    return bool(await actor.call.remote("verify", (token_id, secret)))
 
 
 def _gateway(create: bool = True) -> Any:
@@ -183,4 +243,4 @@ def close_routes(prefix: str) -> None:
         pass
 
 
-__all__ = ["close_routes", "serve_web", "web_url"]
+__all__ = ["close_routes", "proxy_token_call", "serve_web", "web_url"]

@@ -176,13 +176,7 @@ def _web(kind: str, **fields: Any) -> Callable[[Any], PartialFunction[..., Any, 
             f" {', '.join(HTTP_METHODS)}."
         )
     fields["method"] = method.upper()
-    if fields.get("requires_proxy_auth"):
-        # Refused rather than ignored: the endpoint would be open to anyone who can reach it.
-        raise UnimplementedError(
-            f"`@modal.{kind}(requires_proxy_auth=True)` is not supported by this version of"
-            " modal-ray yet; endpoints listen on 127.0.0.1 only. Check a token in the app"
-            " itself (e.g. FastAPI's HTTPBearer with a modal.Secret) meanwhile."
-        )
+    fields["requires_proxy_auth"] = bool(fields.get("requires_proxy_auth"))
     if fields.pop("custom_domains", None):
         warn_once(
             "web:custom_domains",

@@ -136,6 +136,17 @@ async def start_endpoints(app: App) -> None:
         output.status(f"✓ Created web function {tag} => {url}")
 
 
+def proxy_tokens(method: str, *args: Any, environment: str | None = None) -> Any:
+    """An operation on the cluster's proxy-auth tokens (`modal workspace proxy-tokens`):
+    `create` -> (token_id, secret), `list`, `revoke(id)`, `delete(id)` -> found."""
+    from modal_ray import config
+    from modal_ray.backends import get_backend
+
+    backend = get_backend()
+    backend.connect(config.environment_name(environment))
+    return backend.proxy_token_call(method, args)
+
+
 def pool_name(environment: str, app_id: str | None, tag: str) -> str:
     """The pool (and gateway route) of a web function of a run."""
     return naming.pool_name(environment, app_id, tag, {}, "")

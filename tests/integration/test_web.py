@@ -46,6 +46,12 @@ def fails() -> str:
 
 
 @app.function(cpu=0.1)
+@modal.fastapi_endpoint(requires_proxy_auth=True)
+def private() -> str:
+    return "private data"
+
+
+@app.function(cpu=0.1)
 @modal.fastapi_endpoint()
 def own_url() -> str | None:
     return square.get_web_url()
@@ -219,7 +225,7 @@ def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
     urls = {_url(f) for f in (square, create, fails, site, flask_site, files)}
     assert len(urls) == 6
     assert sorted(running.registered_web_endpoints) == sorted(
-        ["square", "create", "fails", "own_url", "site", "flask_site", "files"]
+        ["square", "create", "fails", "private", "own_url", "site", "flask_site", "files"]
     )
 
 
@@ -231,6 +237,39 @@ def test_remote_call_of_a_web_function_says_to_use_http(running: modal.App) -> N
     with pytest.raises(InvalidError, match="is a web endpoint: call it over HTTP"):
         square.remote(3)
     assert square.local(3) == {"square": 9}
+
+
+def test_proxy_auth_refuses_accepts_and_refuses_after_revocation(
+    running: modal.App, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ray
+
+    from modal_ray.backends.ray.web import GATEWAY_NAMESPACE, TOKENS_NAME
+    from modal_ray.web import proxy_tokens
+
+    monkeypatch.setenv("MODAL_RAY_STATE", str(tmp_path))  # the token table's file goes here
+    url = _url(private)
+    try:
+        assert httpx.get(url).status_code == 401
+        token_id, secret = proxy_tokens("create")
+        ok = {"Modal-Key": token_id, "Modal-Secret": secret}
+        r = httpx.get(url, headers=ok)
+        assert r.status_code == 200
+        assert r.json() == "private data"
+        assert httpx.get(url, headers={**ok, "Modal-Secret": "ws-wrong"}).status_code == 401
+        assert httpx.get(url, headers={"Modal-Key": token_id}).status_code == 401
+        listed = proxy_tokens("list")
+        assert [t["token_id"] for t in listed] == [token_id]
+        assert secret not in (tmp_path / "proxy-tokens.json").read_text()
+        assert proxy_tokens("revoke", token_id)
+        deadline = time.monotonic() + 30  # replicas remember a valid token for 2 s
+        while httpx.get(url, headers=ok).status_code != 401:
+            assert time.monotonic() < deadline, "a revoked token still works"
+            time.sleep(0.2)
+        assert proxy_tokens("delete", token_id)
+        assert not proxy_tokens("revoke", token_id)
+    finally:
+        ray.kill(ray.get_actor(TOKENS_NAME, namespace=GATEWAY_NAMESPACE))
 
 
 def test_handler_error_is_a_bare_500(running: modal.App) -> None:

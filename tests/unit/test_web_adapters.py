@@ -13,8 +13,29 @@ from typing import Any
 import httpx
 import pytest
 
+from modal_ray.serve_adapters.auth import TokenTable
 from modal_ray.serve_adapters.gateway import Gateway, _server_class
 from modal_ray.serve_adapters.web import AtRoot, check_label, endpoint_label, shorten
+
+
+def test_token_table() -> None:
+    table = TokenTable()
+    token_id, secret = table.create()
+    assert token_id.startswith("wk-")
+    assert secret.startswith("ws-")
+    assert table.verify(token_id, secret)
+    assert not table.verify(token_id, secret + "x")
+    assert not table.verify("wk-other", secret)
+    assert secret not in repr(table.records)  # only its hash is kept
+    again = TokenTable(table.records)  # what the host persisted
+    assert again.verify(token_id, secret)
+    assert [t["token_id"] for t in again.list()] == [token_id]
+    assert again.revoke(token_id)
+    assert not again.verify(token_id, secret)
+    assert again.list()[0]["revoked_at"] is not None
+    assert again.delete(token_id)
+    assert not again.revoke(token_id)
+    assert again.list() == []
 
 
 def test_labels() -> None:
