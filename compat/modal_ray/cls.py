@@ -18,7 +18,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import context
+from . import config, context
 from .exception import ExecutionError, InvalidError
 from .function import Function
 from .function_options import FunctionOptions
@@ -510,15 +510,14 @@ class Cls:
         client: Any = None,
     ) -> Cls:
         """The class `name` of the deployed app `app_name`: instantiate it with its
-        parameters, then call its methods with `.remote`. `NotFoundError` names what is
-        missing. (The lookup happens here, not on first use as in Modal.)"""
-        from .deployment import lookup
+        parameters, then call its methods with `.remote`. As in Modal, the lookup runs on first
+        use (or `.hydrate()`); `NotFoundError` then names what is missing."""
+        from .deployment import NamedLookup
 
-        record, object_id = lookup(app_name, name, "class", environment_name, version)
-        assert isinstance(record, ClassRecord)
-        cls = Cls._from_record(record)
-        cls._object_id = object_id
-        return cls
+        if environment_name:
+            config.environment_name(environment_name)  # a bad name fails here, not later
+        lookup = NamedLookup(app_name, name, "class", environment_name, version)
+        return _DeferredCls(lookup, f"{app_name}.{name}")
 
     @property
     def object_id(self) -> str:
@@ -530,6 +529,7 @@ class Cls:
 
     @dual
     async def hydrate(self, client: Any = None) -> Cls:
+        _ = self._tag  # a class looked up by name is looked up here
         return self
 
     @dual
@@ -538,3 +538,40 @@ class Cls:
 
 
 __all__ = ["Cls", "Obj"]
+
+
+class _DeferredCls(Cls):
+    """A Cls looked up by name: the lookup runs when the object is first used (any attribute it
+    does not have yet: instantiating it, `.hydrate()`), filling it in as `Cls._from_record`
+    would."""
+
+    def __init__(self, lookup: Callable[[], tuple[Any, str]], what: str) -> None:
+        self.__dict__.update(_lookup=lookup, _what=what)
+
+    def __getattr__(self, name: str) -> Any:
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            return super().__getattr__(name)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        record, object_id = lookup()
+        assert isinstance(record, ClassRecord)
+        self.__dict__.update(Cls._from_record(record).__dict__)
+        self.__dict__.update(_object_id=object_id, _lookup=None)
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        if self.__dict__.get("_lookup") is not None:
+            return f"Cls({self.__dict__['_what']!r}, not hydrated)"
+        return super().__repr__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.__dict__.get("_lookup") is not None:  # looked up again where it is used
+            return {"_lookup": self.__dict__["_lookup"], "_what": self.__dict__["_what"]}
+        return super().__getstate__()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("_lookup") is not None:
+            self.__dict__.update(state)
+        else:
+            super().__setstate__(state)

@@ -229,6 +229,33 @@ def lookup(
     return record, str(info["object_id"])
 
 
+@dataclass(frozen=True, slots=True)
+class NamedLookup:
+    """A lookup by name, run on first use (as Modal hydrates `from_name` objects lazily)."""
+
+    app_name: str
+    tag: str
+    kind: str
+    environment_name: str | None = None
+    version: int | None = None
+
+    def __call__(self) -> tuple[Any, str]:
+        return lookup(self.app_name, self.tag, self.kind, self.environment_name, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class IdLookup:
+    """A lookup of a deployed Function by object id, run on first use."""
+
+    object_id: str
+
+    def __call__(self) -> tuple[Any, str]:
+        record, kind = lookup_id(self.object_id)
+        if kind != "function":
+            raise NotFoundError(f"{self.object_id!r} is the id of a Cls, not of a Function.")
+        return record, self.object_id
+
+
 def lookup_id(object_id: str, environment_name: str | None = None) -> tuple[Any, str]:
     """The current record of a deployed object by id, and its kind."""
     environment = config.environment_name(environment_name)
@@ -279,4 +306,14 @@ async def stop_app(name_or_id: str, environment_name: str | None) -> dict[str, A
     return info
 
 
-__all__ = ["NO_CLUSTER", "Deployed", "deploy_app", "list_apps", "lookup", "lookup_app", "stop_app"]
+__all__ = [
+    "NO_CLUSTER",
+    "Deployed",
+    "IdLookup",
+    "NamedLookup",
+    "deploy_app",
+    "list_apps",
+    "lookup",
+    "lookup_app",
+    "stop_app",
+]

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import ParamSpec, TypeVar
 
 from modal_ray.backends import get_backend
-from modal_ray.exception import ExecutionError, InvalidError, NotFoundError
+from modal_ray.exception import ExecutionError, InvalidError
 
-from . import context, naming
+from . import config, context, naming
 from .errors import RemoteFailure, is_failure
 from .function_call import FunctionCall
 from .ids import new_id
@@ -700,28 +700,57 @@ class Function(Generic[P, R, LocalR]):
         client: Any = None,
     ) -> Function[..., Any]:
         """The Function `name` of the deployed app `app_name`, callable from any process
-        connected to the cluster. `NotFoundError` names what is missing. (The lookup happens
-        here, not on first use as in Modal.)"""
-        from .deployment import lookup
+        connected to the cluster. As in Modal, the lookup runs on first use (or `.hydrate()`);
+        `NotFoundError` then names what is missing."""
+        from .deployment import NamedLookup
 
-        record, object_id = lookup(app_name, name, "function", environment_name, version)
-        assert isinstance(record, FunctionRecord)
-        f = Function._from_record(record)
-        f._object_id = object_id
-        return f
+        if environment_name:
+            config.environment_name(environment_name)  # a bad name fails here, not later
+        lookup = NamedLookup(app_name, name, "function", environment_name, version)
+        return _Deferred(lookup, f"{app_name}.{name}")
 
     @classmethod
     def from_id(cls, function_id: str, *, client: Any = None) -> Function[..., Any]:
-        """A deployed Function by its object id (`Function.object_id` of one from `from_name`);
-        the current version of its app."""
-        from .deployment import lookup_id
+        """A deployed Function by its object id (`Function.object_id` of one from `from_name`):
+        the current version of its app, looked up on first use."""
+        from .deployment import IdLookup
 
-        record, kind = lookup_id(function_id)
-        if kind != "function":
-            raise NotFoundError(f"{function_id!r} is the id of a Cls, not of a Function.")
-        f = Function._from_record(record)
-        f._object_id = function_id
-        return f
+        return _Deferred(IdLookup(function_id), function_id)
+
+
+class _Deferred(Function[..., Any]):
+    """A Function looked up by name or id. The lookup runs when the object is first used: any
+    attribute it does not have yet (the first call, `.hydrate()`, `object_id`) fetches the
+    record and fills the object in as `Function._from_record` would."""
+
+    def __init__(self, lookup: Callable[[], tuple[Any, str]], what: str) -> None:
+        self.__dict__.update(_lookup=lookup, _what=what)
+
+    def __getattr__(self, name: str) -> Any:
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None or name.startswith("__"):
+            raise AttributeError(name)
+        record, object_id = lookup()
+        assert isinstance(record, FunctionRecord)
+        self.__dict__.update(Function._from_record(record).__dict__)
+        self.__dict__.update(_object_id=object_id, _lookup=None)
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        if self.__dict__.get("_lookup") is not None:
+            return f"Function({self.__dict__['_what']!r}, not hydrated)"
+        return super().__repr__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self.__dict__.get("_lookup") is not None:  # looked up again where it is used
+            return {"_lookup": self.__dict__["_lookup"], "_what": self.__dict__["_what"]}
+        return super().__getstate__()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("_lookup") is not None:
+            self.__dict__.update(state)
+        else:
+            super().__setstate__(state)
 
 
 __all__ = ["Function", "FunctionCall"]

@@ -72,12 +72,13 @@ CALLER = textwrap.dedent(
     out["made"] = [made.app_id, modal.App.lookup("made-on-demand").app_id]
     errors = {}
     for what, lookup in {
-        "missing_app": lambda: modal.Function.from_name("no-such-app", "square"),
-        "missing_function": lambda: modal.Function.from_name("deployed-demo", "nope"),
-        "wrong_kind": lambda: modal.Function.from_name("deployed-demo", "Greeter"),
+        "missing_app": lambda: modal.Function.from_name("no-such-app", "square").hydrate(),
+        "missing_function": lambda: modal.Function.from_name("deployed-demo", "nope").remote(1),
+        "wrong_kind": lambda: modal.Function.from_name("deployed-demo", "Greeter").hydrate(),
         "missing_env": lambda: modal.Function.from_name(
             "deployed-demo", "square", environment_name="elsewhere"
-        ),
+        ).hydrate(),
+        "missing_class": lambda: modal.Cls.from_name("deployed-demo", "square")(),
         "missing_lookup": lambda: modal.App.lookup("no-such-app"),
     }.items():
         try:
@@ -219,6 +220,7 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     assert "Function 'nope' not found in app 'deployed-demo'" in errors["missing_function"]
     assert "'Greeter' in app 'deployed-demo' is a Cls, not a Function" in errors["wrong_kind"]
     assert "not found in environment 'elsewhere'" in errors["missing_env"]
+    assert "'square' in app 'deployed-demo' is a Function, not a Cls" in errors["missing_class"]
     assert "'no-such-app' not found" in errors["missing_lookup"]
 
     # An edited file is not the deployment: callers still run the deployed copy.
@@ -265,7 +267,7 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
         """
         import json, modal
         try:
-            modal.Function.from_name("deployed-demo", "square")
+            modal.Function.from_name("deployed-demo", "square").hydrate()
         except modal.exception.NotFoundError as exc:
             print("RESULT", json.dumps(str(exc)))
         """
