@@ -7,6 +7,8 @@
 # System packages (installed with apt-get where it exists and we are root or have passwordless
 # sudo; otherwise a note says what is missing and what it costs):
 #   bubblewrap        sandboxes (`modal.Sandbox`) run isolated under it; without it they refuse to start
+#   slirp4netns       a sandbox's outbound network (own network namespace, no access to the node's
+#                     loopback or Ray's ports); without it sandboxes need `block_network=True`
 #   fuse, libfuse2    (test) CloudBucketMount's streaming FUSE mount; without it the mirror mode is used
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-}"
 missing=()
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 if [[ "$mode" == "test" ]] && ! ldconfig -p 2>/dev/null | grep -q 'libfuse.so.2'; then
     missing+=(fuse libfuse2)
 fi

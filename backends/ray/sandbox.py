@@ -10,6 +10,9 @@ The supervisor's rules live in `modal_ray.sandbox_runtime.supervisor`; this modu
   head) and reserves nothing;
 - names sandboxes so that the id says which supervisor owns it (`sb-<node prefix><random>`), so
   that finding a sandbox by id is one named-actor lookup;
+- tells the supervisor the cluster's node addresses (and the GCS's), which a sandbox with
+  network access is refused routes to (`sandbox_runtime.network`), looked up at most every
+  `ADDRESSES_TTL_S`;
 - carries errors back: the supervisor's Modal errors travel as (name, message) and are raised
   again here; a dead supervisor reads as `SandboxTerminatedError`.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from typing import Any
 
 import ray
@@ -31,6 +35,7 @@ from modal_ray.sandbox_runtime.supervisor import Supervisor
 NODE_PREFIX = 16  # hex digits of the node id in sandbox ids and supervisor names
 ACTOR_PREFIX = "modal-ray-sandboxes-"
 PLACEMENT_TIMEOUT_S = 60.0
+ADDRESSES_TTL_S = 30.0
 
 
 class _Host:
@@ -41,11 +46,26 @@ class _Host:
         self._supervisor = Supervisor(
             node=f"node {node_id[:NODE_PREFIX]}", owner=f"{namespace}-{node_id[:NODE_PREFIX]}"
         )
+        self._addresses: list[str] = []
+        self._addresses_at = -ADDRESSES_TTL_S
 
     async def create(self, sid: str, kwargs: dict[str, Any], pg_hex: str | None) -> Any:
         if pg_hex is not None:
             kwargs["on_finish"] = lambda: _remove_group(pg_hex)
+        if not kwargs.get("block_network"):
+            kwargs["deny_addresses"] = await self._cluster_addresses()
         return await self.call("create", (sid,), kwargs)
+
+    async def _cluster_addresses(self) -> list[str]:
+        """Every node's address and the GCS's host: what sandboxes must not reach."""
+        if time.monotonic() - self._addresses_at > ADDRESSES_TTL_S:
+            nodes = await asyncio.get_running_loop().run_in_executor(None, ray.nodes)
+            found = [str(n.get("NodeManagerAddress", "")) for n in nodes if n.get("Alive")]
+            gcs = ray.get_runtime_context().gcs_address or ""
+            found.append(gcs.rsplit(":", 1)[0])
+            self._addresses = [a for a in dict.fromkeys(found) if a]
+            self._addresses_at = time.monotonic()
+        return self._addresses
 
     async def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if method.startswith("_") or method == "shutdown":

@@ -189,6 +189,16 @@ class Settings(BaseSettings):
     a node where bubblewrap is missing or cannot make namespaces refuses sandboxes; `none`: run
     them as plain processes of the node, UNISOLATED, on purpose."""
 
+    sandbox_network: Literal["slirp4netns", "host"] = _setting(
+        "slirp4netns", "MODAL_RAY_SANDBOX_NETWORK", "`slirp4netns` (the default) or `host`"
+    )
+    """Read on each node that hosts sandboxes (isolated ones). `slirp4netns`: every sandbox has
+    its own network namespace; one without `block_network` reaches outside through slirp4netns,
+    which cannot reach the node's loopback, and routes inside refuse the cluster's node
+    addresses; a node without slirp4netns refuses such sandboxes. `host`: sandboxes without
+    `block_network` share the node's network namespace (its loopback services and Ray's ports
+    included), on purpose."""
+
     sandbox_limits: Literal["on", "off"] = _setting(
         "on", "MODAL_RAY_SANDBOX_LIMITS", "`on` (the default) or `off`"
     )
@@ -211,6 +221,7 @@ class Settings(BaseSettings):
         "store_sync",
         "cbm_mode",
         "sandbox_isolation",
+        "sandbox_network",
         "sandbox_limits",
         mode="before",
     )

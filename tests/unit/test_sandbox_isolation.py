@@ -112,10 +112,9 @@ def test_environment_is_cleared() -> None:
     assert "MODAL_RAY_STATE" not in out
 
 
-@pytest.fixture
-def loopback_server() -> Iterator[int]:
+def _serve(host: str) -> Iterator[int]:
     server = socket.socket()
-    server.bind(("127.0.0.1", 0))
+    server.bind((host, 0))
     server.listen()
     stop = threading.Event()
 
@@ -137,10 +136,39 @@ def loopback_server() -> Iterator[int]:
     server.close()
 
 
+@pytest.fixture
+def loopback_server() -> Iterator[int]:
+    yield from _serve("127.0.0.1")
+
+
+def _node_address() -> str | None:
+    """The node's primary address (the one its default route leaves from), if it has one."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))  # no packet is sent: this only picks a route
+        address = str(probe.getsockname()[0])
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+@pytest.fixture
+def node_address_server() -> Iterator[tuple[str, int]]:
+    """A server on the node's own (non-loopback) address, as Ray's ports on a cluster are."""
+    address = _node_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to serve on")
+    for port in _serve(address):
+        yield address, port
+
+
 CONNECT = (
     "import socket,sys\n"
+    "host = sys.argv[2] if len(sys.argv) > 2 else '127.0.0.1'\n"
     "try:\n"
-    "    s=socket.create_connection(('127.0.0.1',int(sys.argv[1])),timeout=3)\n"
+    "    s=socket.create_connection((host,int(sys.argv[1])),timeout=3)\n"
     "    print('CONNECTED', s.recv(100))\n"
     "except OSError as e:\n"
     "    print('REFUSED', e)\n"
@@ -156,10 +184,64 @@ def test_block_network_cannot_reach_host_loopback(loopback_server: int) -> None:
     assert "host-server" not in out
 
 
-def test_network_is_shared_without_block_network(loopback_server: int) -> None:
-    # The counterpart of the test above: the same probe does reach the server when allowed.
+def test_network_access_cannot_reach_host_loopback(loopback_server: int) -> None:
+    # Without block_network the sandbox still has its own network namespace: the node's
+    # loopback services (Ray's GCS, raylet, dashboard...) are not on its loopback, and the
+    # slirp4netns gateway does not lead to them either.
+    for host in ("127.0.0.1", "10.0.2.2"):
+        code, out, _ = run(_in_sandbox(["python", "-c", CONNECT, str(loopback_server), host]))
+        assert code == 0
+        assert "REFUSED" in out, (host, out)
+        assert "host-server" not in out
+
+
+def test_network_access_cannot_reach_node_address(node_address_server: tuple[str, int]) -> None:
+    address, port = node_address_server
+    code, out, _ = run(_in_sandbox(["python", "-c", CONNECT, str(port), address]))
+    assert code == 0
+    assert "REFUSED" in out, out
+    assert "host-server" not in out
+
+
+def test_network_access_reaches_outside() -> None:
+    # The positive side: outbound connections work. The target is an outside address the
+    # host itself can reach (a package registry); without one there is nothing to test.
+    try:
+        target = socket.getaddrinfo("deb.debian.org", 80, socket.AF_INET)[0][4][0]
+        socket.create_connection((target, 80), timeout=5).close()
+    except OSError as exc:
+        pytest.skip(f"this machine cannot reach an outside address itself ({exc})")
+    route = "print(open('/proc/net/route').read())\n"
+    connect_only = CONNECT.replace("s.recv(100)", "'(connect only)'")  # HTTP: client speaks first
+    code, out, _ = run(
+        _in_sandbox(["sh", "-c", f'python -c "{route}"; python -c "$0" 80 {target}', connect_only])
+    )
+    assert code == 0
+    assert "CONNECTED" in out, out
+    assert "tap0\t00000000\t0202000A" in out  # default route through slirp4netns' gateway
+
+
+def test_host_network_setting_shares_the_node_network(
+    monkeypatch: pytest.MonkeyPatch, loopback_server: int
+) -> None:
+    # The operator's explicit opt-in keeps the old behaviour: the node's network, loopback too.
+    monkeypatch.setenv("MODAL_RAY_SANDBOX_NETWORK", "host")
     _, out, _ = run(_in_sandbox(["python", "-c", CONNECT, str(loopback_server)]))
     assert "host-server" in out
+
+
+def test_refuses_network_without_slirp4netns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    (tmp_path / "bwrap").symlink_to(bwrap)
+    monkeypatch.setenv("PATH", str(tmp_path))  # bubblewrap, and no slirp4netns
+    with pytest.raises(ExecutionError, match=r"slirp4netns.*MODAL_RAY_SANDBOX_NETWORK=host"):
+        run(_in_sandbox(["true"]))
+    # block_network=True needs no outbound networking, so it still starts.
+    code, _, _ = run(_in_sandbox(["/bin/true"], block_network=True))
+    assert code == 0
 
 
 def test_writes_outside_mounts_stay_in_the_sandbox() -> None:

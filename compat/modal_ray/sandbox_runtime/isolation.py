@@ -1,8 +1,10 @@
 """How one sandbox is isolated: the `bwrap` command line, and the check that it can work here.
 
 Each sandbox gets, from bubblewrap:
-- new user, mount, PID, IPC, UTS (and cgroup, where the kernel allows) namespaces; with
-  `block_network=True` also a network namespace with nothing but its own loopback;
+- new user, mount, PID, IPC, UTS (and cgroup, where the kernel allows) and network namespaces:
+  with `block_network=True` the network namespace has nothing but its own loopback; without it,
+  slirp4netns gives it outbound access that cannot reach the node's loopback or the cluster's
+  nodes (see `network`), unless the operator chose `MODAL_RAY_SANDBOX_NETWORK=host`;
 - every capability dropped and nested user namespaces refused, so root inside the sandbox cannot
   remount what it was given read-only;
 - a private root: the sandbox's own writable directory on the node (its `/`, `/tmp`, `/root`,
@@ -80,7 +82,7 @@ def isolation_mode() -> str:
 @functools.lru_cache(maxsize=4)
 def _probe(bwrap: str) -> str | None:
     """None if `bwrap` can make this node's namespaces, else what went wrong."""
-    argv = [bwrap, *_namespace_args(block_network=True), "--ro-bind", "/usr", "/usr"]
+    argv = [bwrap, *_namespace_args(unshare_net=True), "--ro-bind", "/usr", "/usr"]
     argv += _system_links()
     argv += ["--", "/usr/bin/true" if os.path.exists("/usr/bin/true") else "/bin/true"]
     try:
@@ -115,7 +117,7 @@ def check_isolation(node: str = "this node") -> str | None:
     return bwrap
 
 
-def _namespace_args(*, block_network: bool) -> list[str]:
+def _namespace_args(*, unshare_net: bool) -> list[str]:
     args = [
         "--unshare-user",
         "--uid",
@@ -134,7 +136,7 @@ def _namespace_args(*, block_network: bool) -> list[str]:
         "--die-with-parent",
         "--new-session",
     ]
-    if block_network:
+    if unshare_net:
         args.append("--unshare-net")
     return args
 
@@ -166,6 +168,7 @@ class Layout:
     workdir: str
     block_network: bool
     agent: str  # the agent program on the node
+    host_network: bool = False  # share the node's network (MODAL_RAY_SANDBOX_NETWORK=host)
     binds: tuple[tuple[str, str, bool], ...] = field(default=())  # (node path, sandbox path, ro)
 
 
@@ -185,11 +188,20 @@ def _command(python: str, agent: str, control_fd: int, entrypoint: list[str] | N
 
 
 def bwrap_argv(
-    bwrap: str, layout: Layout, control_fd: int, entrypoint: list[str] | None = None
+    bwrap: str,
+    layout: Layout,
+    control_fd: int,
+    entrypoint: list[str] | None = None,
+    sync: tuple[int, int] | None = None,
 ) -> list[str]:
     """The full command that starts a sandbox (its agent, and its entrypoint if it has one)
-    under bubblewrap. The environment bubblewrap is started with is the sandbox's."""
-    argv = [bwrap, *_namespace_args(block_network=layout.block_network)]
+    under bubblewrap. The environment bubblewrap is started with is the sandbox's. `sync`:
+    (info fd, block fd): bubblewrap reports the sandbox's first process on the first and waits
+    for a byte on the second before running anything (the network is attached meanwhile)."""
+    unshare_net = layout.block_network or not layout.host_network
+    argv = [bwrap, *_namespace_args(unshare_net=unshare_net)]
+    if sync is not None:
+        argv += ["--info-fd", str(sync[0]), "--block-fd", str(sync[1])]
     argv += ["--bind", layout.root, "/"]
     argv += ["--ro-bind", "/usr", "/usr", *_system_links()]
     for entry in ETC_ENTRIES:

@@ -43,7 +43,7 @@ from modal_ray import exception
 from modal_ray.exception import InvalidError, NotFoundError, SandboxTerminatedError
 
 from . import agent as agent_module
-from . import isolation
+from . import isolation, network
 from .files import File, FileOps, check_path
 from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
@@ -125,6 +125,7 @@ class _Sandbox:
     limits: Limits = field(default_factory=Limits)
     volumes: list[Any] = field(default_factory=list)  # working copies, bound at their paths
     watches: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
+    network: network.Attached | None = None  # slirp4netns serving its namespace
 
 
 class Supervisor(FileOps):
@@ -175,9 +176,15 @@ class Supervisor(FileOps):
         cpu_limit: float | None = None,
         mounts: tuple[Any, ...] = (),
         on_finish: Callable[[], None] | None = None,
+        deny_addresses: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Start a sandbox; returns its description (see `describe`)."""
+        """Start a sandbox; returns its description (see `describe`). `deny_addresses`: the
+        cluster's node addresses, refused by the routes of a sandbox that has network access
+        (this node's own addresses always are)."""
         bwrap = isolation.check_isolation(self._node)
+        tools = None
+        if bwrap is not None and not block_network:
+            tools = network.check_network(self._node)
         if name is not None and self.find_name(app_id, name) is not None:
             raise exception.AlreadyExistsError(
                 f"A running sandbox named {name!r} already exists in this app; pick another"
@@ -224,6 +231,8 @@ class Supervisor(FileOps):
         # once; the agent starts beside it), so that its first output does not wait for the
         # agent; its stdio are bubblewrap's own, and bubblewrap exits with its exit code.
         stdio: list[int] = []
+        # With network access: info fd (ours, bwrap's), block fd (bwrap's, ours).
+        sync: list[int] = []
         entry: _Exec | None = None
         if entrypoint:
             entry, stdio = await self._stdio(ENTRYPOINT, ("pipe", "pipe"))
@@ -237,8 +246,13 @@ class Supervisor(FileOps):
                     block_network=block_network,
                     agent=self._agent,
                     binds=tuple((wc.dir, wc.spec.path, wc.spec.read_only) for wc in copies),
+                    host_network=tools is None,
                 )
-                argv = isolation.bwrap_argv(bwrap, layout, child.fileno(), entrypoint)
+                if tools is not None:
+                    sync = [*os.pipe(), *os.pipe()]
+                argv = isolation.bwrap_argv(
+                    bwrap, layout, child.fileno(), entrypoint, (sync[1], sync[2]) if sync else None
+                )
                 cwd = str(directory)
             else:
                 argv = isolation.unisolated_argv(self._agent, child.fileno(), entrypoint)
@@ -249,7 +263,7 @@ class Supervisor(FileOps):
                 stdin=stdio[0] if stdio else asyncio.subprocess.DEVNULL,
                 stdout=stdio[1] if stdio else asyncio.subprocess.DEVNULL,
                 stderr=stdio[2] if stdio else asyncio.subprocess.PIPE,
-                pass_fds=(child.fileno(),),
+                pass_fds=(child.fileno(), *sync[1:3]),
                 cwd=cwd,
                 env=box.env,  # the sandbox's whole environment (bubblewrap passes it on)
                 start_new_session=True,
@@ -258,18 +272,22 @@ class Supervisor(FileOps):
             parent.close()
             if entry is not None:
                 entry.close()
+            for fd in (sync[0], sync[3]) if sync else ():
+                os.close(fd)
             shutil.rmtree(directory, ignore_errors=True)
             cgroups.remove()
             raise
         finally:
             child.close()
-            for fd in stdio:
+            for fd in [*stdio, *sync[1:3]]:
                 os.close(fd)
         parent.setblocking(False)
         box.sock = parent
         self._sandboxes[sid] = box
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, box)
         self._spawn(self._watch(box, entry))
+        if sync:
+            await self._attach_network(box, tools, sync[0], sync[3], deny_addresses or [])
         try:
             if entry is None:
                 # Nothing runs until the agent answers. (With an entrypoint, requests queue on
@@ -297,6 +315,50 @@ class Supervisor(FileOps):
         if idle_timeout is not None:
             self._spawn(self._idle_watch(box, idle_timeout))
         return self.describe_box(box)
+
+    async def _attach_network(
+        self,
+        box: _Sandbox,
+        tools: network.Tools | None,
+        info_fd: int,
+        block_fd: int,
+        deny: list[str],
+    ) -> None:
+        """Attach slirp4netns to the sandbox's network namespace while bubblewrap holds its
+        first process, then let it run. On failure the sandbox ends before anything ran in it
+        (it is killed before the block fd closes: bubblewrap goes on at EOF too)."""
+        assert tools is not None
+        try:
+            info = b""
+            while True:
+                chunk = await asyncio.wait_for(
+                    network.read_fd(info_fd, 4096), timeout=network.ATTACH_TIMEOUT_S
+                )
+                if not chunk:
+                    raise exception.ExecutionError(
+                        "bubblewrap ended before it reported the sandbox's process:"
+                        f" {await self._startup_error(box)}"
+                    )
+                info += chunk
+                pid = network.child_pid(info)
+                if pid is not None:
+                    break
+            routes = await asyncio.get_running_loop().run_in_executor(
+                None, network.denied_routes, deny
+            )
+            box.network = await network.attach(tools, pid, routes)
+            os.write(block_fd, b"1")
+        except BaseException as exc:
+            await self._finish(box, "terminated", TERMINATED_CODE)
+            if isinstance(exc, Exception):
+                raise exception.ExecutionError(
+                    f"Sandbox {box.sid} could not start on {self._node}: its network could not"
+                    f" be set up: {exc}"
+                ) from None
+            raise
+        finally:
+            os.close(info_fd)
+            os.close(block_fd)
 
     async def _connect_inside(self, box: _Sandbox, port: int) -> socket.socket:
         reply, fds = await self._request(box, {"op": "connect", "port": port})
@@ -370,6 +432,9 @@ class Supervisor(FileOps):
                 os.killpg(box.proc.pid, signal.SIGKILL)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(box.proc.wait()), timeout=10)
+        if box.network is not None:
+            await box.network.close()
+            box.network = None
         for ex in box.execs.values():
             if not ex.done.is_set():
                 ex.returncode = box.returncode if ex.returncode is None else ex.returncode
