@@ -4,6 +4,7 @@ root of its own 127.0.0.1 origin, in front of Ray Serve."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import WebSocket
+from fastapi import Request, WebSocket
 from pydantic import BaseModel
 
 import modal
@@ -34,7 +35,7 @@ def square(x: int) -> dict[str, int]:
 
 
 @app.function(cpu=0.1)
-@modal.fastapi_endpoint(method="POST", label="echo-item")
+@modal.fastapi_endpoint(method="POST", label="echo-item", docs=True)
 def create(item: dict[str, Any]) -> dict[str, Any]:
     return {"got": item}
 
@@ -64,9 +65,35 @@ def site() -> Any:
     from fastapi import FastAPI
     from fastapi.responses import RedirectResponse, StreamingResponse
 
-    web = FastAPI()
-    release = asyncio.Event()
     state: dict[str, Any] = {"produced": 0}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> Any:
+        state["lifespan"] = "started"
+        yield
+        state["lifespan"] = "stopped"
+
+    web = FastAPI(lifespan=lifespan)
+    release = asyncio.Event()
+
+    @web.get("/lifespan")
+    def lifespan_state() -> str:
+        return str(state.get("lifespan"))
+
+    @web.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+        return {"received": total}
+
+    @web.get("/download")
+    def download(mib: int) -> StreamingResponse:
+        def chunks() -> Any:
+            for _ in range(mib):
+                yield b"x" * (1 << 20)
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     @web.get("/")
     def root() -> dict[str, str]:
@@ -219,6 +246,8 @@ def test_fastapi_endpoint_post_body(running: modal.App) -> None:
         == 422
     )
     assert httpx.get(url).status_code == 405
+    assert httpx.get(url + "/docs").status_code == 200  # docs=True
+    assert httpx.get(_url(square) + "/docs").status_code == 404
 
 
 def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
@@ -294,6 +323,26 @@ def test_asgi_app_routes_typed_body_and_absolute_redirect(running: modal.App) ->
         assert r.json() == {"page": "result"}
         assert str(r.url) == base + "/result?from=go"
         assert r.history[0].headers["location"] == "/result?from=go"
+
+
+def test_asgi_lifespan_started_before_the_first_request(running: modal.App) -> None:
+    assert httpx.get(_url(site) + "/lifespan").json() == "started"
+
+
+def test_large_bodies_stream_both_ways(running: modal.App) -> None:
+    mib = 32
+
+    def body() -> Iterator[bytes]:
+        for _ in range(mib):
+            yield b"y" * (1 << 20)
+
+    with httpx.Client(base_url=_url(site), timeout=120) as client:
+        assert client.post("/upload", content=body()).json() == {"received": mib << 20}
+        received = 0
+        with client.stream("GET", "/download", params={"mib": mib}) as r:
+            for chunk in r.iter_bytes():
+                received += len(chunk)
+        assert received == mib << 20
 
 
 def test_streaming_first_chunk_before_last_is_produced(running: modal.App) -> None:
