@@ -61,7 +61,7 @@ def test_reserved_but_not_deployed_is_not_found(reg: RegistryServer) -> None:
     assert reg.call("is_deployed", False, (app_id,)) is True  # its pools are being made
 
 
-def test_stop_hides_the_app_and_redeploy_revives_it(reg: RegistryServer) -> None:
+def test_stop_hides_the_app_and_a_new_deploy_is_a_new_app(reg: RegistryServer) -> None:
     app_id = _deploy(reg, "app")["app_id"]
     assert reg.call("stop", True, ("app",)) == {"name": "app", "app_id": app_id}
     assert reg.call("is_deployed", False, (app_id,)) is False
@@ -71,9 +71,10 @@ def test_stop_hides_the_app_and_redeploy_revives_it(reg: RegistryServer) -> None
         reg.call("stop", True, ("app",))
     assert [a["state"] for a in reg.call("list_apps", False, ())] == ["stopped"]
     again = _deploy(reg, "app", b"r3", "dp-3")
-    assert again["app_id"] == app_id
-    assert again["version"] == 2
+    assert again["app_id"] != app_id  # a stopped app is not restarted
+    assert again["version"] == 1
     assert reg.call("lookup", False, ("app", "f", "function"))["record"] == b"r3"
+    assert reg.call("is_deployed", False, (app_id,)) is False
 
 
 def test_packages_and_persistence(tmp_path: Path, reg: RegistryServer) -> None:

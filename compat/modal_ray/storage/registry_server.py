@@ -6,8 +6,8 @@ Ray backend: a detached named actor on the head, `modal_ray.backends.ray.registr
 run it in-process.
 
 Tables:
-- `apps`: one row per app name: its id (stable across redeploys; kept when the app is stopped
-  and deployed again), state (`deployed` / `stopped`), current version, times.
+- `apps`: one row per app name: its id (stable across redeploys; a name deployed again after
+  `stop` gets a new app, as in Modal), state (`deployed` / `stopped`), current version, times.
 - `versions`: one row per deploy of an app: number (1, 2, ...), tag, deployment id (the nonce
   its container pools are named with), time.
 - `objects`: for each version, each Function / Cls: tag, kind, object id (stable per app and
@@ -118,14 +118,16 @@ class RegistryServer(StoreServer):
         """The app id of `name` (made on first use; stable across redeploys)."""
 
         def op(db: sqlite3.Connection) -> str:
-            row = db.execute("SELECT app_id FROM apps WHERE name = ?", (name,)).fetchone()
-            if row is not None:
+            row = db.execute("SELECT app_id, state FROM apps WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[1] != "stopped":
                 return str(row[0])
+            # A new app, or a new one under the name of a stopped app (as in Modal, a stopped
+            # app is not restarted: its versions stay in the history under its own id).
             app_id = naming.new_app_id()
             now = time.time()
             db.execute(
-                "INSERT INTO apps(name, app_id, state, version, created_at, updated_at)"
-                " VALUES (?, ?, 'deploying', 0, ?, ?)",
+                "INSERT OR REPLACE INTO apps(name, app_id, state, version, created_at,"
+                " updated_at) VALUES (?, ?, 'deploying', 0, ?, ?)",
                 (name, app_id, now, now),
             )
             return app_id
