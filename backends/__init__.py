@@ -136,6 +136,10 @@ class Backend(Protocol):
     def web_url(self, name: str) -> str | None:
         """The URL of the web endpoint whose pool is `name`, if it is being served."""
 
+    def prepare_web_service(self, spec: ServiceSpec, container: ContainerSpec) -> PreparedService:
+        """A served web endpoint's pool, for calls of its function's own code (`.remote`);
+        `ExecutionError` if it is not being served."""
+
     def proxy_token_call(self, method: str, args: tuple[Any, ...]) -> Any:
         """One operation on the cluster's proxy-auth tokens (`serve_adapters.auth.TokenTable`:
         create, list, revoke, delete, verify)."""

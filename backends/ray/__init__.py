@@ -56,6 +56,11 @@ class RayBackend:
 
         return web_backend.web_url(name)
 
+    def prepare_web_service(self, spec: ServiceSpec, container: ContainerSpec) -> Service:
+        from . import web as web_backend
+
+        return web_backend.web_service(spec, container)
+
     def proxy_token_call(self, method: str, args: tuple[Any, ...]) -> Any:
         from . import web as web_backend
 

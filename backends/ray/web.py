@@ -15,7 +15,7 @@ replica per node, since its replicas listen on the same port.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import ray
@@ -53,11 +53,85 @@ class _WebReplicaBase:
     async def __serve_build_asgi_app__(self) -> Any:
         return await build_app(self._replica, self._web, self._method, _verify_token)
 
+    # `.remote` / `.map` / `.remote_gen` of the web function, through a DeploymentHandle (the
+    # ingress's own `__call__` is the ASGI entry point).
+
+    async def call(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None
+    ) -> Any:
+        return await self._replica.call(method, args, kwargs, call_id)
+
+    async def chunk(
+        self,
+        method: str,
+        args_list: list[tuple[Any, ...]],
+        kwargs: dict[str, Any],
+        call_id: str,
+        first: int,
+    ) -> tuple[list[Any], float]:
+        outcomes: tuple[list[Any], float] = await self._replica.chunk(
+            method, args_list, kwargs, call_id, first
+        )
+        return outcomes
+
+    async def stream(
+        self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
+    ) -> AsyncIterator[Any]:
+        async for item in self._replica.stream(method, args, kwargs, call_id):
+            yield item
+
     async def __del__(self) -> None:
         await self._replica.stop()
 
 
 _WebReplica = serve.ingress()(_WebReplicaBase)
+
+
+class _WebMethod(serve_backend.ServeMethod):
+    """Calls of a web function's own code on its endpoint's replicas."""
+
+    def rebind(self) -> None:
+        super().rebind()
+        self._call = self.service.handle.options(method_name="call")
+
+    def submit(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str | None = None
+    ) -> serve_backend.ServePending:
+        self.service.note_call()
+        return serve_backend.ServePending(
+            self._call.remote(self.method, args, kwargs, call_id), self.what
+        )
+
+
+class WebService(serve_backend.Service):
+    """A web endpoint's pool seen as a container pool (for `.remote` and friends): only ever
+    attached to; the endpoint is deployed by `serve_web` while its app runs."""
+
+    def __init__(self, spec: ServiceSpec, container: ContainerSpec) -> None:
+        if serve_backend._attach(spec) is None:
+            raise ExecutionError(
+                f"Web endpoint {spec.tag!r} is not being served: its app is not running."
+            )
+        super().__init__(spec, container)
+
+    def method(self, name: str) -> serve_backend.ServeMethod:
+        m = self._methods.get(name)
+        if m is None:
+            m = self._methods[name] = _WebMethod(self, name)
+        return m
+
+
+def web_service(spec: ServiceSpec, container: ContainerSpec) -> WebService:
+    """The web endpoint's pool, attached to (once per process)."""
+    service = serve_backend._services.get(spec.name)
+    if isinstance(service, WebService) and serve_backend._serve_session == serve_backend._session():
+        return service
+    with serve_backend._create_lock:
+        serve_backend.ensure_serve()
+        service = serve_backend._services.get(spec.name)
+        if not isinstance(service, WebService):
+            service = serve_backend._services[spec.name] = WebService(spec, container)
+    return service
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)

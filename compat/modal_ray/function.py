@@ -235,12 +235,6 @@ class Function(Generic[P, R, LocalR]):
         return self._app.run_context() if self._app is not None else worker_context()
 
     def _make_prepared(self, backend: Backend, ctx: RunContext) -> Prepared:
-        if self._web_spec() is not None:
-            raise InvalidError(
-                f"Function {self._tag!r} is a web endpoint: call it over HTTP at its"
-                " `get_web_url()`, or run it here with `.local()`. modal-ray does not support"
-                " `.remote` / `.map` / `.spawn` of web endpoints yet."
-            )
         record = self._compile(ctx)
         self._spec = record.spec
         if record.pool is None:
@@ -248,6 +242,8 @@ class Function(Generic[P, R, LocalR]):
             return backend.prepare(record.spec, record.invocation)
         # Container semantics (concurrency, batching, a warm floor): a Serve pool of one function.
         pool = record.pool
+        if self._web_spec() is not None:  # its endpoint's replicas run the function too
+            return backend.prepare_web_service(pool.service, pool.container).method("__call__")
         return backend.prepare_service(pool.service, pool.container).method("__call__")
 
     # -- records (see `records`) ---------------------------------------------------------------

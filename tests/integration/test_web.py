@@ -262,9 +262,9 @@ def test_get_web_url_inside_a_running_function(running: modal.App) -> None:
     assert httpx.get(_url(own_url)).json() == _url(square)
 
 
-def test_remote_call_of_a_web_function_says_to_use_http(running: modal.App) -> None:
-    with pytest.raises(InvalidError, match="is a web endpoint: call it over HTTP"):
-        square.remote(3)
+def test_remote_call_of_a_web_function_runs_on_its_endpoint(running: modal.App) -> None:
+    assert square.remote(3) == {"square": 9}
+    assert list(square.map([1, 2])) == [{"square": 1}, {"square": 4}]
     assert square.local(3) == {"square": 9}
 
 
