@@ -237,6 +237,18 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     assert second["square"] == 2009
     assert second["greet"] == "hi bob v2"
 
+    # A killed registry actor comes back (Ray restarts it) with its state (the SQLite file).
+    kill_registry = textwrap.dedent(
+        """
+        import json, modal, ray
+        from modal_ray.backends import get_backend
+        get_backend().connect("main")
+        ray.kill(ray.get_actor("modal-registry", namespace="modal-main"), no_restart=False)
+        print("RESULT", json.dumps(modal.Function.from_name("deployed-demo", "square").remote(3)))
+        """
+    )
+    assert _result(_python(kill_registry, head, tmp_path)) == 2009
+
     listed = modal_cli("app", "list", "--json", env=head, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     apps = {a["Description"]: a for a in json.loads(listed.stdout)}
