@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 import modal
-from modal.exception import AsyncUsageWarning, UnimplementedError
+from modal.exception import AsyncUsageWarning, NotFoundError, UnimplementedError
 
 
 def test_blocking_call_in_event_loop_warns_at_the_callers_line() -> None:
@@ -19,8 +19,10 @@ def test_blocking_call_in_event_loop_warns_at_the_callers_line() -> None:
     async def main() -> None:
         with pytest.raises(UnimplementedError):
             modal.interact()  # a coroutine run on the private loop
-        with pytest.raises(RuntimeError, match="must not start Ray"):  # see conftest.py
-            d.len()  # a store operation driven in the caller's thread
+        # A store operation driven in the caller's thread. Run alone, starting Ray is refused
+        # (see conftest.py); after the integration tests, Ray is up and the Dict is missing.
+        with pytest.raises((RuntimeError, NotFoundError)):
+            d.len()
 
     with pytest.warns(AsyncUsageWarning) as record:
         asyncio.run(main())
