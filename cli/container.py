@@ -1,13 +1,19 @@
-"""`modal container list|logs|exec|stop` (not built yet).
+"""`modal container list|logs|exec|stop`.
 
-A container here is a Ray worker process (a task's) or actor (a class's container pool); nothing
-maps them to Modal container IDs yet. See `unbuilt.py` for how unbuilt commands behave.
+`exec` runs a command in a running sandbox (`sb-...`, the id `modal.Sandbox.object_id` reports),
+on the same process machinery as `Sandbox.exec` (see `shell.run_attached`: a TTY where this
+terminal is one). A function's container is a Ray worker process (a task's) or actor (a class's
+container pool); nothing maps those to Modal container IDs yet, so `exec` refuses them, and
+`list`, `logs` and `stop` are not built (see `unbuilt.py` for how unbuilt commands behave).
 """
 
 from __future__ import annotations
 
 import typer
 
+from modal.exception import InvalidError
+
+from .shell import connect, run_attached, want_pty
 from .unbuilt import CONTAINERS, not_built
 from .utils import ENV_HELP
 
@@ -54,7 +60,18 @@ def exec_(
     pty: bool | None = typer.Option(None, "--pty/--no-pty", help="Run the command in a PTY."),
 ) -> None:
     """Execute a command in a container."""
-    not_built("container exec", CONTAINERS)
+    import modal
+
+    if not container_id.startswith("sb-"):
+        raise InvalidError(
+            f"{container_id!r} is not a container `modal container exec` can reach: it accepts"
+            " sandbox ids (`sb-...`, see `modal.Sandbox.object_id`). A function's containers are"
+            " Ray workers without such ids; for a shell with a function's image, use"
+            " `modal shell app.py::func`."
+        )
+    connect(None)
+    sandbox = modal.Sandbox.from_id(container_id)
+    raise typer.Exit(run_attached(sandbox, list(command), want_pty(pty)))
 
 
 @container_cli.command("stop")

@@ -134,6 +134,17 @@ class StreamReader(Generic[T]):
                 return
             yield line
 
+    def _chunks(self) -> Iterator[T]:
+        """Chunks as they arrive, not lines (the CLI's terminal relay: a prompt has no newline)."""
+        if self._pending:
+            pending, self._pending = self._pending, self._pending[:0]
+            yield pending
+        while True:
+            chunk = run_sync(self._chunk(), "StreamReader chunks")
+            if not chunk:
+                return
+            yield chunk
+
     @dual
     async def close(self) -> None:
         """Stop reading (what was not read is discarded when the process ends)."""

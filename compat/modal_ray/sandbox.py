@@ -174,6 +174,30 @@ def _env(env: Mapping[str, str | None] | None, secrets: Sequence[Any] | None) ->
     return out
 
 
+def _terminal(info: Any) -> tuple[dict[str, int], dict[str, str]]:
+    """An exec's terminal from `pty=True` / `pty_info`: its size and the environment naming it
+    (`TERM`...). `pty_info` is read by Modal's field names (`winsz_rows`, `winsz_cols`,
+    `env_term`, `env_colorterm`, `env_term_program`); missing fields take a 24x80 xterm."""
+    size = {"rows": 24, "cols": 80}
+    env = {"TERM": "xterm-256color"}
+    if info is not None:
+        for key, field in (("rows", "winsz_rows"), ("cols", "winsz_cols")):
+            value = getattr(info, field, None)
+            if value:
+                if not isinstance(value, int) or not 0 < value < 65536:
+                    raise InvalidError(f"`pty_info.{field}` must be a number from 1 to 65535.")
+                size[key] = value
+        for var, field in (
+            ("TERM", "env_term"),
+            ("COLORTERM", "env_colorterm"),
+            ("TERM_PROGRAM", "env_term_program"),
+        ):
+            value = getattr(info, field, None)
+            if isinstance(value, str) and value:
+                env[var] = value
+    return size, env
+
+
 class Sandbox:
     """A sandboxed process tree on the cluster (see the module docstring)."""
 
@@ -533,8 +557,8 @@ class Sandbox:
                 raise InvalidError(f"`Sandbox.exec` arguments must be strings, not {arg!r}.")
             if "\x00" in arg:
                 raise InvalidError("`Sandbox.exec` arguments cannot contain NUL characters.")
-        if pty or pty_info is not None or _pty_info is not None:
-            raise UnimplementedError("`Sandbox.exec(pty=True)` is not supported yet.")
+        info = pty_info if pty_info is not None else _pty_info
+        terminal = _terminal(info) if (pty or info is not None) else None
         if bufsize not in (-1, 1):
             raise InvalidError("`bufsize` must be -1 (buffered) or 1 (line-buffered).")
         if bufsize == 1 and not text:
@@ -544,11 +568,12 @@ class Sandbox:
         xid = await self._live().call(
             "exec",
             list(args),
-            env=_env(env, secrets),
+            env={**(terminal[1] if terminal else {}), **_env(env, secrets)},
             workdir=work,
             timeout=_positive(timeout, "timeout"),
             stdout="devnull" if out == "devnull" else "pipe",
             stderr="devnull" if err == "devnull" else "pipe",
+            pty=terminal[0] if terminal else None,
         )
         return ContainerProcess(xid, self._ref, stdout=out, stderr=err, text=text)
 

@@ -128,13 +128,11 @@ def test_nested_remote_error_keeps_its_chain(cli_env: dict[str, str], tmp_path: 
 @pytest.mark.parametrize(
     "args",
     [
-        ["shell", "--cmd", "ls", "--gpu", "T4", "app.py::f"],
         ["app", "logs", "-f", "--timestamps", "ap-123"],
         ["app", "history", "my-app"],
         ["app", "rollback", "my-app", "v1"],
         ["app", "dashboard", "my-app"],
         ["container", "list", "--json"],
-        ["container", "exec", "--no-pty", "ta-1", "ls", "-l"],
         ["container", "logs", "ta-1"],
         ["container", "stop", "-y", "ta-1"],
         ["environment", "list"],

@@ -492,3 +492,41 @@ def test_replace_and_delete_bytes(sb: modal.Sandbox) -> None:
         replace_bytes(f, b"kind", start=6, end=11)
         delete_bytes(f, start=0, end=6)
     assert sb.filesystem.read_bytes("/tmp/edit.bin") == b"kind world"
+
+
+def test_exec_with_pty(sb: modal.Sandbox) -> None:
+    p = sb.exec("sh", "-c", 'tty; echo "$TERM"; echo to-stderr >&2', pty=True)
+    out = p.stdout.read()
+    assert p.wait() == 0
+    assert out.startswith("/dev/pts/"), out
+    assert "xterm-256color" in out
+    assert "to-stderr" in out  # a terminal has one output stream
+    assert p.stderr.read() == ""
+
+
+def test_modal_container_exec_cli(sb: modal.Sandbox) -> None:
+    import ray
+
+    env = {**os.environ, "MODAL_RAY_ADDRESS": ray.get_runtime_context().gcs_address}
+    modal_bin = str(Path(sys.executable).parent / "modal")
+    done = subprocess.run(
+        [modal_bin, "container", "exec", sb.object_id, "sh", "-c", "echo hi; exit 4"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == "hi\n"
+    # With --pty the command runs on a terminal in the sandbox.
+    done = subprocess.run(
+        [modal_bin, "container", "exec", "--pty", sb.object_id, "tty"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("/dev/pts/"), done.stdout

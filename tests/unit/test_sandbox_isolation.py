@@ -441,3 +441,34 @@ def test_open_modes_and_paths() -> None:
     for bad_path in ("", "a\x00b", 3):
         with pytest.raises(InvalidError):
             check_path(bad_path)
+
+
+def test_exec_on_a_terminal() -> None:
+    """`pty`: the process runs on a pseudo-terminal inside the sandbox (its stdin is a tty,
+    named under the sandbox's own /dev/pts), its output arrives on stdout, and what is written
+    to its stdin is typed into the terminal."""
+
+    async def scenario() -> tuple[str, str, int | None]:
+        sup = Supervisor()
+        await sup.create("sb-pty", timeout=60)
+        try:
+            xid = await sup.exec("sb-pty", ["sh", "-c", "tty; stty size"], pty={"rows": 30})
+            out = b""
+            while chunk := await sup.read("sb-pty", xid, 1):
+                out += chunk
+            await sup.exec_wait("sb-pty", xid)
+            xid = await sup.exec("sb-pty", ["sh", "-c", "read x; echo got-$x"], pty={})
+            await sup.write("sb-pty", xid, b"typed\n", eof=True)
+            typed = b""
+            while chunk := await sup.read("sb-pty", xid, 1):
+                typed += chunk
+            return out.decode(), typed.decode(), await sup.exec_wait("sb-pty", xid)
+        finally:
+            await sup.shutdown()
+
+    out, typed, code = run(scenario())
+    lines = out.split("\r\n")
+    assert lines[0].startswith("/dev/pts/"), out
+    assert lines[1] == "30 80", out
+    assert "got-typed" in typed
+    assert code == 0

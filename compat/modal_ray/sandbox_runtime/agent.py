@@ -90,6 +90,64 @@ def recv(sock: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
     return message, list(fds)
 
 
+def _open_pty(info: dict[str, Any]) -> tuple[int, int, Any]:
+    """A pseudo-terminal of the requested size: (master, slave, the child's set-up that makes it
+    the controlling terminal of the process's new session)."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    rows = int(info.get("rows") or 24)
+    cols = int(info.get("cols") or 80)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.set_inheritable(master, False)
+
+    def controlling_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    return master, slave, controlling_terminal
+
+
+def _pump_out(master: int, out: int) -> None:
+    """Terminal output to the stdout pipe, until the terminal closes (EIO once every process
+    holding its other side has exited)."""
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+    except OSError:
+        pass
+    finally:
+        os.close(master)
+        os.close(out)
+
+
+def _pump_in(stdin: int, master: int) -> None:
+    """The stdin pipe into the terminal; its end is typed as the terminal's end-of-file."""
+    try:
+        while True:
+            data = os.read(stdin, 65536)
+            if not data:
+                os.write(master, b"\x04")
+                break
+            view = memoryview(data)
+            while view:
+                view = view[os.write(master, view) :]
+    except OSError:
+        pass
+    finally:
+        os.close(stdin)
+        os.close(master)
+
+
 def _error(exc: OSError) -> dict[str, Any]:
     kind = ERRNO_KIND.get(exc.errno or 0, "")
     return {"ok": False, "kind": kind, "message": exc.strerror or str(exc)}
@@ -260,20 +318,41 @@ class Agent:
         if len(fds) != 3:
             self.reply({"event": "exec_error", "xid": xid, "message": "bad descriptors"})
             return
+        pty = message.get("pty")
+        stdio: tuple[int, int, int] = (fds[0], fds[1], fds[2])
+        master = -1
+        preexec = None
         try:
-            proc = subprocess.Popen(
-                [str(a) for a in message["argv"]],
-                stdin=fds[0],
-                stdout=fds[1],
-                stderr=fds[2],
-                env={str(k): str(v) for k, v in message.get("env", {}).items()},
-                cwd=message.get("cwd") or None,
-                start_new_session=True,
-                close_fds=True,
-            )
+            if isinstance(pty, dict):
+                master, slave, preexec = _open_pty(pty)
+                stdio = (slave, slave, slave)
+            try:
+                proc = subprocess.Popen(
+                    [str(a) for a in message["argv"]],
+                    stdin=stdio[0],
+                    stdout=stdio[1],
+                    stderr=stdio[2],
+                    env={str(k): str(v) for k, v in message.get("env", {}).items()},
+                    cwd=message.get("cwd") or None,
+                    start_new_session=True,
+                    close_fds=True,
+                    preexec_fn=preexec,  # only makes the terminal the controlling one
+                )
+            finally:
+                if master >= 0:
+                    os.close(stdio[0])  # the slave: only the process keeps it
         except OSError as exc:
+            if master >= 0:
+                os.close(master)
             self.reply({"event": "exec_error", "xid": xid, **_error(exc)})
             return
+        if master >= 0:
+            # The terminal's output becomes the process's stdout (stderr is merged into it, as
+            # on a terminal), and its stdin is typed into the terminal.
+            threading.Thread(
+                target=_pump_out, args=(os.dup(master), os.dup(fds[1])), daemon=True
+            ).start()
+            threading.Thread(target=_pump_in, args=(os.dup(fds[0]), master), daemon=True).start()
         self.procs[xid] = proc
         self.reply({"event": "started", "xid": xid, "pid": proc.pid})
         threading.Thread(target=self.wait, args=(xid, proc), daemon=True).start()

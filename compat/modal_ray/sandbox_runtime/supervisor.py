@@ -60,6 +60,18 @@ WATCH_QUEUE = 10_000  # events one watch holds for its reader
 AGENT_TIMEOUT_S = 60.0  # longest the agent may take to answer one request (or start a process)
 
 
+def _pty_size(pty: dict[str, int] | None) -> dict[str, int] | None:
+    if pty is None:
+        return None
+    size = {}
+    for key, default in (("rows", 24), ("cols", 80)):
+        value = pty.get(key, default)
+        if not isinstance(value, int) or not 0 < value < 65536:
+            raise InvalidError(f"A terminal's {key} must be a number from 1 to 65535.")
+        size[key] = value
+    return size
+
+
 def _sandbox_relpath(path: str) -> str:
     """An absolute sandbox path as a relative path under the sandbox's root (creation time)."""
     pure = PurePosixPath(path)
@@ -616,13 +628,18 @@ class Supervisor(FileOps):
         timeout: float | None = None,
         stdout: str = "pipe",
         stderr: str = "pipe",
+        pty: dict[str, int] | None = None,
     ) -> int:
-        """Start a process in the sandbox; returns its exec id once it runs (or failed to)."""
+        """Start a process in the sandbox; returns its exec id once it runs (or failed to).
+        `pty` (`{"rows", "cols"}`): run it on a new pseudo-terminal inside the sandbox, whose
+        output is its stdout (stderr merged) and whose input is its stdin."""
         box = self._running(sid)
         if not argv:
             raise InvalidError("`Sandbox.exec` needs a command to run.")
         xid = next(self._ids)
-        ex = await self._start_exec(box, xid, argv, env or {}, workdir, (stdout, stderr), timeout)
+        ex = await self._start_exec(
+            box, xid, argv, env or {}, workdir, (stdout, stderr), timeout, pty
+        )
         try:
             await asyncio.wait_for(ex.started.wait(), AGENT_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -681,6 +698,7 @@ class Supervisor(FileOps):
         workdir: str | None,
         outputs: tuple[str, str],
         timeout: float | None,
+        pty: dict[str, int] | None = None,
     ) -> _Exec:
         ex, send = await self._stdio(xid, outputs)
         box.execs[xid] = ex
@@ -696,6 +714,7 @@ class Supervisor(FileOps):
                     "argv": [str(a) for a in argv],
                     "env": {**box.env, **env},
                     "cwd": cwd,
+                    "pty": _pty_size(pty),
                 },
                 send,
             )
