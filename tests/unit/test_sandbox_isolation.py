@@ -207,7 +207,7 @@ def test_network_access_reaches_outside() -> None:
     # The positive side: outbound connections work. The target is an outside address the
     # host itself can reach (a package registry); without one there is nothing to test.
     try:
-        target = socket.getaddrinfo("deb.debian.org", 80, socket.AF_INET)[0][4][0]
+        target = str(socket.getaddrinfo("deb.debian.org", 80, socket.AF_INET)[0][4][0])
         socket.create_connection((target, 80), timeout=5).close()
     except OSError as exc:
         pytest.skip(f"this machine cannot reach an outside address itself ({exc})")
