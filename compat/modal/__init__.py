@@ -11,7 +11,19 @@ from modal_ray.synchronizer import dual_function
 from modal_ray.tunnel import Tunnel, forward
 from modal_ray.unsupported import placeholder
 
+# `as` re-exports: submodules that Modal's package also makes attributes on import (its
+# `__init__` reaches them through the modules it imports), so that annotations such as
+# `modal.io_streams.StreamWriter` work after a bare `import modal`.
+from . import call_graph as call_graph
+from . import config as config
+from . import container_process as container_process
 from . import exception, types
+from . import exceptions as exceptions
+from . import file_io as file_io
+from . import gpu as gpu
+from . import io_streams as io_streams
+from . import sandbox_fs as sandbox_fs
+from . import stream_type as stream_type
 from .app import App
 from .cloud_bucket_mount import CloudBucketMount
 from .cls import Cls

@@ -10,10 +10,10 @@ not need the repository. pytest never collects this file (its name has no `test_
 Each program P1..P15 runs exactly as its command in issue 13 says, from the checkout's root, in a
 fresh process group with the `modal` and `python` of the environment that runs this script (the
 executables next to `sys.executable`, also first on the programs' PATH). Each run gets its own
-state store (`MODAL_RAY_STATE`), temporary directory (`TMPDIR`, `RAY_TMPDIR`: the embedded Ray's
-session lives there) and a marker variable; when the program ends (or its timeout passes, or a
-`modal serve` is stopped with SIGINT after its checks) the harness waits for every process that
-carries the marker to exit, kills any that remain (their process group, then each by id), reports
+state store (`MODAL_RAY_STATE`), temporary directory (`TMPDIR`: Ray keeps its session folders
+there) and a marker variable; when the program ends (or its timeout passes, or a `modal serve`
+is stopped with SIGINT after its checks) the harness waits for every process that carries the
+marker to exit, kills any that remain (their process group, then each by id), reports
 them as a failure, and removes the temporary directory. Output: one line per program,
 `P1 PASS` or `P1 FAIL: <reason>` with a short excerpt, then `modal-examples: N passed, M failed`.
 The exit status is 0 when every selected program passed.
@@ -28,7 +28,9 @@ Host prerequisites (issue 13 item 2):
 - System libraries: libGL and glib (`libgl1`, `libglib2.0-0` on Debian/Ubuntu) for opencv (P11);
   `apt_install(...)` steps are not run by modal-ray, the host provides them. `libgomp1` (P3).
 - Sandboxes (P15): bubblewrap (`bwrap`) able to create namespaces, or an operator's
-  `MODAL_RAY_SANDBOX_ISOLATION=none` (unisolated, on purpose).
+  `MODAL_RAY_SANDBOX_ISOLATION=none` (unisolated, on purpose). P15 looks its app up with
+  `App.lookup(..., create_if_missing=True)`, which needs a long-lived cluster: the harness starts
+  one for it with `modal-ray cluster start` (in the run's state store) and stops it afterwards.
 - P8 declares `gpu="h100"`: on a machine without that GPU it runs only where the operator has
   turned on the documented mechanism that lets GPU requests run there (issue 13 item 3); pass its
   settings through this script's environment (they are inherited by every program).
@@ -60,6 +62,7 @@ from typing import Any
 BIN = Path(sys.executable).parent
 MODAL = str(BIN / "modal")
 PYTHON = str(BIN / "python")
+MODAL_RAY = str(BIN / "modal-ray")
 MARKER = "MODAL_EXAMPLES_HARNESS_RUN"
 # `✓ Created web function hello => http://127.0.0.1:8001` (Modal prints the same shape).
 URL_LINE = re.compile(r"Created web function (\S+) => (https?://\S+)")
@@ -89,9 +92,11 @@ class Program:
     argv: list[str]
     timeout: float
     check: Callable[[Run], None]
-    serve_tags: tuple[
-        str, ...
-    ] = ()  # a `modal serve` program: the web functions whose URLs to await
+    # A `modal serve` program: the web functions whose URLs to await.
+    serve_tags: tuple[str, ...] = ()
+    # Needs a long-lived cluster (a deployed or looked-up app): the run starts one with
+    # `modal-ray cluster start` in its own state store, exports its address, stops it after.
+    cluster: bool = False
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -142,8 +147,9 @@ def sweep(marker: str, pgid: int, grace: float = 30.0) -> list[str]:
             return []
         time.sleep(0.5)
     left = [describe(p) for p in marked_pids(marker)]
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+    if pgid > 1:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
     for pid in marked_pids(marker):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -176,7 +182,6 @@ class Run:
                 MARKER: self.marker,
                 "MODAL_RAY_STATE": str(state),
                 "TMPDIR": str(self.tmp / "t"),
-                "RAY_TMPDIR": str(self.tmp / "t"),
                 "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
                 "RAY_USAGE_STATS_ENABLED": "0",
                 "RAY_DEDUP_LOGS": "0",
@@ -189,6 +194,7 @@ class Run:
         self.out_path = self.tmp / "stdout"
         self.err_path = self.tmp / "stderr"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cluster_started = False
         self.result: Result | None = None
 
     def argv(self) -> list[str]:
@@ -196,6 +202,8 @@ class Run:
         return [exe.get(a, a) for a in self.program.argv]
 
     def start(self) -> None:
+        if self.program.cluster:
+            self.start_cluster()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(
                 self.argv(),
@@ -237,8 +245,39 @@ class Run:
                 stop_group(self.proc)
         return self.finish(timed_out)
 
+    def start_cluster(self) -> None:
+        p = subprocess.run(
+            [MODAL_RAY, "cluster", "start", "--num-cpus", "4"],
+            cwd=self.checkout,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.cluster_started = True
+        m = re.search(r"MODAL_RAY_ADDRESS=(\S+)", p.stdout)
+        if p.returncode != 0 or not m:
+            raise Failed(
+                f"`modal-ray cluster start` exit {p.returncode}: {excerpt(p.stdout + p.stderr)!r}"
+            )
+        self.env["MODAL_RAY_ADDRESS"] = m.group(1)
+
+    def stop_cluster(self) -> None:
+        if self.cluster_started:
+            self.cluster_started = False
+            subprocess.run(
+                [MODAL_RAY, "cluster", "stop"],
+                cwd=self.checkout,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                timeout=120,
+            )
+
     def finish(self, timed_out: bool) -> Result:
         assert self.proc is not None
+        self.stop_cluster()
         left = sweep(self.marker, self.proc.pid)
         self.result = Result(self.proc.returncode, self.stdout(), self.stderr(), timed_out, left)
         return self.result
@@ -246,7 +285,9 @@ class Run:
     def close(self) -> None:
         if self.proc is not None and self.result is None:
             stop_group(self.proc)
-            sweep(self.marker, self.proc.pid, grace=10.0)
+        self.stop_cluster()
+        if self.result is None:
+            sweep(self.marker, self.proc.pid if self.proc is not None else -1, grace=10.0)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- serve helpers --
@@ -344,6 +385,9 @@ def check_p3(run: Run) -> None:
         [re.compile(rf"Function time spent: {FLOAT}"), re.compile(rf"Full time spent: {FLOAT}")],
         "stdout",
     )
+    # The script never enables output, so (as in Modal) the function's log is not shown.
+    if "Inside run!" in r.output:
+        raise Failed("remote log 'Inside run!' shown, but the script does not enable output")
     # Upstream CI form: `modal run` must pick the app's only function.
     alt_program = Program(
         run.program.id, run.program.path, ["modal", "run", run.program.path], 0, check_p3
@@ -653,8 +697,9 @@ def P(
     timeout: float,
     check: Callable[[Run], None],
     serve_tags: tuple[str, ...] = (),
+    cluster: bool = False,
 ) -> Program:
-    return Program(id, path, argv, timeout, check, serve_tags)
+    return Program(id, path, argv, timeout, check, serve_tags, cluster)
 
 
 PROGRAMS = [
@@ -755,11 +800,14 @@ PROGRAMS = [
         ["python", "13_sandboxes/simple_code_interpreter.py"],
         300,
         check_p15,
+        cluster=True,
     ),
 ]
 
 
-def run_program(program: Program, checkout: Path, timeout: float | None) -> str | None:
+def run_program(
+    program: Program, checkout: Path, timeout: float | None, logs: Path | None = None
+) -> str | None:
     """None when the program passed, else why it failed."""
     if not (checkout / program.path).is_file():
         return f"{program.path} is not in the checkout"
@@ -777,6 +825,11 @@ def run_program(program: Program, checkout: Path, timeout: float | None) -> str 
     except Exception as e:  # a harness-side error still reports this program, then goes on
         return f"{type(e).__name__}: {e}"
     finally:
+        if logs is not None:
+            logs.mkdir(parents=True, exist_ok=True)
+            for name in ("stdout", "stderr"):
+                if (run.tmp / name).exists():
+                    shutil.copyfile(run.tmp / name, logs / f"{program.id}.{name}")
         run.close()
 
 
@@ -785,6 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkout", nargs="?", help="a checkout of modal-labs/modal-examples")
     parser.add_argument("--only", help="comma-separated program ids, e.g. P1,P4")
     parser.add_argument("--timeout", type=float, help="seconds per program (default: per program)")
+    parser.add_argument("--logs", help="a folder to copy each program's stdout and stderr into")
     args = parser.parse_args(argv)
     if not args.checkout:
         print(
@@ -806,7 +860,9 @@ def main(argv: list[str] | None = None) -> int:
         selected = [p for p in PROGRAMS if p.id in wanted]
     passed = failed = 0
     for program in selected:
-        reason = run_program(program, checkout, args.timeout)
+        reason = run_program(
+            program, checkout, args.timeout, Path(args.logs) if args.logs else None
+        )
         if reason is None:
             passed += 1
             print(f"{program.id} PASS", flush=True)
