@@ -18,6 +18,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -127,6 +128,7 @@ def main() -> None:
 
         ray.shutdown()  # before the head goes: its processes' last words are not ours to print
         subprocess.run([str(BIN / "modal-ray"), "cluster", "stop"], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
