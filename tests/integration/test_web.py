@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Request, WebSocket
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 import modal
@@ -44,6 +45,18 @@ def create(item: dict[str, Any]) -> dict[str, Any]:
 @modal.fastapi_endpoint()
 def fails() -> str:
     raise RuntimeError("secret internals")
+
+
+@app.function(cpu=0.1)
+def segment(i: int) -> str:
+    return f"segment {i}\n"
+
+
+@app.function(cpu=0.1)
+@modal.fastapi_endpoint()
+def mapped() -> StreamingResponse:
+    # Modal's streaming guide: a web endpoint streams the results of a `.map` it starts.
+    return StreamingResponse(segment.map(range(3)), media_type="text/plain")
 
 
 @app.function(cpu=0.1)
@@ -254,7 +267,7 @@ def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
     urls = {_url(f) for f in (square, create, fails, site, flask_site, files)}
     assert len(urls) == 6
     assert sorted(running.registered_web_endpoints) == sorted(
-        ["square", "create", "fails", "private", "own_url", "site", "flask_site", "files"]
+        ["square", "create", "mapped", "fails", "private", "own_url", "site", "flask_site", "files"]
     )
 
 
@@ -323,6 +336,12 @@ def test_asgi_app_routes_typed_body_and_absolute_redirect(running: modal.App) ->
         assert r.json() == {"page": "result"}
         assert str(r.url) == base + "/result?from=go"
         assert r.history[0].headers["location"] == "/result?from=go"
+
+
+def test_endpoint_streams_a_map_it_starts(running: modal.App) -> None:
+    r = httpx.get(_url(mapped), timeout=120)
+    assert r.status_code == 200
+    assert r.text == "segment 0\nsegment 1\nsegment 2\n"
 
 
 def test_asgi_lifespan_started_before_the_first_request(running: modal.App) -> None:
