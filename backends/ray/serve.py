@@ -720,8 +720,13 @@ class _Janitor:
         swept = []
         for prefix, watchers in list(self._watched.items()):
             if watchers <= dead:
+                loop = asyncio.get_running_loop()
+                try:
+                    deployed = await loop.run_in_executor(None, _is_deployment, prefix)
+                except Exception:
+                    continue  # the registry did not answer: ask again next round
                 self._watched.pop(prefix, None)
-                if await asyncio.get_running_loop().run_in_executor(None, _is_deployment, prefix):
+                if deployed:
                     continue  # a deployed app's pools: the registry owns them, not a driver
                 await asyncio.get_running_loop().run_in_executor(None, stop_services, prefix)
                 swept.append(prefix)
@@ -744,8 +749,11 @@ def watch_driver(prefix: str) -> None:
 
     if runtime.mode() == "embedded":
         return  # the whole Ray goes away with this process
-    if _is_deployment(prefix):
-        return  # deployments are never watched: they outlive every driver
+    try:
+        if _is_deployment(prefix):
+            return  # deployments are never watched: they outlive every driver
+    except Exception:
+        pass  # the registry did not answer: watch, the janitor asks again before removing
     janitor = _Janitor.options(  # type: ignore[attr-defined]
         name=JANITOR_NAME, namespace=JANITOR_NAMESPACE, lifetime="detached", get_if_exists=True
     ).remote()
