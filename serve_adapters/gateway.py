@@ -12,7 +12,8 @@ Engine-neutral: the backend hosts one `Gateway` (a long-lived actor on the head 
 Invariants:
 - a route keeps its port for as long as it is open; re-opening a key with a new upstream keeps
   the port (the URL stays), and a caller may ask for a given port (URLs kept by a registry);
-- `close` stops the listener and frees the port.
+- `close` stops the listener and frees the port;
+- a request body over `max_body` (Modal's 4 GiB) is refused with 413.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from .proxy import HTTPProxy
+
+# Modal accepts request bodies up to 4 GiB; larger ones get 413 here, before any replica.
+MAX_BODY = 4 * 1024**3
 
 
 def _server_class() -> Any:
@@ -52,8 +56,9 @@ class _Route:
 class Gateway:
     """The listeners of all open endpoints, in one process and event loop."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", max_body: int | None = MAX_BODY) -> None:
         self.host = host
+        self.max_body = max_body
         self._routes: dict[str, _Route] = {}
 
     def url(self, key: str) -> str | None:
@@ -80,7 +85,7 @@ class Gateway:
         sock.setblocking(False)
         import uvicorn
 
-        proxy = HTTPProxy(upstream)
+        proxy = HTTPProxy(upstream, max_body=self.max_body)
         config = uvicorn.Config(
             proxy,
             log_level="warning",

@@ -58,8 +58,11 @@ async def send_text(send: Send, status: int, text: str) -> None:
 class HTTPProxy:
     """Forward every request to `base` (e.g. `http://127.0.0.1:8000` or `.../prefix`)."""
 
-    def __init__(self, base: str, *, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, base: str, *, connect_timeout: float = 10.0, max_body: int | None = None
+    ) -> None:
         self.base = base.rstrip("/")
+        self.max_body = max_body  # request bodies over it get 413
         self._connect_timeout = connect_timeout
         self._session: Any = None
 
@@ -119,23 +122,44 @@ class HTTPProxy:
         import aiohttp
         from multidict import CIMultiDict
 
+        limit = self.max_body
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if (
+            limit is not None
+            and declared is not None
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
+            await self._too_large(send)
+            return
         first = await receive()
         if first["type"] == "http.disconnect":
             return
         body_done = not first.get("more_body", False)
+        too_large = False
         data: Any
         if body_done:
             data = first.get("body", b"") or None
+            if limit is not None and data is not None and len(data) > limit:
+                await self._too_large(send)
+                return
         else:
 
             async def chunks() -> AsyncIterator[bytes]:
-                nonlocal body_done
+                nonlocal body_done, too_large
+                total = len(first.get("body", b""))
                 yield first.get("body", b"")
                 while True:
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         raise asyncio.CancelledError
-                    yield message.get("body", b"")
+                    body = message.get("body", b"")
+                    total += len(body)
+                    if limit is not None and total > limit:
+                        too_large = True
+                        body_done = True
+                        raise ValueError("request body over the limit")
+                    yield body
                     if not message.get("more_body", False):
                         body_done = True
                         return
@@ -154,7 +178,12 @@ class HTTPProxy:
                     skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                 )
                 resp = await ctx.__aenter__()
-            except (aiohttp.ClientError, OSError) as exc:
+            except Exception as exc:
+                if too_large:
+                    await self._too_large(send)
+                    return
+                if not isinstance(exc, aiohttp.ClientError | OSError):
+                    raise
                 await send_text(send, 502, f"Upstream unreachable: {type(exc).__name__}")
                 return
             try:
@@ -194,6 +223,9 @@ class HTTPProxy:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+
+    async def _too_large(self, send: Send) -> None:
+        await send_text(send, 413, f"Request body too large: the limit is {self.max_body} bytes.")
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         import aiohttp

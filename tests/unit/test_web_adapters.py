@@ -188,6 +188,22 @@ def test_gateway_streams_and_relays_websockets(served: tuple[_Loop, Gateway, str
         assert ws.recv(timeout=10) == "echo:hi"
 
 
+def test_request_body_over_the_limit_is_a_413(served: tuple[_Loop, Gateway, str]) -> None:
+    loop, gateway, up_url = served
+    gateway.max_body = 1024
+    url = loop.run(gateway.open("small", up_url + "/route", "small"))
+    assert httpx.post(url, content=b"z" * 1024).json()["body"] == "z" * 1024
+    r = httpx.post(url, content=b"z" * 1025)  # declared by Content-Length
+    assert r.status_code == 413
+    assert "limit is 1024 bytes" in r.text
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it streams
+        for _ in range(8):
+            yield b"z" * 512
+
+    assert httpx.post(url, content=chunked()).status_code == 413
+
+
 def test_unreachable_upstream_is_a_502(served: tuple[_Loop, Gateway, str]) -> None:
     loop, gateway, _ = served
     import socket
