@@ -190,7 +190,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--save", action="store_true")
     parser.add_argument("--docs", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=("first-output", "exec", "many"),
+        help="run one measurement (for a quick check; not with --save/--docs)",
+    )
     args = parser.parse_args()
+    if args.only and (args.save or args.docs):
+        parser.error("--only measures part of the section: it cannot --save or --docs")
     common.quiet_env()
     import ray
 
@@ -206,12 +213,15 @@ def main() -> None:
         ),
     )
     try:
-        log("create-to-first-output")
-        section.rows.append(bench_first_output(10 if args.quick else 40))
-        log("exec round trip")
-        section.rows.append(bench_exec(50 if args.quick else 200))
-        log("many sandboxes")
-        section.rows.append(bench_many(20 if args.quick else 100))
+        if args.only in (None, "first-output"):
+            log("create-to-first-output")
+            section.rows.append(bench_first_output(10 if args.quick else 40))
+        if args.only in (None, "exec"):
+            log("exec round trip")
+            section.rows.append(bench_exec(50 if args.quick else 200))
+        if args.only in (None, "many"):
+            log("many sandboxes")
+            section.rows.append(bench_many(20 if args.quick else 100))
     finally:
         ray.shutdown()
     section.elapsed_s = time.perf_counter() - started

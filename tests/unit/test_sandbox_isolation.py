@@ -28,7 +28,7 @@ from modal_ray.exception import (
 )
 from modal_ray.sandbox_runtime import isolation
 from modal_ray.sandbox_runtime.files import check_path, open_flags
-from modal_ray.sandbox_runtime.supervisor import Supervisor
+from modal_ray.sandbox_runtime.supervisor import ENTRYPOINT, Supervisor
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap is part of the project's setup"
@@ -472,3 +472,38 @@ def test_exec_on_a_terminal() -> None:
     assert lines[1] == "30 80", out
     assert "got-typed" in typed
     assert code == 0
+
+
+def test_agent_starts_only_when_needed() -> None:
+    """With an entrypoint, the agent does not run until a request needs it (its Python start
+    would compete with the entrypoint's); the first exec starts it."""
+
+    async def scenario() -> tuple[str, str]:
+        sup = Supervisor()
+        listing = "sleep 1; for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' <$f; echo; done"
+        # The end marker is computed, so that command lines (which hold the script) lack it.
+        script = f"{listing}; echo marker-$((20 + 22)); sleep 60"
+        await sup.create("sb-lazy", entrypoint=["sh", "-c", script], timeout=60)
+        try:
+            before = b""
+            while b"marker-42" not in before:
+                chunk = await sup.read("sb-lazy", ENTRYPOINT, 1)
+                assert chunk, before
+                before += chunk
+            _, after, _ = await _output(
+                sup, "sb-lazy", ["sh", "-c", listing.replace("sleep 1;", "")]
+            )
+            return before.decode(), after
+        finally:
+            await sup.shutdown()
+
+    def agents(listing: str) -> list[str]:  # processes that are the agent (not its launcher)
+        return [
+            line
+            for line in listing.splitlines()
+            if line.split()[:1] and "python" in line.split()[0] and "agent.py" in line
+        ]
+
+    before, after = run(scenario())
+    assert agents(before) == [], before
+    assert len(agents(after)) == 1, after

@@ -174,15 +174,29 @@ class Layout:
 
 # With an entrypoint, the sandbox's command is a shell that starts the agent in the background
 # (its stdio away from the entrypoint's pipes, so that they reach EOF when the entrypoint ends)
-# and then becomes the entrypoint.
+# and then becomes the entrypoint. The agent starts lazily: its shell waits for a line on the
+# wake pipe, which the supervisor writes before its first request (exec, file operation, tunnel,
+# watch), so that the entrypoint's start does not compete with the agent's Python start. (The
+# pipe is named through /proc: dash redirects only single-digit descriptors.)
 _WITH_ENTRYPOINT = '{python} -I -S {agent} {fd} </dev/null >/dev/null 2>&1 & exec "$@"'
+_WITH_ENTRYPOINT_LAZY = (
+    "{{ read -r _ </proc/self/fd/{wake} && exec {python} -I -S {agent} {fd}; }}"
+    ' </dev/null >/dev/null 2>&1 & exec "$@"'
+)
 
 
-def _command(python: str, agent: str, control_fd: int, entrypoint: list[str] | None) -> list[str]:
+def _command(
+    python: str,
+    agent: str,
+    control_fd: int,
+    entrypoint: list[str] | None,
+    wake_fd: int | None = None,
+) -> list[str]:
     if not entrypoint:
         return [python, "-I", "-S", agent, str(control_fd)]
-    script = _WITH_ENTRYPOINT.format(
-        python=shlex.quote(python), agent=shlex.quote(agent), fd=control_fd
+    template = _WITH_ENTRYPOINT if wake_fd is None else _WITH_ENTRYPOINT_LAZY
+    script = template.format(
+        python=shlex.quote(python), agent=shlex.quote(agent), fd=control_fd, wake=wake_fd
     )
     return ["/bin/sh", "-c", script, "sh", *entrypoint]
 
@@ -193,6 +207,7 @@ def bwrap_argv(
     control_fd: int,
     entrypoint: list[str] | None = None,
     sync: tuple[int, int] | None = None,
+    wake_fd: int | None = None,
 ) -> list[str]:
     """The full command that starts a sandbox (its agent, and its entrypoint if it has one)
     under bubblewrap. The environment bubblewrap is started with is the sandbox's. `sync`:
@@ -216,7 +231,7 @@ def bwrap_argv(
     argv += ["--ro-bind", layout.agent, AGENT_PATH]
     argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--chdir", layout.workdir]
-    argv += ["--", *_command(sandbox_python(), AGENT_PATH, control_fd, entrypoint)]
+    argv += ["--", *_command(sandbox_python(), AGENT_PATH, control_fd, entrypoint, wake_fd)]
     return argv
 
 
@@ -248,5 +263,7 @@ def host_path() -> str:
     )
 
 
-def unisolated_argv(agent: str, control_fd: int, entrypoint: list[str] | None = None) -> list[str]:
-    return _command(sys.executable, agent, control_fd, entrypoint)
+def unisolated_argv(
+    agent: str, control_fd: int, entrypoint: list[str] | None = None, wake_fd: int | None = None
+) -> list[str]:
+    return _command(sys.executable, agent, control_fd, entrypoint, wake_fd)

@@ -182,36 +182,44 @@ async def _attach(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> A
     os.close(exit_r)
     attached = Attached(proc, exit_w)
     try:
-        ready = await asyncio.wait_for(read_fd(ready_r, 1), timeout=ATTACH_TIMEOUT_S)
+        # The refusing routes need no interface: they go in while slirp4netns starts.
+        ready, _ = await asyncio.wait_for(
+            asyncio.gather(read_fd(ready_r, 1), _deny_routes(tools, net_fd, user_fd, deny)),
+            timeout=ATTACH_TIMEOUT_S,
+        )
         if ready != b"1":
             raise ExecutionError("slirp4netns could not configure the sandbox's network.")
-        if deny:
-            enter = [tools.nsenter, f"--net=/proc/self/fd/{net_fd}"]
-            if os.geteuid() != 0:
-                enter += [f"--user=/proc/self/fd/{user_fd}", "--preserve-credentials"]
-            routes = "".join(f"route add prohibit {net}\n" for net in deny).encode()
-            done = await asyncio.create_subprocess_exec(
-                *enter,
-                tools.ip,
-                "-batch",
-                "-",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(net_fd, user_fd),
-            )
-            _, err = await asyncio.wait_for(done.communicate(routes), timeout=ATTACH_TIMEOUT_S)
-            if done.returncode != 0:
-                raise ExecutionError(
-                    "Could not add the sandbox's refusing routes: "
-                    + err.decode(errors="replace").strip()
-                )
     except BaseException:
         await attached.close()
         raise
     finally:
         os.close(ready_r)
     return attached
+
+
+async def _deny_routes(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> None:
+    """`prohibit` routes for `deny`, added from outside the sandbox (`nsenter` + `ip`)."""
+    if not deny:
+        return
+    enter = [tools.nsenter, f"--net=/proc/self/fd/{net_fd}"]
+    if os.geteuid() != 0:
+        enter += [f"--user=/proc/self/fd/{user_fd}", "--preserve-credentials"]
+    routes = "".join(f"route add prohibit {net}\n" for net in deny).encode()
+    done = await asyncio.create_subprocess_exec(
+        *enter,
+        tools.ip,
+        "-batch",
+        "-",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        pass_fds=(net_fd, user_fd),
+    )
+    _, err = await done.communicate(routes)
+    if done.returncode != 0:
+        raise ExecutionError(
+            "Could not add the sandbox's refusing routes: " + err.decode(errors="replace").strip()
+        )
 
 
 async def _loopback_up(pid: int) -> None:

@@ -138,6 +138,7 @@ class _Sandbox:
     volumes: list[Any] = field(default_factory=list)  # working copies, bound at their paths
     watches: dict[int, asyncio.Queue[dict[str, Any]]] = field(default_factory=dict)
     network: network.Attached | None = None  # slirp4netns serving its namespace
+    wake: int | None = None  # write end of the pipe that starts a lazy agent (with an entrypoint)
 
 
 class Supervisor(FileOps):
@@ -246,10 +247,12 @@ class Supervisor(FileOps):
         # With network access: info fd (ours, bwrap's), block fd (bwrap's, ours).
         sync: list[int] = []
         entry: _Exec | None = None
+        wake: list[int] = []  # the agent's wake pipe (read end, write end)
         if entrypoint:
             entry, stdio = await self._stdio(ENTRYPOINT, ("pipe", "pipe"))
             box.execs[ENTRYPOINT] = entry
             entry.started.set()
+            wake = list(os.pipe())
         try:
             if bwrap is not None:
                 layout = isolation.Layout(
@@ -263,11 +266,18 @@ class Supervisor(FileOps):
                 if tools is not None:
                     sync = [*os.pipe(), *os.pipe()]
                 argv = isolation.bwrap_argv(
-                    bwrap, layout, child.fileno(), entrypoint, (sync[1], sync[2]) if sync else None
+                    bwrap,
+                    layout,
+                    child.fileno(),
+                    entrypoint,
+                    (sync[1], sync[2]) if sync else None,
+                    wake[0] if wake else None,
                 )
                 cwd = str(directory)
             else:
-                argv = isolation.unisolated_argv(self._agent, child.fileno(), entrypoint)
+                argv = isolation.unisolated_argv(
+                    self._agent, child.fileno(), entrypoint, wake[0] if wake else None
+                )
                 cwd = str(root / _sandbox_relpath(workdir))
             box.proc = await asyncio.create_subprocess_exec(
                 *cgroups.join_command(),
@@ -275,7 +285,7 @@ class Supervisor(FileOps):
                 stdin=stdio[0] if stdio else asyncio.subprocess.DEVNULL,
                 stdout=stdio[1] if stdio else asyncio.subprocess.DEVNULL,
                 stderr=stdio[2] if stdio else asyncio.subprocess.PIPE,
-                pass_fds=(child.fileno(), *sync[1:3]),
+                pass_fds=(child.fileno(), *sync[1:3], *wake[:1]),
                 cwd=cwd,
                 env=box.env,  # the sandbox's whole environment (bubblewrap passes it on)
                 start_new_session=True,
@@ -284,17 +294,18 @@ class Supervisor(FileOps):
             parent.close()
             if entry is not None:
                 entry.close()
-            for fd in (sync[0], sync[3]) if sync else ():
+            for fd in [*((sync[0], sync[3]) if sync else ()), *wake[1:]]:
                 os.close(fd)
             shutil.rmtree(directory, ignore_errors=True)
             cgroups.remove()
             raise
         finally:
             child.close()
-            for fd in [*stdio, *sync[1:3]]:
+            for fd in [*stdio, *sync[1:3], *wake[:1]]:
                 os.close(fd)
         parent.setblocking(False)
         box.sock = parent
+        box.wake = wake[1] if wake else None
         self._sandboxes[sid] = box
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, box)
         self._spawn(self._watch(box, entry))
@@ -447,6 +458,9 @@ class Supervisor(FileOps):
         if box.network is not None:
             await box.network.close()
             box.network = None
+        if box.wake is not None:
+            os.close(box.wake)
+            box.wake = None
         for ex in box.execs.values():
             if not ex.done.is_set():
                 ex.returncode = box.returncode if ex.returncode is None else ex.returncode
@@ -576,6 +590,7 @@ class Supervisor(FileOps):
     async def _send(self, box: _Sandbox, message: dict[str, Any], fds: list[int] = ()) -> None:  # type: ignore[assignment]
         if box.done.is_set() or box.sock is None:
             raise self._gone(box)
+        self._wake(box)
         for _ in range(1000):
             try:
                 agent_module.send(box.sock, message, fds)
@@ -585,6 +600,15 @@ class Supervisor(FileOps):
             except OSError:
                 raise self._gone(box) from None
         raise self._gone(box)
+
+    def _wake(self, box: _Sandbox) -> None:
+        """Start the sandbox's agent if it waits for its first request (see `isolation`)."""
+        if box.wake is None:
+            return
+        with contextlib.suppress(OSError):  # the sandbox ended: requests fail as it ended
+            os.write(box.wake, b"\n")
+        os.close(box.wake)
+        box.wake = None
 
     async def _request(
         self, box: _Sandbox, message: dict[str, Any]
