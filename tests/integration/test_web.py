@@ -202,6 +202,28 @@ def files() -> None:
     )
 
 
+WS_SERVER = """
+import asyncio
+from websockets.asyncio.server import serve
+
+async def echo(ws):
+    async for message in ws:
+        await ws.send("server:" + message)
+
+async def main():
+    async with serve(echo, "127.0.0.1", 18733):
+        await asyncio.Future()
+
+asyncio.run(main())
+"""
+
+
+@app.function(cpu=0.1)
+@modal.web_server(18733, startup_timeout=60)
+def ws_server() -> None:
+    subprocess.Popen([sys.executable, "-c", WS_SERVER])
+
+
 @app.cls(cpu=0.1)
 class Model:
     greeting: str = modal.parameter(default="hello")
@@ -267,7 +289,18 @@ def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
     urls = {_url(f) for f in (square, create, fails, site, flask_site, files)}
     assert len(urls) == 6
     assert sorted(running.registered_web_endpoints) == sorted(
-        ["square", "create", "mapped", "fails", "private", "own_url", "site", "flask_site", "files"]
+        [
+            "square",
+            "create",
+            "mapped",
+            "fails",
+            "private",
+            "own_url",
+            "site",
+            "flask_site",
+            "files",
+            "ws_server",
+        ]
     )
 
 
@@ -423,6 +456,14 @@ def test_class_web_methods_run_enter_and_use_default_parameters(running: modal.A
     admin = _url(model.admin)
     assert admin != url
     assert httpx.get(admin + "/weights").json() == "loaded"
+
+
+def test_web_server_websockets(running: modal.App) -> None:
+    from websockets.sync.client import connect
+
+    with connect(_url(ws_server).replace("http://", "ws://") + "/", open_timeout=60) as ws:
+        ws.send("ping")
+        assert ws.recv(timeout=60) == "server:ping"
 
 
 # -- bad input -----------------------------------------------------------------------------------
