@@ -52,6 +52,10 @@ def test_labels() -> None:
             check_label(bad)
 
 
+HELD = {"n": 0}
+HELD_TARGET = 120
+
+
 async def _upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Reports what it saw; `/stream` sends two chunks; `/ws` echoes."""
     if scope["type"] == "websocket":
@@ -70,6 +74,15 @@ async def _upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         body += m.get("body", b"")
         if not m.get("more_body"):
             break
+    if scope["path"].endswith("/hold"):  # answers once HELD_TARGET requests are in
+        HELD["n"] += 1
+        deadline = asyncio.get_running_loop().time() + 20
+        while HELD["n"] < HELD_TARGET and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        payload = str(HELD["n"]).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": payload})
+        return
     if scope["path"].endswith("/stream"):
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for chunk in (b"one\n", b"two\n"):
@@ -202,6 +215,25 @@ def test_request_body_over_the_limit_is_a_413(served: tuple[_Loop, Gateway, str]
             yield b"z" * 512
 
     assert httpx.post(url, content=chunked()).status_code == 413
+
+
+def test_many_long_requests_at_once_all_reach_the_upstream(
+    served: tuple[_Loop, Gateway, str],
+) -> None:
+    loop, gateway, up_url = served
+    url = loop.run(gateway.open("ep", up_url + "/route", "ep"))
+    HELD["n"] = 0
+
+    async def many() -> list[str]:
+        limits = httpx.Limits(max_connections=HELD_TARGET)
+        async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+            responses = await asyncio.gather(
+                *(client.get(url + "/hold") for _ in range(HELD_TARGET))
+            )
+        return [r.text for r in responses]
+
+    # Every request is held open until all of them are in: none may wait behind the others.
+    assert all(int(n) >= HELD_TARGET for n in asyncio.run(many()))
 
 
 def test_unreachable_upstream_is_a_502(served: tuple[_Loop, Gateway, str]) -> None:
