@@ -72,8 +72,10 @@ class HTTPProxy:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 # No cap on connections to the upstream: long streams and websockets must not
-                # make later requests wait (aiohttp's default is 100).
-                connector=aiohttp.TCPConnector(limit=0),
+                # make later requests wait (aiohttp's default is 100). Idle connections are
+                # dropped before common servers drop theirs (uvicorn: 5 s), so a reused one is
+                # never closed under a request.
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=4.0),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
                 auto_decompress=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
