@@ -113,3 +113,22 @@ def test_concurrent_deploys_of_one_name_stay_consistent(reg: RegistryServer) -> 
     assert current["version"] == last["version"] == 8
     for v in range(1, 9):  # every version complete: both of its objects
         assert reg.call("lookup", False, ("race", "C", "class", v))["record"].startswith(b"c-")
+
+
+def test_history_and_rollback(reg: RegistryServer) -> None:
+    _deploy(reg, "app", b"r1", "dp-1")
+    _deploy(reg, "app", b"r2", "dp-2")
+    _deploy(reg, "app", b"r3", "dp-3")
+    back = reg.call("rollback", True, ("app", None))  # default: the version before the current
+    assert (back["version"], back["restored"]) == (4, 2)
+    assert reg.call("lookup", False, ("app", "f", "function"))["record"] == b"r2"
+    back = reg.call("rollback", True, ("app", 1))
+    assert (back["version"], back["restored"]) == (5, 1)
+    assert reg.call("lookup", False, ("app", "C", "class"))["record"] == b"c-r1"
+    history = reg.call("history", False, ("app",))
+    assert [h["version"] for h in history] == [1, 2, 3, 4, 5]
+    assert [h["tag"] for h in history][3:] == ["rollback to v2", "rollback to v1"]
+    with pytest.raises(NotFoundError, match="no earlier version 7"):
+        reg.call("rollback", True, ("app", 7))
+    with pytest.raises(NotFoundError, match="App 'nope' not found"):
+        reg.call("history", False, ("nope",))

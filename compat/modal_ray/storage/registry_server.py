@@ -105,6 +105,8 @@ class RegistryServer(StoreServer):
             "stop",
             "package",
             "is_deployed",
+            "history",
+            "rollback",
         }
     )
 
@@ -206,6 +208,60 @@ class RegistryServer(StoreServer):
             return {"name": row[0], "app_id": row[1]}
 
         return self.db.write(op, create=True)
+
+    def rollback(self, create: bool, name: str, version: int | None) -> dict[str, Any]:
+        """Deploy again the objects of an earlier version (default: the one before the current)
+        as a new version, as Modal records a rollback; its pools are that version's."""
+
+        def op(db: sqlite3.Connection) -> dict[str, Any]:
+            app_name, app_id, current, _, _ = self._app_row(db, name)
+            target = current - 1 if version is None else version
+            row = db.execute(
+                "SELECT tag, deployment_id FROM versions WHERE app_id = ? AND version = ?",
+                (app_id, target),
+            ).fetchone()
+            if row is None or target >= current or target < 1:
+                raise NotFoundError(
+                    f"App {app_name!r} has no earlier version {target} to roll back to (current:"
+                    f" {current}); see `modal app history {app_name}`."
+                )
+            new = current + 1
+            now = time.time()
+            db.execute(
+                "INSERT INTO versions(app_id, version, tag, deployment_id, deployed_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (app_id, new, f"rollback to v{target}", row[1], now),
+            )
+            db.execute(
+                "INSERT INTO objects(app_id, version, tag, kind, object_id, record)"
+                " SELECT app_id, ?, tag, kind, object_id, record FROM objects"
+                " WHERE app_id = ? AND version = ?",
+                (new, app_id, target),
+            )
+            db.execute(
+                "INSERT INTO package_refs(app_id, version, uri)"
+                " SELECT app_id, ?, uri FROM package_refs WHERE app_id = ? AND version = ?",
+                (new, app_id, target),
+            )
+            db.execute(
+                "UPDATE apps SET version = ?, updated_at = ? WHERE app_id = ?", (new, now, app_id)
+            )
+            return {"name": app_name, "app_id": app_id, "version": new, "restored": target}
+
+        return self.db.write(op, create=True)
+
+    def history(self, create: bool, name: str) -> list[dict[str, Any]]:
+        """The versions of a deployed app, oldest first."""
+
+        def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            _, app_id, _, _, _ = self._app_row(db, name)
+            rows = db.execute(
+                "SELECT version, tag, deployed_at FROM versions WHERE app_id = ? ORDER BY version",
+                (app_id,),
+            ).fetchall()
+            return [{"version": v, "tag": t, "deployed_at": at} for v, t, at in rows]
+
+        return self.db.read(op, create=True)
 
     # -- lookups ------------------------------------------------------------------------------
 
