@@ -30,6 +30,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 
 from modal_ray import config
@@ -74,8 +75,20 @@ def check_network(node: str = "this node") -> Tools | None:
     return Tools(**{name: str(path) for name, path in found.items()})
 
 
+_ADDRESSES_TTL_S = 30.0
+_addresses: tuple[float, list[str]] | None = None
+
+
 def node_addresses() -> list[str]:
-    """This node's own IPv4 addresses, loopback excluded."""
+    """This node's own IPv4 addresses, loopback excluded (looked up at most every 30 s)."""
+    global _addresses
+    now = time.monotonic()
+    if _addresses is None or now - _addresses[0] > _ADDRESSES_TTL_S:
+        _addresses = (now, _lookup_addresses())
+    return list(_addresses[1])
+
+
+def _lookup_addresses() -> list[str]:
     ip = shutil.which("ip")
     if ip is None:
         return []

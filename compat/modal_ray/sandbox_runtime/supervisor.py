@@ -212,8 +212,12 @@ class Supervisor(FileOps):
             (root / sub).mkdir(parents=True, exist_ok=True)
         os.chmod(root / "tmp", 0o1777)
         try:
-            copies = await asyncio.get_running_loop().run_in_executor(
-                None, volume_copies, mounts, directory / "volumes"
+            copies = (
+                await asyncio.get_running_loop().run_in_executor(
+                    None, volume_copies, mounts, directory / "volumes"
+                )
+                if mounts
+                else []
             )
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -366,9 +370,7 @@ class Supervisor(FileOps):
                 pid = network.child_pid(info)
                 if pid is not None:
                     break
-            routes = await asyncio.get_running_loop().run_in_executor(
-                None, network.denied_routes, deny
-            )
+            routes = network.denied_routes(deny)  # node addresses: cached, rarely a lookup
             box.network = await network.attach(tools, pid, routes)
             os.write(block_fd, b"1")
         except BaseException as exc:
