@@ -65,6 +65,8 @@ PYTHON = str(BIN / "python")
 MODAL_RAY = str(BIN / "modal-ray")
 MARKER = "MODAL_EXAMPLES_HARNESS_RUN"
 # `✓ Created web function hello => http://127.0.0.1:8001` (Modal prints the same shape).
+# Seconds a `modal serve` has to stop after Ctrl-C (it gives its app's process 60 s itself).
+STOP_GRACE_S = 120.0
 URL_LINE = re.compile(r"Created web function (\S+) => (https?://\S+)")
 
 
@@ -233,13 +235,15 @@ class Run:
         return self.finish(timed_out)
 
     def interrupt(self) -> Result:
-        """Ctrl-C a `modal serve`: SIGINT to the program, then wait for it to end."""
+        """Ctrl-C a `modal serve` as a terminal does (SIGINT to its process group), then wait
+        for it to end."""
         assert self.proc is not None
         timed_out = False
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)
             try:
-                self.proc.wait(60)
+                self.proc.wait(STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 timed_out = True
                 stop_group(self.proc)
@@ -492,7 +496,9 @@ def serve(run: Run) -> dict[str, str]:
 def stopped_cleanly(run: Run) -> None:
     r = run.interrupt()
     if r.timed_out:
-        raise Failed(f"`modal serve` did not stop within 60 s of SIGINT: {excerpt(r.output)!r}")
+        raise Failed(
+            f"`modal serve` still ran {STOP_GRACE_S:.0f} s after SIGINT: {excerpt(r.output)!r}"
+        )
 
 
 def proxy_token(run: Run) -> tuple[str, str]:
@@ -840,6 +846,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, help="seconds per program (default: per program)")
     parser.add_argument("--logs", help="a folder to copy each program's stdout and stderr into")
     args = parser.parse_args(argv)
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: the programs
+    # must see Ctrl-C (`modal serve` stops on it), so this process catches it, which exec resets
+    # to the default in each child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not args.checkout:
         print(
             "modal-examples: skipped: no checkout path given (usage: python"
