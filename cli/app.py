@@ -133,7 +133,21 @@ def history(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Show an App's deployment history."""
-    not_built("app history", DEPLOYED_APPS)
+    import datetime
+
+    from modal_ray.deployment import app_history
+    from modal_ray.synchronizer import run_sync
+
+    history = run_sync(app_history(app_identifier, env), "app history")
+    rows = [
+        [
+            f"v{h['version']}",
+            datetime.datetime.fromtimestamp(h["deployed_at"]).isoformat(" ", "seconds"),
+            h["tag"] or "-",
+        ]
+        for h in history
+    ]
+    display_table(["Version", "Time deployed", "Tag"], rows, json_output=json, title="History")
 
 
 @app_cli.command("rollback")
@@ -146,7 +160,19 @@ def rollback(
     env: str | None = typer.Option(None, "-e", "--env", help=ENV_HELP),
 ) -> None:
     """Redeploy a previous version of an App."""
-    not_built("app rollback", DEPLOYED_APPS)
+    from modal.exception import InvalidError
+    from modal_ray.deployment import rollback_app
+    from modal_ray.synchronizer import run_sync
+
+    number = version.strip().lower().removeprefix("v")
+    if number and not number.isdigit():
+        raise InvalidError(f"Invalid version {version!r}: expected `vN` or `N`, e.g. `v2`.")
+    info = run_sync(
+        rollback_app(app_identifier, int(number) if number else None, env), "app rollback"
+    )
+    print(
+        f"Rolled back app {info['name']!r} to v{info['restored']} (deployed as v{info['version']})."
+    )
 
 
 @app_cli.command("rollover")

@@ -306,7 +306,33 @@ async def stop_app(name_or_id: str, environment_name: str | None) -> dict[str, A
     return info
 
 
+async def app_history(name: str, environment_name: str | None) -> list[dict[str, Any]]:
+    """The versions of a deployed app, oldest first."""
+    environment = config.environment_name(environment_name)
+    loop = asyncio.get_running_loop()
+    backend = await loop.run_in_executor(None, _backend_for, environment, "App history")
+    history: list[dict[str, Any]] = await backend.registry_call(environment, "history", (name,))
+    return history
+
+
+async def rollback_app(
+    name: str, version: int | None, environment_name: str | None
+) -> dict[str, Any]:
+    """Deploy an earlier version again (default: the one before the current) as a new version;
+    the current version's pools are removed, the restored version's are made on first call."""
+    environment = config.environment_name(environment_name)
+    loop = asyncio.get_running_loop()
+    what = f"Cannot roll back app {name!r}"
+    backend = await loop.run_in_executor(None, _backend_for, environment, what)
+    info = await backend.registry_call(environment, "lookup_app", (name,))
+    await loop.run_in_executor(None, backend.stop_deployment, environment, info["app_id"])
+    result: dict[str, Any] = await backend.registry_call(environment, "rollback", (name, version))
+    return result
+
+
 __all__ = [
+    "app_history",
+    "rollback_app",
     "NO_CLUSTER",
     "Deployed",
     "IdLookup",

@@ -129,8 +129,6 @@ def test_nested_remote_error_keeps_its_chain(cli_env: dict[str, str], tmp_path: 
     "args",
     [
         ["app", "logs", "-f", "--timestamps", "ap-123"],
-        ["app", "history", "my-app"],
-        ["app", "rollback", "my-app", "v1"],
         ["app", "dashboard", "my-app"],
         ["container", "list", "--json"],
         ["container", "logs", "ta-1"],
@@ -160,6 +158,8 @@ def test_unbuilt_commands_say_so(cli_env: dict[str, str], args: list[str]) -> No
         ["deploy", "--name", "x", "-e", "dev", "--tag", "v1", "--strategy", "rolling", "app.py"],
         ["app", "list", "--json"],
         ["app", "stop", "-y", "ap-123"],
+        ["app", "history", "my-app"],
+        ["app", "rollback", "my-app", "v1"],
     ],
     ids=lambda args: " ".join(a for a in args if not a.startswith("-"))[:40],
 )

@@ -272,6 +272,25 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     )
     assert len(_result(_python(serve_apps, head, tmp_path))) == 1
 
+    # Roll back to v1: recorded as v3, and calls run v1's code again.
+    rolled = modal_cli("app", "rollback", "deployed-demo", "v1", env=head, cwd=tmp_path)
+    assert rolled.returncode == 0, rolled.stderr
+    assert "to v1 (deployed as v3)" in rolled.stdout
+    history = modal_cli("app", "history", "deployed-demo", "--json", env=head, cwd=tmp_path)
+    assert history.returncode == 0, history.stderr
+    versions = json.loads(history.stdout)
+    assert [v["Version"] for v in versions] == ["v1", "v2", "v3"]
+    assert versions[2]["Tag"] == "rollback to v1"
+    rolled_back = textwrap.dedent(
+        """
+        import json, modal
+        f = modal.Function.from_name("deployed-demo", "square")
+        g = modal.Cls.from_name("deployed-demo", "Greeter")
+        print("RESULT", json.dumps([f.remote(3), g().greet.remote("x")]))
+        """
+    )
+    assert _result(_python(rolled_back, head, tmp_path)) == [1009, "hello x v1"]
+
     stopped = modal_cli("app", "stop", "deployed-demo", env=head, cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert _result(_python(serve_apps, head, tmp_path)) == []
