@@ -472,6 +472,9 @@ _entered_env: str | None = None
 def enter_container(environment: str) -> None:
     """First input in this process: it is a container now (`is_local()` is False)."""
     global _entered_env
+    # Set on every input, not once: it is the user's environment variable, and user code (or a
+    # secret restored after an input) may have changed or removed it since.
+    os.environ["MODAL_ENVIRONMENT"] = environment
     if _entered_env == environment:
         return
     _entered_env = environment
@@ -480,7 +483,6 @@ def enter_container(environment: str) -> None:
     # or cloudpickle would ship them by value and `except`/`isinstance` would fail in the caller.
     homes.load()
 
-    os.environ["MODAL_ENVIRONMENT"] = environment
     os.environ.setdefault("MODAL_TASK_ID", f"ta-{os.uname().nodename}-{os.getpid()}")
     os.environ.setdefault("MODAL_REGION", "local")
     os.environ.setdefault("MODAL_CLOUD_PROVIDER", "ray")
