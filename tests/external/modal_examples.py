@@ -517,8 +517,8 @@ def proxy_token(run: Run) -> tuple[str, str]:
         raise Failed(
             f"`modal workspace proxy-tokens create` exit {p.returncode}: {excerpt(text)!r}"
         )
-    key = re.search(r"\bwk-[A-Za-z0-9]+", text)
-    secret = re.search(r"\bws-[A-Za-z0-9]+", text)
+    key = re.search(r"\bwk-[A-Za-z0-9_-]+", text)
+    secret = re.search(r"\bws-[A-Za-z0-9_-]+", text)
     if not (key and secret):
         raise Failed(f"no wk-/ws- token in proxy-tokens output: {excerpt(text)!r}")
     return key.group(0), secret.group(0)
