@@ -21,10 +21,13 @@ The exit status is 0 when every selected program passed.
 Host prerequisites (issue 13 item 2):
 - Python packages the programs' images install (`uv_pip_install`): with the default
   `MODAL_RAY_PACKAGES=install` modal-ray installs them into a Ray runtime_env, which needs the
-  package index reachable from the host. Offline, install them into this environment instead and
-  run with `MODAL_RAY_PACKAGES=check`: scikit-learn (P3); fastapi[standard] (P8, P9, P11, P12:
-  fastapi, python-multipart for P11's upload form); flask (P10); opencv-python<4.11, numpy<2 and
-  inflect (P11); streamlit~=1.35, numpy, pandas (P13).
+  package index reachable from the host. Ray builds that environment as a copy of the one running
+  the workers (this virtualenv), so what an image does not list comes from here: P11's `web`
+  function lists only `inflect` but imports FastAPI and takes a file upload, so this environment
+  needs `python-multipart` (FastAPI is a Ray Serve dependency). Offline, install the images'
+  packages here and run with `MODAL_RAY_PACKAGES=check`: scikit-learn (P3); fastapi[standard]
+  (P8, P9, P11, P12); flask (P10); opencv-python<4.11, numpy<2, inflect (P11); streamlit~=1.35,
+  numpy, pandas (P13).
 - System libraries: libGL and glib (`libgl1`, `libglib2.0-0` on Debian/Ubuntu) for opencv (P11);
   `apt_install(...)` steps are not run by modal-ray, the host provides them. `libgomp1` (P3).
 - Sandboxes (P15): bubblewrap (`bwrap`) able to create namespaces, or an operator's
