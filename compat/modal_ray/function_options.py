@@ -53,6 +53,17 @@ _CLOUD_ONLY = {
 }
 
 
+def _check_schedule(schedule: Any) -> Any:
+    """`schedule=` is kept with the function, but nothing fires it yet: say so, once."""
+    if schedule is not None:
+        warn_once(
+            "schedule-not-fired",
+            "`schedule=` is accepted but schedules do not fire in this version of modal-ray;"
+            " call the function yourself (e.g. from a loop or cron) until they do.",
+        )
+    return schedule
+
+
 def _check_timeout(timeout: Any) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise InvalidError(f"Invalid timeout {timeout!r}: expected seconds as a number.")
@@ -169,7 +180,7 @@ class FunctionOptions:
             max_calls=max_calls,
             volumes=kw.pop("volumes", None) or {},
             network_file_systems=kw.pop("network_file_systems", None) or {},
-            schedule=kw.pop("schedule", None),
+            schedule=_check_schedule(kw.pop("schedule", None)),
             serialized=bool(kw.pop("serialized", False)),
             include_source=kw.pop("include_source", None),
             is_generator=bool(is_generator),
