@@ -415,9 +415,10 @@ DURABILITY_NOTES = [
     "process crashing and Ray restarting, but the last commits may be lost if the machine loses "
     "power; `MODAL_RAY_STORE_SYNC=full` fsyncs every commit (rows above) to survive that too.",
     "Queue gets are one round trip and never poll: a blocking `get` waits inside the actor. A "
-    "consumed item is kept 30 s (marked taken) so that a get retried after an actor restart "
-    "returns the same items, and a caller that gives up has its items put back: nothing is lost "
-    "or duplicated by a crash between commit and reply.",
+    "get records the items it took under its request id for 30 s, so a get retried after an "
+    "actor restart returns the same items and a caller that gives up has them put back: nothing "
+    "is lost or duplicated by a crash between commit and reply. A `put_many` is stored as one "
+    "row (a chunk of values), so a batch costs one insert.",
 ]
 
 
