@@ -25,6 +25,7 @@ from .function_options import FunctionOptions
 from .records import (
     AppIdentity,
     ClassRecord,
+    DeferredLookup,
     FunctionRecord,
     MethodSpec,
     ParameterSpec,
@@ -540,38 +541,12 @@ class Cls:
 __all__ = ["Cls", "Obj"]
 
 
-class _DeferredCls(Cls):
-    """A Cls looked up by name: the lookup runs when the object is first used (any attribute it
-    does not have yet: instantiating it, `.hydrate()`), filling it in as `Cls._from_record`
-    would."""
+class _DeferredCls(DeferredLookup, Cls):
+    """A Cls looked up by name; filled in on first use (instantiating it, `.hydrate()`; see
+    `DeferredLookup`)."""
 
-    def __init__(self, lookup: Callable[[], tuple[Any, str]], what: str) -> None:
-        self.__dict__.update(_lookup=lookup, _what=what)
+    _label = "Cls"
 
-    def __getattr__(self, name: str) -> Any:
-        lookup = self.__dict__.get("_lookup")
-        if lookup is None:
-            return super().__getattr__(name)
-        if name.startswith("__"):
-            raise AttributeError(name)
-        record, object_id = lookup()
+    def _rebuild(self, record: Any) -> Cls:
         assert isinstance(record, ClassRecord)
-        self.__dict__.update(Cls._from_record(record).__dict__)
-        self.__dict__.update(_object_id=object_id, _lookup=None)
-        return getattr(self, name)
-
-    def __repr__(self) -> str:
-        if self.__dict__.get("_lookup") is not None:
-            return f"Cls({self.__dict__['_what']!r}, not hydrated)"
-        return super().__repr__()
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self.__dict__.get("_lookup") is not None:  # looked up again where it is used
-            return {"_lookup": self.__dict__["_lookup"], "_what": self.__dict__["_what"]}
-        return super().__getstate__()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("_lookup") is not None:
-            self.__dict__.update(state)
-        else:
-            super().__setstate__(state)
+        return Cls._from_record(record)

@@ -36,7 +36,7 @@ from .errors import RemoteFailure, is_failure
 from .function_call import FunctionCall
 from .ids import new_id
 from .map_frontend import Mapper, map_async, map_inputs
-from .records import AppIdentity, FunctionRecord, NoLocalCode
+from .records import AppIdentity, DeferredLookup, FunctionRecord, NoLocalCode
 from .run_context import worker_context
 from .runtime.worker import FunctionRef
 from .specs import FunctionSpec
@@ -714,39 +714,14 @@ class Function(Generic[P, R, LocalR]):
         return _Deferred(IdLookup(function_id), function_id)
 
 
-class _Deferred(Function[..., Any]):
-    """A Function looked up by name or id. The lookup runs when the object is first used: any
-    attribute it does not have yet (the first call, `.hydrate()`, `object_id`) fetches the
-    record and fills the object in as `Function._from_record` would."""
+class _Deferred(DeferredLookup, Function[..., Any]):
+    """A Function looked up by name or id; filled in on first use (see `DeferredLookup`)."""
 
-    def __init__(self, lookup: Callable[[], tuple[Any, str]], what: str) -> None:
-        self.__dict__.update(_lookup=lookup, _what=what)
+    _label = "Function"
 
-    def __getattr__(self, name: str) -> Any:
-        lookup = self.__dict__.get("_lookup")
-        if lookup is None or name.startswith("__"):
-            raise AttributeError(name)
-        record, object_id = lookup()
+    def _rebuild(self, record: Any) -> Function[..., Any]:
         assert isinstance(record, FunctionRecord)
-        self.__dict__.update(Function._from_record(record).__dict__)
-        self.__dict__.update(_object_id=object_id, _lookup=None)
-        return getattr(self, name)
-
-    def __repr__(self) -> str:
-        if self.__dict__.get("_lookup") is not None:
-            return f"Function({self.__dict__['_what']!r}, not hydrated)"
-        return super().__repr__()
-
-    def __getstate__(self) -> dict[str, Any]:
-        if self.__dict__.get("_lookup") is not None:  # looked up again where it is used
-            return {"_lookup": self.__dict__["_lookup"], "_what": self.__dict__["_what"]}
-        return super().__getstate__()
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        if state.get("_lookup") is not None:
-            self.__dict__.update(state)
-        else:
-            super().__setstate__(state)
+        return Function._from_record(record)
 
 
 __all__ = ["Function", "FunctionCall"]

@@ -20,7 +20,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -173,7 +173,56 @@ def stand_in_class(record: ClassRecord) -> type:
     return type(record.tag.rsplit(".", 1)[-1], (), namespace)
 
 
+class DeferredLookup:
+    """A Function or Cls looked up by name or id (mixed in before the class it stands for).
+
+    The lookup runs when the object is first used (any attribute it does not have yet: a call,
+    `.hydrate()`, `object_id`): it fetches the record and fills the object in as `_from_record`
+    would. Until then it pickles as its lookup, so it is looked up again where it is used.
+    """
+
+    _label = ""  # "Function" / "Cls", for the repr
+
+    def __init__(self, lookup: Callable[[], tuple[Any, str]], what: str) -> None:
+        self.__dict__.update(_lookup=lookup, _what=what)
+
+    def _rebuild(self, record: Any) -> Any:
+        """The object `record` describes (`Function._from_record` / `Cls._from_record`)."""
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        lookup = self.__dict__.get("_lookup")
+        if lookup is None:
+            parent = getattr(super(), "__getattr__", None)
+            if parent is None:
+                raise AttributeError(name)
+            return parent(name)
+        if name.startswith("__"):
+            raise AttributeError(name)
+        record, object_id = lookup()
+        self.__dict__.update(self._rebuild(record).__dict__)
+        self.__dict__.update(_object_id=object_id, _lookup=None)
+        return getattr(self, name)
+
+    def __repr__(self) -> str:
+        if self.__dict__.get("_lookup") is not None:
+            return f"{self._label}({self.__dict__['_what']!r}, not hydrated)"
+        return super().__repr__()
+
+    def __getstate__(self) -> Any:
+        if self.__dict__.get("_lookup") is not None:
+            return {"_lookup": self.__dict__["_lookup"], "_what": self.__dict__["_what"]}
+        return super().__getstate__()  # type: ignore[misc]
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if state.get("_lookup") is not None:
+            self.__dict__.update(state)
+        else:
+            super().__setstate__(state)  # type: ignore[misc]
+
+
 __all__ = [
+    "DeferredLookup",
     "AppIdentity",
     "ClassRecord",
     "FunctionRecord",
