@@ -39,7 +39,10 @@ GATEWAY_NAMESPACE = serve_backend.JANITOR_NAMESPACE
 
 
 class _WebReplicaBase:
-    """One container serving one web endpoint: Serve hosts the ASGI app (and its lifespan)."""
+    """One container serving one web endpoint: Serve hosts the ASGI app (and its lifespan).
+
+    Not a subclass of `serve._Replica`: `@serve.ingress` refuses a class with a `__call__`,
+    inherited or not, so the handle methods are repeated here (`call` instead of `__call__`)."""
 
     async def __init__(self, spec: ContainerSpec, web: Any, method: str) -> None:  # type: ignore[misc]
         from .runtime import keep_replica_on_loopback
