@@ -6,18 +6,14 @@ process id at the end, and no process of it may be left."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import modal_cli
-
-MODAL_RAY = Path(sys.executable).parent / "modal-ray"
+from tests.e2e.conftest import MODAL_RAY, modal_cli
 
 APP = textwrap.dedent(
     """
@@ -98,54 +94,9 @@ def _result(proc: subprocess.CompletedProcess[str]) -> dict:
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _session_pids(leader: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == leader and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
-
-
-@pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A head of `modal-ray cluster start` with a private state store; stopped at the end."""
-    state = tmp_path_factory.mktemp("deploy-state")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RAY_ADDRESS", "MODAL_RAY_ADDRESS", "MODAL_TRACEBACK", "MODAL_ENVIRONMENT")
-        and not k.startswith("RAY_AUTH")
-    }
-    env.update(MODAL_RAY_STATE=str(state), NO_COLOR="1", COLUMNS="200", PYTHONUNBUFFERED="1")
-    started = subprocess.run(
-        [str(MODAL_RAY), "cluster", "start", "--num-cpus", "4"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert started.returncode == 0, started.stderr[-3000:]
-    exports = [x for x in started.stdout.splitlines() if x.startswith("export MODAL_RAY_ADDRESS=")]
-    assert exports, started.stdout
-    leader = json.loads((state / "cluster" / "head.json").read_text())["pid"]
-    env["MODAL_RAY_ADDRESS"] = exports[0].split("=", 1)[1]
-    try:
-        yield env
-    finally:
-        stopped = subprocess.run(
-            [str(MODAL_RAY), "cluster", "stop"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert stopped.returncode == 0, stopped.stderr
-        assert _session_pids(leader) == []  # every process of the head is gone
+@pytest.fixture
+def head(cluster_head: dict[str, str]) -> dict[str, str]:
+    return cluster_head
 
 
 def _python(code: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
