@@ -104,8 +104,13 @@ def _resolve(address: str, host: str, port: int, deadline: float) -> list[tuple[
     return result[0]
 
 
-def _tcp_connect(address: str, infos: list[tuple[object, ...]], deadline: float) -> None:
-    """Open (and close) one TCP connection; a refusal is final, silence waits to the deadline."""
+def _tcp_connect(
+    address: str, infos: list[tuple[object, ...]], deadline: float, dialled_as: str = ""
+) -> None:
+    """Open (and close) one TCP connection; a refusal is final, silence waits to the deadline.
+
+    `dialled_as` explains a target that is not the address as given (Ray dials a loopback
+    address at the machine's own address)."""
     last: OSError | None = None
     while True:
         for family, kind, proto, _, sockaddr in infos:
@@ -119,7 +124,9 @@ def _tcp_connect(address: str, infos: list[tuple[object, ...]], deadline: float)
                 return
             except ConnectionRefusedError as exc:
                 where = f"{sockaddr[0]}:{sockaddr[1]}"  # type: ignore[index]
-                raise _unreachable(address, f"nothing listens at {where} (refused)") from exc
+                raise _unreachable(
+                    address, f"nothing listens at {where} (refused{dialled_as})"
+                ) from exc
             except OSError as exc:
                 last = exc
             finally:
@@ -169,8 +176,12 @@ def _check_reachable(address: str) -> None:
     """Fail within MODAL_RAY_CONNECT_TIMEOUT, with a ConnectionError, if Ray cannot be there."""
     deadline = time.monotonic() + config.connect_timeout()
     host, port = _dial_target(address)
+    given = address.removeprefix("ray://").split("/", 1)[0].rpartition(":")[0].strip("[]")
+    dialled_as = ""
+    if given and given != host:
+        dialled_as = f"; Ray dials {given!r} as this machine's address {host!r}"
     infos = _resolve(address, host, port, deadline)
-    _tcp_connect(address, infos, deadline)
+    _tcp_connect(address, infos, deadline, dialled_as)
     _grpc_handshake(address, host, port, deadline)
 
 
