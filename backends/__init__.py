@@ -219,6 +219,31 @@ class Backend(Protocol):
     def stop_deployment(self, environment: str, app_id: str) -> None:
         """Remove every container pool of a deployed app (its `@exit` hooks run)."""
 
+    # -- Operations (cluster-wide state, containers, output; see backends/ray/ops.py) --
+
+    def cluster_state_call(self, method: str, args: tuple[Any, ...]) -> Any:
+        """One operation on the cluster's secrets and environments (`ClusterState`), kept in
+        the head's state store."""
+
+    def stop_environment(self, environment: str) -> None:
+        """Stop the environment's registry (before the environment is deleted)."""
+
+    def containers(self, environment: str, app_id: str | None) -> list[dict[str, Any]]:
+        """Running containers of the environment's apps (or of `app_id`): `container_id`,
+        `app_id`, `pool`, `tag`, `node`, `pid`, `started_at` (epoch seconds)."""
+
+    def stop_container(self, environment: str, container_id: str) -> dict[str, Any]:
+        """End one container (its pool may start another in its place); its description."""
+
+    def read_output(
+        self, match: Mapping[str, Any], offsets: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Worker output of the containers and tasks `match` names, on every node, from
+        `offsets` (per log file; empty: from the start); the lines and the new offsets."""
+
+    def dashboard_url(self) -> str | None:
+        """The URL of the engine's own dashboard, if it runs."""
+
 
 _backend: Backend | None = None
 

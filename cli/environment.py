@@ -1,8 +1,11 @@
-"""`modal environment ...` (not built yet).
+"""`modal environment list|create|delete|update`; `roles` and `billing` are not built.
 
-An environment here is the Ray namespace `modal-<name>` (plus its part of the state store), made
-on first use by `-e NAME` / `MODAL_ENVIRONMENT`; there are no roles or billing. See `unbuilt.py`
-for how unbuilt commands behave.
+An environment here is the Ray namespace `modal-<name>` plus its part of the state store (its
+secrets and app registry). The list of environments lives with the secrets
+(`modal_ray.operations`): in the cluster's state store when a cluster is configured
+(`MODAL_RAY_ADDRESS`), else in this machine's. An environment is also made on first use by
+`-e NAME` / `MODAL_ENVIRONMENT`, and then listed too. See `unbuilt.py` for how unbuilt commands
+behave.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from enum import Enum
 
 import typer
 
-from .unbuilt import ENVIRONMENTS, NO_ACCOUNT, not_built
+from modal.exception import InvalidError, UnimplementedError
+
+from .unbuilt import NO_ACCOUNT, not_built
+from .utils import display_table
 
 environment_cli = typer.Typer(
     name="environment",
@@ -44,7 +50,41 @@ class Role(str, Enum):
 @environment_cli.command("list")
 def list_(json: bool = typer.Option(False, "--json")) -> None:
     """List all Environments in the current Workspace."""
-    not_built("environment list", ENVIRONMENTS)
+    import datetime
+
+    from modal_ray import config
+    from modal_ray.operations import state_call
+
+    current = config.environment_name()
+    rows = [
+        [
+            e["name"],
+            e["web_suffix"] or None,
+            e["name"] == current,
+            datetime.datetime.fromtimestamp(e["created_at"]).isoformat(" ", "seconds")
+            if e["created_at"]
+            else ("-" if e["created"] else "on first use"),
+        ]
+        for e in state_call("env_list")
+    ]
+    columns = ["name", "web_suffix", "default", "created_at"]
+    display_table(columns, rows, json_output=json, title="Environments")
+
+
+def _no_deployed_apps(name: str, what: str) -> None:
+    """`InvalidError` if apps are deployed in environment `name` (on a cluster)."""
+    from modal_ray.operations import cluster_backend, deployed_apps
+
+    backend = cluster_backend()
+    if backend is None:
+        return  # no cluster: nothing can be deployed
+    apps = deployed_apps(backend, name)
+    if apps:
+        listed = ", ".join(repr(a) for a in apps)
+        raise InvalidError(
+            f"Cannot {what} environment {name!r}: apps are deployed in it ({listed}). Stop them"
+            f" first with `modal app stop APP -e {name}`."
+        )
 
 
 @environment_cli.command("create")
@@ -55,7 +95,14 @@ def create(
     public: bool = typer.Option(False, hidden=True),
 ) -> None:
     """Create a new Environment in the current Workspace."""
-    not_built("environment create", ENVIRONMENTS)
+    from modal_ray.operations import state_call
+
+    if restricted or default_role:
+        raise UnimplementedError(
+            "`--restricted` / `--default-role`: environments here have no roles. " + NO_ACCOUNT
+        )
+    state_call("env_create", name)
+    print(f"Environment created: {name} (Ray namespace `modal-{name}`). Use it with `-e {name}`.")
 
 
 @environment_cli.command("delete")
@@ -64,7 +111,32 @@ def delete(
     yes: bool = typer.Option(False, "-y", "--yes", help="Don't ask for confirmation."),
 ) -> None:
     """Delete an Environment in the current Workspace."""
-    not_built("environment delete", ENVIRONMENTS)
+    from modal_ray.operations import cluster_backend, state_call
+
+    if not state_call("env_exists", name):
+        from modal.exception import NotFoundError
+
+        raise NotFoundError(f"Environment {name!r} not found; see `modal environment list`.")
+    _no_deployed_apps(name, "delete")
+    if not yes:
+        try:
+            confirmed = typer.confirm(
+                f"Delete environment {name!r} with its secrets and its app history? This cannot"
+                " be undone.",
+                default=False,
+            )
+        except typer.Abort:
+            raise InvalidError(
+                f"Not deleting environment {name!r}: no confirmation was given. Pass `--yes` to"
+                " delete without confirmation."
+            ) from None
+        if not confirmed:
+            raise typer.Abort()
+    backend = cluster_backend()
+    if backend is not None:
+        backend.stop_environment(name)
+    state_call("env_delete", name)
+    print(f"Environment deleted: {name}")
 
 
 @environment_cli.command("update")
@@ -75,7 +147,27 @@ def update(
     set_image_builder_version: str | None = typer.Option(None, help="Image builder version."),
 ) -> None:
     """Update Environment-level settings."""
-    not_built("environment update", ENVIRONMENTS)
+    from modal_ray.operations import cluster_backend, state_call
+
+    if set_image_builder_version is not None:
+        raise UnimplementedError(
+            "`--set-image-builder-version`: images here are Ray runtime environments, built"
+            " without Modal's image builder; there is no version to set."
+        )
+    if set_web_suffix is not None:
+        raise UnimplementedError(
+            "`--set-web-suffix`: web endpoints here get their URLs from the cluster's web gateway"
+            " (a port per endpoint, or the operator's domain), not from a Modal web suffix."
+        )
+    if set_name is None:
+        raise InvalidError("Nothing to update: pass `--set-name NEW_NAME`.")
+    if set_name is not None and set_name != current_name:
+        _no_deployed_apps(current_name, "rename")
+        backend = cluster_backend()
+        if backend is not None:
+            backend.stop_environment(current_name)
+    state_call("env_update", current_name, set_name, None)
+    print(f"Environment updated: {set_name or current_name}")
 
 
 @roles_cli.command("list")

@@ -180,6 +180,37 @@ class RayBackend:
         serve_backend.stop_services(prefix)
         registry.forget_deployment(prefix)
 
+    def cluster_state_call(self, method: str, args: tuple[Any, ...]) -> Any:
+        from . import ops
+
+        return ops.state_call(method, args)
+
+    def stop_environment(self, environment: str) -> None:
+        from . import ops
+
+        ops.stop_environment(environment)
+
+    def containers(self, environment: str, app_id: str | None) -> list[dict[str, Any]]:
+        from . import ops
+
+        return ops.containers(environment, app_id)
+
+    def stop_container(self, environment: str, container_id: str) -> dict[str, Any]:
+        from . import ops
+
+        return ops.stop_container(environment, container_id)
+
+    def read_output(
+        self, match: Mapping[str, Any], offsets: dict[str, Any]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        from . import ops
+
+        return ops.read_output(match, offsets)
+
+    def dashboard_url(self) -> str | None:
+        from . import ops
+
+        return ops.dashboard_url()
 
 if TYPE_CHECKING:
     # mypy holds the implementation to the seam: a method that drifts from `Backend` fails here.

@@ -3,20 +3,24 @@
 Secrets never go into a Ray `runtime_env` (the Ray dashboard shows it): the resolved values travel
 inside the function's invocation and are set in `os.environ` around each input
 (see `modal_ray.runtime.worker`).
-Named secrets live in the state store, one JSON file per secret with mode 0600.
+Named secrets live in a state store, one JSON file per secret with mode 0600: the cluster's (on
+its head, through `modal_ray.operations`) when this process uses a cluster, so that every machine
+connected to it sees them; this machine's otherwise. Their values are read only to resolve a
+secret for a function's inputs; listings and `info` give names and times.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from modal_ray.exception import AlreadyExistsError, InvalidError, NotFoundError
+from modal_ray.exception import InvalidError, NotFoundError
 
-from . import config, state
+from . import config, operations, state
 from .ids import new_id
 from .synchronizer import dual, dual_static
 
@@ -50,12 +54,14 @@ class _SecretManager:
         client: Any = None,
     ) -> None:
         env = config.environment_name(environment_name)
-        path = state.secrets_dir(env) / f"{state.check_object_name(name, 'Secret')}.json"
-        if path.exists() and not allow_existing:
-            raise AlreadyExistsError(f"Secret {name!r} already exists in environment {env!r}.")
-        state.write_json_private(
-            path,
-            {"env": _check_env(env_dict), "created_at": datetime.now(timezone.utc).isoformat()},
+        state.check_object_name(name, "Secret")
+        await asyncio.to_thread(
+            operations.state_call,
+            "secret_create",
+            env,
+            name,
+            _check_env(env_dict),
+            allow_existing,
         )
 
     @dual_static
@@ -68,24 +74,19 @@ class _SecretManager:
     ) -> list[Secret]:
         """Named secrets of the environment, newest first."""
         env = config.environment_name(environment_name)
-        folder = state.secrets_dir(env)
-        if not folder.exists():
-            return []
+        listed = await asyncio.to_thread(operations.state_call, "secret_list", env)
         if isinstance(created_before, str):
             created_before = datetime.fromisoformat(created_before)
-        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        if created_before is not None and created_before.tzinfo is None:
+            created_before = created_before.replace(tzinfo=timezone.utc)
         out = []
-        for p in paths:
-            created = datetime.fromtimestamp(p.stat().st_mtime, timezone.utc)
-            if created_before is not None:
-                cutoff = (
-                    created_before
-                    if created_before.tzinfo
-                    else created_before.replace(tzinfo=timezone.utc)
-                )
-                if created >= cutoff:
-                    continue
-            out.append(Secret.from_name(p.stem, environment_name=env))
+        for entry in listed:
+            created = datetime.fromisoformat(entry["created_at"])
+            if created_before is not None and created >= created_before:
+                continue
+            secret = Secret.from_name(entry["name"], environment_name=env)
+            secret._created_at = created
+            out.append(secret)
             if max_objects is not None and len(out) >= max_objects:
                 break
         return out
@@ -99,12 +100,8 @@ class _SecretManager:
         client: Any = None,
     ) -> None:
         env = config.environment_name(environment_name)
-        path = state.secrets_dir(env) / f"{state.check_object_name(name, 'Secret')}.json"
-        if not path.exists():
-            if allow_missing:
-                return
-            raise NotFoundError(f"Secret {name!r} not found in environment {env!r}.")
-        path.unlink()
+        state.check_object_name(name, "Secret")
+        await asyncio.to_thread(operations.state_call, "secret_delete", env, name, allow_missing)
 
 
 class Secret:
@@ -127,6 +124,7 @@ class Secret:
         self._environment_name = environment_name
         self._required_keys = required_keys
         self._object_id = new_id("st")
+        self._created_at: datetime | None = None
 
     def __repr__(self) -> str:
         return f"Secret.from_name({self._name!r})" if self._name else "Secret.from_dict(...)"
@@ -192,20 +190,13 @@ class Secret:
     # -- resolution ------------------------------------------------------------------------
 
     def _resolve(self) -> dict[str, str]:
-        """The variables, reading a named secret from the state store."""
+        """The variables, reading a named secret from the state store (the cluster's when this
+        process uses a cluster)."""
         if self._env is not None:
             return dict(self._env)
         assert self._name is not None
         env = config.environment_name(self._environment_name)
-        path = state.secrets_dir(env) / f"{self._name}.json"
-        try:
-            data = state.read_json(path)
-        except FileNotFoundError:
-            raise NotFoundError(
-                f"Secret {self._name!r} not found in environment {env!r}. Create it with"
-                f" `modal secret create {self._name} KEY=VALUE`."
-            ) from None
-        values = dict(data.get("env", {}))
+        values: dict[str, str] = operations.state_call("secret_values", env, self._name)
         missing = [k for k in self._required_keys if k not in values]
         if missing:
             raise NotFoundError(
@@ -246,12 +237,11 @@ class Secret:
     async def info(self, *, refresh: bool = False) -> Any:
         from modal_ray.types import SecretInfo
 
-        created = None
-        if self._name is not None:
+        created = self._created_at
+        if self._name is not None and (created is None or refresh):
             env = config.environment_name(self._environment_name)
-            path = state.secrets_dir(env) / f"{self._name}.json"
-            if path.exists():
-                created = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+            info = await asyncio.to_thread(operations.state_call, "secret_info", env, self._name)
+            created = self._created_at = datetime.fromisoformat(info["created_at"])
         return SecretInfo(name=self._name, created_at=created, created_by=None)
 
     @dual

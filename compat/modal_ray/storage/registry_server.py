@@ -107,6 +107,7 @@ class RegistryServer(StoreServer):
             "is_deployed",
             "history",
             "rollback",
+            "app_objects",
         }
     )
 
@@ -381,6 +382,21 @@ class RegistryServer(StoreServer):
                 }
                 for r in rows
             ]
+
+        return self.db.read(op, create=True)
+
+    def app_objects(self, create: bool, app_id: str) -> list[dict[str, Any]]:
+        """Tag, kind and object id of each object of the app's current version (for the
+        operations CLI; never the records, which carry resolved secrets)."""
+
+        def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(
+                "SELECT o.tag, o.kind, o.object_id FROM objects o JOIN apps a"
+                " ON a.app_id = o.app_id AND a.version = o.version WHERE a.app_id = ?"
+                " ORDER BY o.tag",
+                (app_id,),
+            ).fetchall()
+            return [{"tag": t, "kind": k, "object_id": i} for t, k, i in rows]
 
         return self.db.read(op, create=True)
 
