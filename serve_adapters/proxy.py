@@ -39,9 +39,12 @@ _HOP_BY_HOP = frozenset(
 )
 
 
-async def send_text(send: Send, status: int, text: str) -> None:
-    """A complete plain-text response."""
+async def send_text(
+    send: Send, status: int, text: str, headers: dict[str, str] | None = None
+) -> None:
+    """A complete plain-text response (with extra `headers`, if any)."""
     body = text.encode()
+    extra = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
     await send(
         {
             "type": "http.response.start",
@@ -49,6 +52,7 @@ async def send_text(send: Send, status: int, text: str) -> None:
             "headers": [
                 (b"content-type", b"text/plain; charset=utf-8"),
                 (b"content-length", str(len(body)).encode()),
+                *extra,
             ],
         }
     )

@@ -10,7 +10,11 @@
 - `wsgi_app`: the WSGI app the function returns, through `a2wsgi`;
 - `web_server`: the function starts a server process; once it listens on `port` (within
   `startup_timeout`) requests and websockets are forwarded to it (`proxy.HTTPProxy`), else
-  every request gets 503 saying why.
+  every request gets 503 saying why;
+- `server` (`@app.server`): the class's `@modal.enter` hooks start the server; the replica takes
+  traffic at once and answers 503 (with `Retry-After`) until the server listens on `port`, as
+  Modal answers while a Server's container starts; after `startup_timeout` without a listener,
+  503 saying why.
 
 Every app is wrapped so that it sees itself at the root of its origin (the engine's route prefix
 is taken off the path), and a handler error before the response starts becomes a bare 500 whose
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
 
     from .replica import Replica
 
-KINDS = ("fastapi_endpoint", "asgi_app", "wsgi_app", "web_server")
+KINDS = ("fastapi_endpoint", "asgi_app", "wsgi_app", "web_server", "server")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_LABEL = 63
 _LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
@@ -232,12 +236,12 @@ async def build_app(
 
 
 async def _build(replica: Replica, web: WebSpec, method: str) -> Any:
-    what = replica.spec.tag if method == "__call__" else f"{replica.spec.tag}.{method}"
+    what = replica.spec.tag if method.startswith("__") else f"{replica.spec.tag}.{method}"
     failure = replica.start_failure
     if failure is not None:
         print(f"Web endpoint {what} failed to start:\n{failure.traceback}", file=sys.stderr)
         return Unavailable(500, "Internal Server Error")
-    fn = replica.user_callable(method)
+    fn = replica.user_callable(method) if web.kind != "server" else None
     try:
         if web.kind == "fastapi_endpoint":
             app: Any = _fastapi_app(fn, web)
@@ -247,6 +251,9 @@ async def _build(replica: Replica, web: WebSpec, method: str) -> Any:
             from a2wsgi import WSGIMiddleware
 
             app = WSGIMiddleware(await _call(fn))
+        elif web.kind == "server":
+            assert web.port is not None
+            app = StartingServer(web.port, web.startup_timeout, what)
         elif web.kind == "web_server":
             assert web.port is not None
             await _call(fn)
@@ -265,6 +272,51 @@ async def _build(replica: Replica, web: WebSpec, method: str) -> Any:
         traceback.print_exc()
         return Unavailable(500, "Internal Server Error")
     return Shield(app, what)
+
+
+class StartingServer:
+    """An `@app.server` container's server (started by its `@modal.enter` hooks): 503 with
+    `Retry-After` until something listens on `port`, then every request and websocket is
+    forwarded to it. Not listening `timeout` seconds after the container started: 503 saying
+    why, from then on."""
+
+    def __init__(self, port: int, timeout: float, what: str) -> None:
+        self.port = port
+        self.what = what
+        self.deadline = time.monotonic() + timeout
+        self.timeout = timeout
+        self.proxy = HTTPProxyAtPort(port)
+        self.ready = False
+        self.reason: str | None = None
+
+    async def _check(self) -> bool:
+        if self.ready:
+            return True
+        if self.reason is None:
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(None, port_open, self.port):
+                self.ready = True
+                return True
+            if time.monotonic() >= self.deadline:
+                self.reason = (
+                    f"Server {self.what} did not start listening on port {self.port} within"
+                    f" startup_timeout={self.timeout:g}s."
+                )
+                print(self.reason, file=sys.stderr)
+        return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not await self._check():
+            if scope["type"] == "websocket":
+                await receive()
+                await send({"type": "websocket.close", "code": 1013})  # try again later
+                return
+            if self.reason is not None:
+                await send_text(send, 503, self.reason)
+            else:
+                await send_text(send, 503, f"Server {self.what} is starting.", {"retry-after": "1"})
+            return
+        await self.proxy(scope, receive, send)
 
 
 def HTTPProxyAtPort(port: int) -> Any:

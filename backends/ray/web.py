@@ -8,8 +8,9 @@ the head node (`serve_adapters.gateway.Gateway`), listens on one 127.0.0.1 port 
 and forwards to that route; the URL of an endpoint is its gateway port.
 
 `max_ongoing_requests` is the container's `@modal.concurrent(max_inputs=)` (1 by default, as on
-Modal: more requests wait in Serve's queue or go to new replicas). A `web_server` pool puts one
-replica per node, since its replicas listen on the same port.
+Modal: more requests wait in Serve's queue or go to new replicas; a Server's `max_concurrency`).
+A `web_server` or Server pool puts one replica per node, since its replicas listen on the same
+port.
 """
 
 from __future__ import annotations
@@ -261,7 +262,7 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
             continue
         options = serve_backend._deployment_options(e.service, e.container)
         options["max_ongoing_requests"] = max(1, e.container.max_inputs)
-        if e.web.kind == "web_server":
+        if e.web.kind in ("web_server", "server"):
             options["max_replicas_per_node"] = 1  # its replicas listen on the same port
         deployment = serve_backend._versioned(serve.deployment(_WebReplica, **options))
         app = deployment.bind(e.container, e.web, e.method)

@@ -54,6 +54,7 @@ from .retries import Retries
 from .sandbox import Probe, Sandbox
 from .schedule import Cron, Period
 from .secret import Secret
+from .server import Server
 from .snapshot import SandboxSnapshot
 from .volume import Volume
 
@@ -67,7 +68,6 @@ Proxy = placeholder(
 Cluster = placeholder("Cluster", "Clustered functions are " + _LATER, "modal.cluster")
 Environment = placeholder("Environment", "Environment objects are " + _LATER, "modal.environments")
 Workspace = placeholder("Workspace", "Workspaces are a Modal platform feature.", "modal.workspace")
-Server = placeholder("Server", "`@app.server` is " + _LATER, "modal.server")
 SchedulerPlacement = placeholder(
     "SchedulerPlacement",
     "Scheduler placement is a Modal platform feature.",

@@ -346,8 +346,53 @@ class App:
 
         return decorator  # type: ignore[return-value]
 
-    def server(self, **kwargs: Any) -> Callable[[Any], Any]:
-        raise UnimplementedError("`@app.server` is not supported by this version of modal-ray yet.")
+    def server(
+        self,
+        *,
+        image: Any = None,
+        env: dict[str, str | None] | None = None,
+        secrets: Sequence[Secret] | None = None,
+        gpu: str | list[str] | None = None,
+        serialized: bool = False,
+        volumes: dict[Any, Any] = {},  # noqa: B006
+        cpu: float | tuple[float, float] | None = None,
+        memory: int | tuple[int, int] | None = None,
+        ephemeral_disk: int | None = None,
+        target_concurrency: float | None = None,
+        max_concurrency: int | None = None,
+        min_containers: int | None = None,
+        max_containers: int | None = None,
+        buffer_containers: int | None = None,
+        scaleup_window: int | None = None,
+        scaledown_window: int | None = None,
+        startup_timeout: int = 30,
+        name: str | None = None,
+        port: int = 8000,
+        unauthenticated: bool = False,
+        h2_enabled: bool = False,
+        exit_grace_period: int = 0,
+        routing_region: str = "us-east",
+        compute_region: str | Sequence[str] | None = None,
+        cloud: str | None = None,
+        nonpreemptible: bool = False,
+        proxy: Any = None,
+        i6pn: bool | None = None,
+        enable_memory_snapshot: bool = False,
+        include_source: bool | None = None,
+        experimental_options: dict[str, Any] | None = None,
+    ) -> Callable[[Any], Any]:
+        """Decorator that registers a Modal Server (`modal.Server`): a class whose
+        `@modal.enter` hooks start an HTTP server on `port`, served at its own URL."""
+        options = {k: v for k, v in locals().items() if k != "self"}
+
+        def decorator(user_cls: Any) -> Any:
+            from .server import Server
+
+            server = Server._from_decorator(self, user_cls, options)
+            self.__dict__.setdefault("_servers", {})[server._tag] = server
+            return server
+
+        return decorator
 
     def include(self, other_app: App, inherit_tags: bool = True) -> App:
         """Add another app's functions and entrypoints to this one (later names win)."""

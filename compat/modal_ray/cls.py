@@ -409,7 +409,8 @@ class Cls:
             obj: Any = module
             for part in qualname.split("."):
                 obj = getattr(obj, part, None)
-            if isinstance(obj, Cls) and obj._user_cls is self._user_cls:
+            raw = getattr(obj, "_modal_raw_object", None)  # a Cls, or a Server around one
+            if callable(raw) and raw() is self._user_cls:
                 include_source = self._options.include_source is not False
                 ref = FunctionRef.locate(module, qualname, include_source)
                 if ref is not None:

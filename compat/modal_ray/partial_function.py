@@ -334,7 +334,13 @@ def clustered(*, size: int, rdma: bool = False) -> Callable[[Any], Any]:
 
 
 def sessioned() -> Callable[[Any], Any]:
-    raise UnimplementedError("`@modal.sessioned` is not supported by modal-ray.")
+    """Sticky sessions on a Server (only with `@app.server()`): marks the class; `@app.server`
+    says that modal-ray does not provide them yet, and other decorators refuse the mark."""
+
+    def wrapper(f: Any) -> Any:
+        return _add(f, sessioned=True)
+
+    return wrapper
 
 
 class _NoDefault:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .cls import Cls
     from .function import Function
     from .run_context import RunContext
+    from .server import Server
 
 
 # `modal serve`: the ports endpoints had before a reload (label -> port), and those of the
@@ -59,6 +60,11 @@ def web_methods(app: App) -> list[tuple[Cls, str, WebSpec]]:
     return out
 
 
+def servers(app: App) -> list[Server]:
+    """The app's `@app.server` classes."""
+    return list(app.__dict__.get("_servers", {}).values())
+
+
 def labels(app: App) -> dict[str, str]:
     """tag (`f` or `Cls.method`) -> label of the app's web endpoints; InvalidError on a label
     used twice."""
@@ -66,6 +72,7 @@ def labels(app: App) -> dict[str, str]:
 
     tags = [(fn._tag, fn._options.web) for fn in web_functions(app)]
     tags += [(f"{cls._tag}.{name}", spec) for cls, name, spec in web_methods(app)]
+    tags += [(server._tag, server._web) for server in servers(app)]
     out: dict[str, str] = {}
     seen: dict[str, str] = {}
     for tag, spec in tags:
@@ -84,7 +91,8 @@ async def start_endpoints(app: App) -> None:
     """Deploy every web endpoint of the running `app` and print its URL."""
     functions = web_functions(app)
     methods = web_methods(app)
-    if not functions and not methods:
+    app_servers = servers(app)
+    if not functions and not methods and not app_servers:
         return
     names = labels(app)
     from modal_ray.backends import get_backend
@@ -125,12 +133,28 @@ async def start_endpoints(app: App) -> None:
         endpoints.append(
             WebEndpoint(service, pool.container, spec, label, name, _requested_ports.get(label))
         )
+    for server in app_servers:
+        pool = server._pool()
+        label = names[server._tag]
+        endpoints.append(
+            WebEndpoint(
+                pool.service,
+                pool.container,
+                server._web,
+                label,
+                "__server__",
+                _requested_ports.get(label),
+            )
+        )
     urls = await asyncio.get_running_loop().run_in_executor(
         None, get_backend().serve_web, endpoints
     )
     tags = [fn._tag for fn in functions] + [f"{c._tag}.{n}" for c, n, _ in methods]
+    tags += [server._tag for server in app_servers]
     for fn, url in zip(functions, urls, strict=False):
         fn._web_url = url
+    for server, url in zip(app_servers, urls[len(urls) - len(app_servers) :], strict=True):
+        server._url = url
     for tag, url, endpoint in zip(tags, urls, endpoints, strict=True):
         _served_ports[endpoint.label] = int(url.rsplit(":", 1)[1])
         output.status(f"✓ Created web function {tag} => {url}")

@@ -115,6 +115,7 @@ class Container:
         enter_container(spec.environment)
         os.environ.update(spec.env)
         try:
+            cwd = os.getcwd()
             if spec.setup is not None:
                 await asyncio.get_running_loop().run_in_executor(self._pool, spec.setup.apply)
             if spec.mounts is not None:
@@ -122,6 +123,11 @@ class Container:
                     self._pool, spec.mounts.container_start
                 )
             target = spec.target.resolve() if isinstance(spec.target, FunctionRef) else spec.target
+            home = spec.target.home() if isinstance(spec.target, FunctionRef) else None
+            if home is not None and os.getcwd() == cwd:
+                # No image `workdir`: the container works in the folder that holds the app's
+                # module, as Modal's (`/root`) does. The process is this container's alone.
+                os.chdir(home)
             if spec.is_class:
                 self._obj = instantiate(target, spec.params)
                 hooks = _hooks(type(self._obj), "enter")

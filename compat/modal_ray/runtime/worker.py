@@ -91,6 +91,15 @@ class FunctionRef:
             return ref
         return FunctionRef(ref.module, qualname, entrypoint=ref.entrypoint)
 
+    def home(self) -> str | None:
+        """The folder the user's module was imported from (after `resolve`): a container's
+        working directory, as Modal's (`/root`) holds the app's file. None when unknown."""
+        file = getattr(sys.modules.get(self.module), "__file__", None)
+        if not isinstance(file, str):
+            return None
+        root = _root_of(self.module, file)
+        return root if os.path.isdir(root) else None
+
     def resolve(self) -> Callable[..., Any]:
         obj: Any = self._import()
         for part in self.qualname.split("."):
@@ -290,20 +299,27 @@ class Invocation:
     bound_self: Any = None  # reserved for class methods
     _fn: Callable[..., Any] | None = None
     _item_start: float | None = None  # when the running input started (alarm bookkeeping)
+    _home: str | None = None  # the working directory of its inputs (`FunctionRef.home`)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__ if k not in ("_fn", "_item_start")}
+        skip = ("_fn", "_item_start", "_home")
+        return {k: getattr(self, k) for k in self.__slots__ if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for k, v in state.items():
             object.__setattr__(self, k, v)
         self._fn = None
+        self._home = None
         self._item_start = None
 
     def function(self) -> Callable[..., Any]:
         fn = self._fn
         if fn is None:
-            fn = self.target.resolve() if isinstance(self.target, FunctionRef) else self.target
+            if isinstance(self.target, FunctionRef):
+                fn = self.target.resolve()
+                self._home = self.target.home()
+            else:
+                fn = self.target
             self._fn = fn
         return fn  # type: ignore[return-value]
 
@@ -328,11 +344,17 @@ class Invocation:
             signal.setitimer(signal.ITIMER_REAL, self.timeout)  # type: ignore[arg-type]
         mounted = False
         # An image's `workdir` is the run's: the worker process, which outlives the run, goes
-        # back to where it was (the run's directories are removed when it ends).
-        cwd = _cwd() if self.setup is not None else None
+        # back to where it was (the run's directories are removed when it ends). Without one,
+        # inputs run in the folder that holds the app's module, as Modal's containers do.
+        by_ref = isinstance(self.target, FunctionRef)
+        cwd = _cwd() if self.setup is not None or by_ref else None
         try:
             if self.setup is not None:
                 self.setup.apply()
+            if by_ref:
+                self.function()
+                if self._home is not None and _cwd() == cwd:
+                    os.chdir(self._home)
             if self.mounts is not None:
                 self.mounts.task_start()
                 mounted = True

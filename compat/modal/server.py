@@ -1,0 +1,5 @@
+"""`modal.server`: Modal Servers (`@app.server(port=...)`)."""
+
+from modal_ray.server import Server, ServerAutoscalerSettings
+
+__all__ = ["Server", "ServerAutoscalerSettings"]
