@@ -299,6 +299,7 @@ def _private_token() -> Path | None:
 
 
 _session_dir: Path | None = None  # the embedded Ray's session folder (logs, sockets)
+_made_temp_root = False  # whether Ray's temp root (`$TMPDIR/ray`) was made by this run
 
 
 def _remove_session_dir() -> None:
@@ -313,6 +314,9 @@ def _remove_session_dir() -> None:
     with contextlib.suppress(OSError):
         if latest.is_symlink() and Path(os.readlink(latest)) == session:
             latest.unlink()
+    if _made_temp_root:
+        with contextlib.suppress(OSError):
+            session.parent.rmdir()  # Ray's temp root, made by this run: only if now empty
 
 
 def _stop_embedded(folder: Path | None) -> None:
@@ -321,6 +325,10 @@ def _stop_embedded(folder: Path | None) -> None:
     if _mode == "embedded" and ray.is_initialized():
         ray.shutdown(_exiting_interpreter=True)
         _remove_session_dir()
+        # The run's sandbox supervisor died with its Ray: its folder goes too.
+        from modal_ray.sandbox_runtime.owners import sweep_dead_owners
+
+        sweep_dead_owners()
     if folder is not None:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -334,6 +342,8 @@ def _start_embedded(namespace: str) -> None:
         kwargs["num_cpus"] = cpus
     if (gpus := config.embedded_num_gpus()) is not None:
         kwargs["num_gpus"] = gpus
+    temp_root = Path(os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()) / "ray"
+    existed = temp_root.exists()
     with _loopback_node_address():
         ray.init(
             address="local",
@@ -346,10 +356,11 @@ def _start_embedded(namespace: str) -> None:
             _system_config={"enable_metrics_collection": False},
             **kwargs,  # type: ignore[arg-type]
         )
-    global _session_dir
+    global _session_dir, _made_temp_root
     node = getattr(ray._private.worker, "_global_node", None)
     if node is not None:
         _session_dir = Path(node.get_session_dir_path())
+        _made_temp_root = not existed and _session_dir.parent == temp_root
 
 
 def connect(environment: str) -> str:

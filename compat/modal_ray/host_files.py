@@ -338,35 +338,72 @@ def _ancestors(path: str) -> Iterator[str]:
 @contextlib.contextmanager
 def ledger(claim: str | None = None, *, create: bool = True) -> Iterator[Ledger | None]:
     """The node's ledger, locked, swept, and saved on exit; None when it does not exist and
-    `create` is False."""
+    `create` is False. An empty ledger is removed with its lock and folder (nothing is left in
+    $TMPDIR once no run claims anything)."""
+    with _lock:
+        lock = _lock_ledger(create)
+        if lock is None:
+            yield None
+            return
+        with lock:
+            directory = _ledger_dir()
+            file = os.path.join(directory, _LEDGER)
+            try:
+                with open(file, encoding="utf-8") as f:
+                    data = json.load(f)
+                claims, paths = dict(data["claims"]), dict(data["paths"])
+            except (OSError, ValueError, KeyError, TypeError):
+                claims, paths = {}, {}
+            book = Ledger(claims, paths, claim or current_claim())
+            try:
+                yield book
+            finally:
+                book.sweep()
+                if not book.claims and not book.paths:
+                    # Still under the lock: whoever waits on this lock file finds it unlinked
+                    # and starts over (see `_lock_ledger`).
+                    for name in (_LEDGER, _LOCK):
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(os.path.join(directory, name))
+                    with contextlib.suppress(OSError):
+                        os.rmdir(directory)
+                else:
+                    tmp = f"{file}.{os.getpid()}.tmp"
+                    with open(tmp, "w", encoding="utf-8") as f:
+                        json.dump({"claims": book.claims, "paths": book.paths}, f)
+                    os.replace(tmp, file)
+
+
+_LOCK = "host-files.lock"
+
+
+def _lock_ledger(create: bool) -> Any:
+    """Open and lock the ledger's lock file; None when there is no ledger and `create` is False.
+
+    The last user of an empty ledger unlinks its lock file, so a lock taken on a file that is no
+    longer at the path guards nothing: take it again on the one there now."""
     directory = _ledger_dir()
-    if not create and not os.path.isdir(directory):
-        yield None
-        return
-    _private_dir(directory)
-    file = os.path.join(directory, _LEDGER)
-    with _lock, open(os.path.join(directory, "host-files.lock"), "a") as lock:
+    while True:
+        if not create and not os.path.isdir(directory):
+            return None
+        _private_dir(directory)
+        path = os.path.join(directory, _LOCK)
+        try:
+            lock = open(path, "a")  # noqa: SIM115 - returned, closed by the caller's `with`
+        except FileNotFoundError:
+            continue  # the folder was removed between the two steps
         try:
             import fcntl
 
             fcntl.flock(lock, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - no flock (Windows): one process at a time
+            return lock
+        try:
+            if os.stat(path).st_ino == os.fstat(lock.fileno()).st_ino:
+                return lock
+        except FileNotFoundError:
             pass
-        try:
-            with open(file, encoding="utf-8") as f:
-                data = json.load(f)
-            claims, paths = dict(data["claims"]), dict(data["paths"])
-        except (OSError, ValueError, KeyError, TypeError):
-            claims, paths = {}, {}
-        book = Ledger(claims, paths, claim or current_claim())
-        try:
-            yield book
-        finally:
-            book.sweep()
-            tmp = f"{file}.{os.getpid()}.tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"claims": book.claims, "paths": book.paths}, f)
-            os.replace(tmp, file)
+        lock.close()
 
 
 def release_run(app_id: str | None) -> None:

@@ -126,11 +126,15 @@ def _limit(value: Any, what: str) -> Any:
 def _extract_snapshot(data: bytes) -> str:
     """Unpack a snapshot into a new temporary directory (safely: no absolute paths, no `..`,
     no links out, no special files)."""
+    import atexit
     import io
+    import shutil
     import tarfile
     import tempfile
 
     target = tempfile.mkdtemp(prefix="modal-ray-snapshot-")
+    # The image built from it is packed in this process; nothing of it outlives the process.
+    atexit.register(shutil.rmtree, target, ignore_errors=True)
 
     def safe(member: tarfile.TarInfo, path: str) -> tarfile.TarInfo | None:
         try:

@@ -1,12 +1,15 @@
 """What a run leaves behind: worker output after `App ... stopped.`, helper processes that
-outlive the run, and Serve handles that restart Ray after the user shut it down."""
+outlive the run, files in $TMPDIR, and Serve handles that restart Ray after the user shut it
+down."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -19,11 +22,12 @@ APP = textwrap.dedent(
     """
     import modal
 
+    image = modal.Image.debian_slim().add_local_file("data.txt", "DEST/data.txt")
     app = modal.App("leftovers")
 
-    @app.function(cpu=0.1)
+    @app.function(cpu=0.1, image=image)
     def shout(x):
-        print("from-function", x)
+        print("from-function", x, open("DEST/data.txt").read())
         return x
 
     @app.cls(cpu=0.1)
@@ -74,11 +78,15 @@ def _session_processes(sid: int) -> list[psutil.Process]:
 def test_worker_output_comes_before_stopped_and_nothing_outlives_the_run(
     tmp_path: Path,
 ) -> None:
-    (tmp_path / "app.py").write_text(APP)
+    dest = tmp_path / "made-by-the-image"
+    (tmp_path / "app.py").write_text(APP.replace("DEST", str(dest)))
+    (tmp_path / "data.txt").write_text("payload")
+    # A short private TMPDIR (Ray's socket paths must stay under 108 bytes).
+    tmpdir = Path(tempfile.mkdtemp(prefix="mr-"))
     proc = subprocess.Popen(
         [str(MODAL), "run", "app.py"],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env={**_env(tmp_path), "TMPDIR": str(tmpdir)},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -93,11 +101,16 @@ def test_worker_output_comes_before_stopped_and_nothing_outlives_the_run(
         while (left := _session_processes(sid)) and time.monotonic() < deadline:
             time.sleep(0.2)
         described = [" ".join(p.cmdline())[:120] for p in left]
+        files = sorted(str(p.relative_to(tmpdir)) for p in tmpdir.rglob("*"))
     finally:
         for p in _session_processes(sid):
             os.kill(p.pid, signal.SIGKILL)
+        shutil.rmtree(tmpdir, ignore_errors=True)
     assert proc.returncode == 0, out[-3000:]
     assert described == []
+    assert files == []  # the embedded Ray's folders, the host-files ledger: all gone
+    assert "payload" in out
+    assert not dest.exists()  # what the image put on this machine was removed with the run
     stopped = out.index("stopped.")
     assert 0 <= out.find("from-function") < stopped, out
     assert out.count("from-exit") == 2, out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import fcntl
 import functools
 import itertools
 import os
@@ -47,6 +48,7 @@ from . import isolation, network
 from .files import File, FileOps, check_path
 from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
+from .owners import OWNER_LOCK, remove_tree, sandboxes_root, sweep_dead_owners
 from .relay import Relay
 from .snapshot import snapshot_tar
 
@@ -151,14 +153,22 @@ class Supervisor(FileOps):
         engine's name for it): whatever a previous holder of that name left there (its process
         died with its sandboxes) is removed now."""
         self._node = node
-        base = Path(base_dir or tempfile.gettempdir()) / f"modal-ray-sandboxes-{os.getuid()}"
+        base = sandboxes_root(base_dir)
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(base, 0o700)
+        self._lock: int | None = None
         if owner is not None:
+            sweep_dead_owners(base_dir)
             base = base / owner
             if base.exists():
-                _remove_tree(base)
-            base.mkdir(mode=0o700)
+                remove_tree(base)
+            base.mkdir(mode=0o700, parents=True)
+            # Held for the supervisor's life: a folder whose lock is free belongs to no one.
+            # Locked before it gets its name, so a sweeper never sees it unlocked.
+            pending = base / f"{OWNER_LOCK}.new"
+            self._lock = os.open(pending, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            os.rename(pending, base / OWNER_LOCK)
             sweep_stale_cgroups()
         self._base = base
         self._sandboxes: dict[str, _Sandbox] = {}
@@ -481,7 +491,7 @@ class Supervisor(FileOps):
             await relay.close()
         # What the sandbox wrote into its volumes is committed, as a container's is at stop.
         await loop.run_in_executor(None, commit_volumes, box.volumes)
-        await loop.run_in_executor(None, _remove_tree, box.directory)
+        await loop.run_in_executor(None, remove_tree, box.directory)
         box.limits.remove()
         if box.on_finish is not None:
             with contextlib.suppress(Exception):
@@ -934,13 +944,7 @@ class Supervisor(FileOps):
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, timeout=5)
         self._sandboxes.clear()
-
-
-def _remove_tree(path: Path) -> None:
-    def _retry(func: Any, target: str, _exc: Any) -> None:
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(target), 0o700)
-            func(target)
-
-    shutil.rmtree(path, onerror=_retry)
-    shutil.rmtree(path, ignore_errors=True)
+        if self._lock is not None:
+            remove_tree(self._base)
+            os.close(self._lock)
+            self._lock = None
