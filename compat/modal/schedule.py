@@ -1,33 +1,25 @@
-"""`modal.Cron` and `modal.Period`: schedules for deployed functions.
+"""`modal.Cron` and `modal.Period`: schedules of functions (`@app.function(schedule=...)`).
 
-Schedules fire only in deployed apps (as on Modal); `modal run` records them without firing.
+They fire while an ephemeral app runs (`modal run`, `with app.run():`) and, once deployed, from
+the cluster's scheduler until the app is stopped; the rules are in `modal_ray.schedules`.
 """
 
 from __future__ import annotations
 
-from modal.exception import InvalidError
+from modal_ray.schedules import ScheduleSpec, cron_spec, period_spec
 
 
 class Schedule:
     """Base class of schedules."""
+
+    _spec: ScheduleSpec
 
 
 class Cron(Schedule):
     """A cron schedule, e.g. `modal.Cron("0 8 * * 1", timezone="America/New_York")`."""
 
     def __init__(self, cron_string: str, timezone: str = "UTC") -> None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        from croniter import croniter
-
-        if not isinstance(cron_string, str) or not croniter.is_valid(cron_string):
-            raise InvalidError(f"Invalid cron string {cron_string!r}.")
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise InvalidError(
-                f"Invalid timezone {timezone!r}: use a tz database name such as 'UTC'."
-            ) from None
+        self._spec = cron_spec(cron_string, timezone)
         self.cron_string = cron_string
         self.timezone = timezone
 
@@ -49,21 +41,15 @@ class Period(Schedule):
         minutes: int = 0,
         seconds: float = 0,
     ) -> None:
-        parts = {
-            "years": years,
-            "months": months,
-            "weeks": weeks,
-            "days": days,
-            "hours": hours,
-            "minutes": minutes,
-        }
-        for k, v in parts.items():
-            if not isinstance(v, int) or v < 0:
-                raise InvalidError(f"Period `{k}=` must be a non-negative int.")
-        if seconds < 0:
-            raise InvalidError("Period `seconds=` must be non-negative.")
-        if not any(parts.values()) and not seconds:
-            raise InvalidError("A Period must be longer than zero.")
+        self._spec = period_spec(
+            years=years,
+            months=months,
+            weeks=weeks,
+            days=days,
+            hours=hours,
+            minutes=minutes,
+            seconds=seconds,
+        )
         self.years, self.months, self.weeks, self.days = years, months, weeks, days
         self.hours, self.minutes, self.seconds = hours, minutes, seconds
 

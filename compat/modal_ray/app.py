@@ -476,11 +476,15 @@ class App:
         except BaseException:
             await self._stop()
             raise
+        from .schedules import start_run_schedules
+
+        start_run_schedules(self._tasks, self._functions, self._app_id)
 
     async def _stop(self) -> None:
         if not self._running:
             return
         try:
+            await self._tasks.stop_schedules()
             if self._detach:
                 # Background work must finish before this process may leave.
                 await self._tasks.wait_all()

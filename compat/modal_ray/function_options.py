@@ -53,14 +53,22 @@ _CLOUD_ONLY = {
 }
 
 
-def _check_schedule(schedule: Any) -> Any:
-    """`schedule=` is kept with the function, but nothing fires it yet: say so, once."""
+def _check_schedule(schedule: Any, raw_f: Callable[..., Any]) -> Any:
+    """`schedule=` takes a `modal.Period` / `modal.Cron`, on a function callable with no
+    arguments (a scheduled call passes none, as on Modal); see `schedules`."""
     if schedule is not None:
-        warn_once(
-            "schedule-not-fired",
-            "`schedule=` is accepted but schedules do not fire in this version of modal-ray;"
-            " call the function yourself (e.g. from a loop or cron) until they do.",
-        )
+        from .schedules import spec_of
+
+        spec_of(schedule)
+        try:
+            inspect.signature(raw_f).bind()
+        except TypeError:
+            raise InvalidError(
+                f"Function {getattr(raw_f, '__qualname__', raw_f)!r} has a schedule, so it must"
+                " be callable with no arguments: give its parameters defaults."
+            ) from None
+        except ValueError:  # no signature to check (a builtin)
+            pass
     return schedule
 
 
@@ -180,7 +188,7 @@ class FunctionOptions:
             max_calls=max_calls,
             volumes=kw.pop("volumes", None) or {},
             network_file_systems=kw.pop("network_file_systems", None) or {},
-            schedule=_check_schedule(kw.pop("schedule", None)),
+            schedule=_check_schedule(kw.pop("schedule", None), raw_f),
             serialized=bool(kw.pop("serialized", False)),
             include_source=kw.pop("include_source", None),
             is_generator=bool(is_generator),

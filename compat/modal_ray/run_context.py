@@ -45,6 +45,7 @@ class RunTasks:
         self._calls: weakref.WeakSet[Any] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._schedules: asyncio.Task[Any] | None = None  # fires the run's schedules
 
     def add(self, item: OwnedCall | asyncio.Task[Any]) -> None:
         if isinstance(item, asyncio.Task):
@@ -74,6 +75,18 @@ class RunTasks:
         for call in list(self._calls):
             if not call._owned_task().done():
                 await call._cancel_owned()
+
+    def hold_schedules(self, task: asyncio.Task[Any]) -> None:
+        """The task firing this run's schedules (`schedules.start_run_schedules`)."""
+        self._schedules = task
+
+    async def stop_schedules(self) -> None:
+        """Stop firing schedules (first, so that a detached run's `wait_all` can end); the
+        calls they started are cancelled."""
+        task, self._schedules = self._schedules, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def forget_prepared(self) -> None:
         """The run ended: prepared functions prepare again in the next run."""
