@@ -407,6 +407,9 @@ def connect(environment: str) -> str:
         except ConnectionError as exc:
             raise _unreachable(address or "embedded", str(exc)) from exc
         _quiet_ray_loggers()
+        from . import logs
+
+        logs.follow_output()  # workers' prints shown only while output is enabled, as on Modal
         return _mode
 
 

@@ -30,7 +30,9 @@ PROBE = textwrap.dedent(
 
     @app.function()
     def where():
-        import os
+        import os, sys
+        print("probe-remote-log-out")
+        print("probe-remote-log-err", file=sys.stderr)
         return os.environ.get("MODAL_IS_REMOTE")
 
     with app.run():
@@ -80,6 +82,8 @@ def _run_probe(tmp_path: Path, **env_overrides: str) -> dict[str, object]:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Token authentication is enabled" not in result.stderr
+    # The script never enables output, so (as on Modal) the function's prints are not shown.
+    assert "probe-remote-log" not in result.stdout + result.stderr, result.stdout + result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
