@@ -44,7 +44,13 @@ from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
 
 from .errors import translate
-from .tasks import EnginePending, _upload_local_packages, drop_outcome, with_source
+from .tasks import (
+    EnginePending,
+    _upload_local_packages,
+    drop_outcome,
+    placed_resources,
+    with_source,
+)
 
 _serve_lock = threading.Lock()
 _serve_session: str | None = None  # the Ray session whose Serve this process uses
@@ -174,7 +180,7 @@ def _autoscaling(spec: ServiceSpec) -> dict[str, Any]:
 
 
 def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str, Any]:
-    res = spec.resources
+    res = placed_resources(spec.resources, f"The containers of {spec.tag!r}")
     actor: dict[str, Any] = {"num_cpus": res.num_cpus}
     if res.num_gpus:
         actor["num_gpus"] = res.num_gpus
@@ -563,6 +569,7 @@ class Service:
         told: float | None = None
         seen = False
         try:
+            resources = placed_resources(self.spec.resources, self.label)
             while not self._stopped and ray.is_initialized():
                 states = self.replica_states()
                 if states is None:
@@ -578,9 +585,9 @@ class Service:
                 if (
                     told is None
                     and time.monotonic() - start >= self.PLACEMENT_GRACE_S
-                    and _unplaced(self.spec.name, self.spec.resources)
+                    and _unplaced(self.spec.name, resources)
                 ):
-                    short = _resource_shortage(self.spec.resources)
+                    short = _resource_shortage(resources)
                     if short:
                         need = " and ".join(n for n, _ in short)
                         free = " and ".join(f for _, f in short)

@@ -16,6 +16,7 @@ import os
 import pickle
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import cloudpickle
@@ -26,6 +27,7 @@ from modal_ray import config
 from modal_ray.exception import InvalidError, SerializationError
 from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec, Resources
+from modal_ray.warn import warn_once
 
 from .errors import translate
 
@@ -42,6 +44,7 @@ CALL_ID_KWARG = "__modal_ray_call_id__"
 def task_options(
     resources: Resources, runtime_env: dict[str, Any] | None, name: str
 ) -> dict[str, Any]:
+    resources = placed_resources(resources, f"Function {name!r}")
     opts: dict[str, Any] = {
         "num_cpus": resources.num_cpus,
         "name": name,
@@ -124,34 +127,68 @@ def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:
     return runtime_env
 
 
+def _live_nodes() -> list[dict[str, Any]]:
+    return [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+
+
+def _fits(node: dict[str, Any], resources: Resources) -> bool:
+    """Could `node` ever hold one container of `resources` (its totals, not what is free)?"""
+    res = node.get("Resources", {})
+    if res.get("CPU", 0) < resources.num_cpus:
+        return False
+    if resources.num_gpus and res.get("GPU", 0) < resources.num_gpus:
+        return False
+    if resources.memory_bytes and res.get("memory", 0) < resources.memory_bytes:
+        return False
+    if resources.accelerator_type and f"accelerator_type:{resources.accelerator_type}" not in res:
+        return False
+    selectors = [resources.label_selector, *resources.fallback_label_selectors]
+    if resources.label_selector is not None or resources.fallback_label_selectors:
+        labels = node.get("Labels", {}) or {}
+        return any(all(labels.get(k) == v for k, v in (s or {}).items()) for s in selectors)
+    return True
+
+
+def _without_gpu(resources: Resources) -> Resources:
+    return replace(
+        resources,
+        num_gpus=0,
+        accelerator_type=None,
+        label_selector=None,
+        fallback_label_selectors=(),
+        gpu_spec=None,
+    )
+
+
+def placed_resources(resources: Resources, what: str) -> Resources:
+    """What the cluster is asked for one container of `resources`: the request itself, or,
+    with the operator's `MODAL_RAY_GPU_FALLBACK=cpu`, the request without its GPU when no live
+    node has that GPU (a warning says so, once per GPU spelling)."""
+    if not resources.num_gpus or config.settings().gpu_fallback != "cpu":
+        return resources
+    nodes = _live_nodes()
+    if not nodes or any(_fits(n, resources) for n in nodes):
+        return resources
+    stripped = _without_gpu(resources)
+    if not any(_fits(n, stripped) for n in nodes):
+        return resources  # short of more than the GPU: check_feasible says what
+    warn_once(
+        f"gpu-fallback:{resources.gpu_spec}",
+        f"{what} asks for gpu={resources.gpu_spec!r}, which no node of this Ray cluster has;"
+        " it runs without a GPU because MODAL_RAY_GPU_FALLBACK=cpu.",
+    )
+    return stripped
+
+
 def check_feasible(resources: Resources, what: str) -> None:
     """Refuse a request that no live node can ever satisfy, instead of pending forever."""
     if not config.check_feasible():
         return
-    nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+    resources = placed_resources(resources, what)
+    nodes = _live_nodes()
     if not nodes:
         return
-
-    def fits(node: dict[str, Any]) -> bool:
-        res = node.get("Resources", {})
-        if res.get("CPU", 0) < resources.num_cpus:
-            return False
-        if resources.num_gpus and res.get("GPU", 0) < resources.num_gpus:
-            return False
-        if resources.memory_bytes and res.get("memory", 0) < resources.memory_bytes:
-            return False
-        if (
-            resources.accelerator_type
-            and f"accelerator_type:{resources.accelerator_type}" not in res
-        ):
-            return False
-        selectors = [resources.label_selector, *resources.fallback_label_selectors]
-        if resources.label_selector is not None or resources.fallback_label_selectors:
-            labels = node.get("Labels", {}) or {}
-            return any(all(labels.get(k) == v for k, v in (s or {}).items()) for s in selectors)
-        return True
-
-    if any(fits(n) for n in nodes):
+    if any(_fits(n, resources) for n in nodes):
         return
     have = []
     for n in nodes:
@@ -165,12 +202,18 @@ def check_feasible(resources: Resources, what: str) -> None:
     want = f"cpu={resources.num_cpus:g}"
     if resources.memory_bytes:
         want += f", memory={resources.memory_bytes // 2**20}MiB"
+    gpu_hint = ""
     if resources.num_gpus:
         want += f", gpu={resources.gpu_spec}"
+        if any(_fits(n, _without_gpu(resources)) for n in nodes):
+            gpu_hint = (
+                "; to run GPU requests without a GPU where none exists (development machines),"
+                " an operator sets MODAL_RAY_GPU_FALLBACK=cpu"
+            )
     raise InvalidError(
         f"{what} asks for {want}, but no node of this Ray cluster can ever provide it "
         f"(nodes: {'; '.join(have)}). Lower the request or add such a node; on an autoscaling "
-        "cluster set MODAL_RAY_CHECK_FEASIBLE=0 to let the request wait for new nodes."
+        f"cluster set MODAL_RAY_CHECK_FEASIBLE=0 to let the request wait for new nodes{gpu_hint}."
     )
 
 

@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     """Refuse a resource request no live node can satisfy instead of letting it pend; `0` on
     autoscaling clusters where nodes appear on demand."""
 
+    gpu_fallback: Literal["none", "cpu"] = _setting(
+        "none", "MODAL_RAY_GPU_FALLBACK", "'none' or 'cpu'"
+    )
+    """`cpu`: a `gpu=` request that no live node of the cluster can provide (a GPU type it does
+    not have, or any GPU on a CPU-only machine) runs without a GPU, with a warning once per GPU
+    spelling; `none`: such a request fails with `InvalidError` (with `MODAL_RAY_CHECK_FEASIBLE`)
+    or waits for a node that has it."""
+
     ship_source: bool | None = _setting(None, "MODAL_RAY_SHIP_SOURCE", "1 or 0")
     """`1`: always ship the function's package or file as `py_modules`; `0`: never. Unset: only
     on a cluster reached by address."""

@@ -39,6 +39,18 @@ def wants_h100() -> int:
     return 1
 
 
+@app.function(gpu="H100")
+def h100_view() -> str | None:
+    return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+@app.cls(gpu="H100:2", cpu=0.1)
+class H100Pool:
+    @modal.method()
+    def view(self) -> str | None:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
 @app.function(cpu=64)
 def wants_many_cpus() -> int:
     return 1
@@ -70,11 +82,28 @@ def test_gpu_request_gets_a_gpu(running: modal.App) -> None:
 
 
 def test_infeasible_requests_fail_instead_of_hanging(running: modal.App) -> None:
-    with pytest.raises(InvalidError, match="H100"):
+    with pytest.raises(InvalidError, match="H100") as refused:
         wants_h100.remote()
+    assert "MODAL_RAY_GPU_FALLBACK=cpu" in str(refused.value)  # the operator's switch, named
     with pytest.raises(InvalidError, match="cpu=64"):
         wants_many_cpus.remote()
 
 
 def test_memory_tuple_reserves_request(running: modal.App) -> None:
     assert modest_memory.remote() == 2
+
+
+def test_gpu_fallback_runs_a_missing_gpu_type_without_a_gpu(
+    running: modal.App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The operator's switch: a GPU that no node has runs without one, with a warning.
+    monkeypatch.setenv("MODAL_RAY_GPU_FALLBACK", "cpu")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert h100_view.remote() in (None, "")
+        assert H100Pool().view.remote() in (None, "")
+    said = [str(w.message) for w in caught if "MODAL_RAY_GPU_FALLBACK=cpu" in str(w.message)]
+    assert len(said) == 2, said  # once per GPU spelling
+    assert "gpu='H100'" in said[0] and "gpu='H100:2'" in said[1]
+    # A GPU the cluster has is still given.
+    assert gpu_view.remote() == "0"
