@@ -297,9 +297,25 @@ class Sandbox:
         ports = [*encrypted_ports, *h2_ports]
         if ports or unencrypted_ports:
             warn_once("tunnel-plain", PLAIN_WARNING)
+        if cidr_allowlist is not None and outbound_cidr_allowlist is not None:
+            raise InvalidError(
+                "Pass `outbound_cidr_allowlist=` or its older name `cidr_allowlist=`, not both."
+            )
+        allowlist = outbound_cidr_allowlist if cidr_allowlist is None else cidr_allowlist
+        if allowlist is not None:
+            if isinstance(allowlist, str) or not all(isinstance(c, str) for c in allowlist):
+                raise InvalidError(
+                    f"`cidr_allowlist` takes a list of CIDR strings, not {allowlist!r}."
+                )
+            if block_network:
+                raise InvalidError(
+                    "`block_network=True` cuts all network access; a `cidr_allowlist` would"
+                    " allow some. Pass one or the other."
+                )
+            from .sandbox_runtime.network import allowed_networks
+
+            allowlist = allowed_networks(list(allowlist))
         for allow, what in (
-            (outbound_cidr_allowlist, "outbound_cidr_allowlist=..."),
-            (cidr_allowlist, "cidr_allowlist=..."),
             (outbound_domain_allowlist, "outbound_domain_allowlist=..."),
             (inbound_cidr_allowlist, "inbound_cidr_allowlist=..."),
             (_experimental_outbound_policy, "_experimental_outbound_policy=..."),
@@ -359,6 +375,7 @@ class Sandbox:
             "timeout": timeout_s,
             "idle_timeout": idle_s,
             "block_network": bool(block_network),
+            "cidr_allowlist": None if allowlist is None else list(allowlist),
             "name": name,
             "app_id": app_id,
             "tags": dict(tags or {}),

@@ -202,6 +202,12 @@ def test_bad_input(sb: modal.Sandbox) -> None:
         modal.Sandbox.create(timeout=-1)
     with pytest.raises(UnimplementedError):
         modal.Sandbox.create(pty=True)
+    with pytest.raises(InvalidError, match=r"Invalid CIDR '10\.0\.0\.0/33'"):
+        modal.Sandbox.create(cidr_allowlist=["10.0.0.0/33"])
+    with pytest.raises(InvalidError, match="one or the other"):
+        modal.Sandbox.create(block_network=True, outbound_cidr_allowlist=["10.0.0.0/8"])
+    with pytest.raises(InvalidError, match="not both"):
+        modal.Sandbox.create(cidr_allowlist=[], outbound_cidr_allowlist=[])
     with pytest.raises(NotFoundError):
         modal.Sandbox.from_id("sb-" + "0" * 16 + "abc")
 

@@ -52,10 +52,16 @@ async def _output(sup: Supervisor, sid: str, argv: list[str], **kw: Any) -> tupl
 
 
 async def _in_sandbox(
-    argv: list[str], *, block_network: bool = False, base: str | None = None
+    argv: list[str],
+    *,
+    block_network: bool = False,
+    base: str | None = None,
+    cidr_allowlist: list[str] | None = None,
 ) -> tuple[int, str, str]:
     sup = Supervisor(base_dir=base)
-    await sup.create("sb-unit", block_network=block_network, timeout=60)
+    await sup.create(
+        "sb-unit", block_network=block_network, timeout=60, cidr_allowlist=cidr_allowlist
+    )
     try:
         return await _output(sup, "sb-unit", argv)
     finally:
@@ -219,6 +225,38 @@ def test_network_access_reaches_outside() -> None:
     assert code == 0
     assert "CONNECTED" in out, out
     assert "tap0\t00000000\t0202000A" in out  # default route through slirp4netns' gateway
+
+
+def test_cidr_allowlist_limits_outbound_traffic() -> None:
+    # The allowed network is reached; any other address has no route at all (ENETUNREACH at
+    # once, where without the allowlist the default route would carry it).
+    try:
+        target = str(socket.getaddrinfo("deb.debian.org", 80, socket.AF_INET)[0][4][0])
+        socket.create_connection((target, 80), timeout=5).close()
+    except OSError as exc:
+        pytest.skip(f"this machine cannot reach an outside address itself ({exc})")
+    probe = (
+        "import errno, socket, sys\n"
+        "for host in sys.argv[1:]:\n"
+        "    try:\n"
+        "        socket.create_connection((host, 80), timeout=5).close()\n"
+        "        print(host, 'CONNECTED')\n"
+        "    except OSError as e:\n"
+        "        print(host, errno.errorcode.get(e.errno, e))\n"
+        "print(open('/proc/net/route').read())\n"
+    )
+    other = "192.0.2.1"  # TEST-NET-1: nothing answers there, with or without a route
+    code, out, _ = run(
+        _in_sandbox(["python", "-c", probe, target, other], cidr_allowlist=[f"{target}/32"])
+    )
+    assert code == 0, out
+    assert f"{target} CONNECTED" in out, out
+    assert f"{other} ENETUNREACH" in out, out
+    assert "\t00000000\t0202000A" not in out  # no default route
+    code, out, _ = run(_in_sandbox(["python", "-c", probe, other]))
+    assert f"{other} ENETUNREACH" not in out, out  # the default route would have carried it
+    with pytest.raises(InvalidError, match="Invalid CIDR 'nonsense'"):
+        run(_in_sandbox(["true"], cidr_allowlist=["nonsense"]))
 
 
 def test_host_network_setting_shares_the_node_network(

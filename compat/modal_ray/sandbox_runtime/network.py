@@ -34,13 +34,14 @@ import time
 from dataclasses import dataclass
 
 from modal_ray import config
-from modal_ray.exception import ExecutionError
+from modal_ray.exception import ExecutionError, InvalidError
 
 NETWORK_ENV = "MODAL_RAY_SANDBOX_NETWORK"
 TOOLS = ("slirp4netns", "nsenter", "ip")
 PACKAGES = {"slirp4netns": "slirp4netns", "nsenter": "util-linux", "ip": "iproute2"}
 ATTACH_TIMEOUT_S = 30.0
 NS_GET_USERNS = 0xB701  # ioctl on a namespace file: the user namespace that owns it
+GATEWAY = "10.0.2.2"  # slirp4netns's gateway in the namespace (its default network 10.0.2.0/24)
 
 
 def network_mode() -> str:
@@ -142,10 +143,13 @@ class Attached:
             await self._proc.wait()
 
 
-async def attach(tools: Tools, pid: int, deny: list[str]) -> Attached:
+async def attach(
+    tools: Tools, pid: int, deny: list[str], allow: list[str] | None = None
+) -> Attached:
     """Give the network namespace of process `pid` (the sandbox's first process, held by
     bubblewrap's `--block-fd`) outbound networking without the node's loopback, and routes that
-    refuse `deny`."""
+    refuse `deny`. With `allow` (IPv4 networks), outbound traffic goes only there: the default
+    route is replaced by one route per network (the refusing routes, more specific, still win)."""
     # The namespaces are held by descriptor from here on: the user namespace is the one that
     # owns the network namespace (bubblewrap's `--disable-userns` moves the sandbox's process
     # into a nested one, which has no power over its network; joining that would fail).
@@ -157,13 +161,15 @@ async def attach(tools: Tools, pid: int, deny: list[str]) -> Attached:
         os.close(net_fd)
         raise
     try:
-        return await _attach(tools, net_fd, user_fd, deny)
+        return await _attach(tools, net_fd, user_fd, deny, allow)
     finally:
         os.close(net_fd)
         os.close(user_fd)
 
 
-async def _attach(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> Attached:
+async def _attach(
+    tools: Tools, net_fd: int, user_fd: int, deny: list[str], allow: list[str] | None
+) -> Attached:
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()
     os.set_inheritable(exit_w, False)
@@ -202,6 +208,10 @@ async def _attach(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> A
         )
         if ready != b"1":
             raise ExecutionError("slirp4netns could not configure the sandbox's network.")
+        if allow is not None:
+            # slirp4netns made the default route when it configured the interface.
+            only = ["route del default", *(f"route add {net} via {GATEWAY}" for net in allow)]
+            await _ip_batch(tools, net_fd, user_fd, only, "allowed routes")
     except BaseException:
         await attached.close()
         raise
@@ -212,12 +222,18 @@ async def _attach(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> A
 
 async def _deny_routes(tools: Tools, net_fd: int, user_fd: int, deny: list[str]) -> None:
     """`prohibit` routes for `deny`, added from outside the sandbox (`nsenter` + `ip`)."""
-    if not deny:
-        return
+    if deny:
+        routes = [f"route add prohibit {net}" for net in deny]
+        await _ip_batch(tools, net_fd, user_fd, routes, "refusing routes")
+
+
+async def _ip_batch(
+    tools: Tools, net_fd: int, user_fd: int, commands: list[str], what: str
+) -> None:
+    """Run `ip` commands in the sandbox's network namespace, from outside the sandbox."""
     enter = [tools.nsenter, f"--net=/proc/self/fd/{net_fd}"]
     if os.geteuid() != 0:
         enter += [f"--user=/proc/self/fd/{user_fd}", "--preserve-credentials"]
-    routes = "".join(f"route add prohibit {net}\n" for net in deny).encode()
     done = await asyncio.create_subprocess_exec(
         *enter,
         tools.ip,
@@ -228,11 +244,29 @@ async def _deny_routes(tools: Tools, net_fd: int, user_fd: int, deny: list[str])
         stderr=asyncio.subprocess.PIPE,
         pass_fds=(net_fd, user_fd),
     )
-    _, err = await done.communicate(routes)
+    _, err = await done.communicate("".join(f"{c}\n" for c in commands).encode())
     if done.returncode != 0:
         raise ExecutionError(
-            "Could not add the sandbox's refusing routes: " + err.decode(errors="replace").strip()
+            f"Could not add the sandbox's {what}: " + err.decode(errors="replace").strip()
         )
+
+
+def allowed_networks(cidrs: list[str]) -> list[str]:
+    """`cidr_allowlist` checked: IPv4 networks in CIDR form (the sandbox's network is IPv4
+    only, through slirp4netns); anything else is an InvalidError naming it."""
+    nets: dict[str, None] = {}
+    for text in cidrs:
+        try:
+            net = ipaddress.ip_network(text, strict=False) if isinstance(text, str) else None
+        except ValueError:
+            net = None
+        if net is None or net.version != 4:
+            raise InvalidError(
+                f"Invalid CIDR {text!r} in the sandbox's allowlist: use IPv4 networks such as"
+                " '10.0.0.0/8' or '203.0.113.7/32' (sandboxes have IPv4 networking only)."
+            )
+        nets[str(net)] = None
+    return list(nets)
 
 
 async def _loopback_up(pid: int) -> None:

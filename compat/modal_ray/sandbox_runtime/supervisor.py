@@ -200,14 +200,26 @@ class Supervisor(FileOps):
         mounts: tuple[Any, ...] = (),
         on_finish: Callable[[], None] | None = None,
         deny_addresses: list[str] | None = None,
+        cidr_allowlist: list[str] | None = None,
     ) -> dict[str, Any]:
         """Start a sandbox; returns its description (see `describe`). `deny_addresses`: the
         cluster's node addresses, refused by the routes of a sandbox that has network access
-        (this node's own addresses always are)."""
+        (this node's own addresses always are). `cidr_allowlist`: the only networks its
+        outbound traffic may reach (None: any but the refused ones)."""
         bwrap = isolation.check_isolation(self._node)
         tools = None
         if bwrap is not None and not block_network:
             tools = network.check_network(self._node)
+        allow = None
+        if cidr_allowlist is not None and not block_network:
+            allow = network.allowed_networks(cidr_allowlist)
+            if tools is None:
+                raise exception.ExecutionError(
+                    f"`cidr_allowlist` cannot be enforced on {self._node}: its sandboxes share"
+                    " the node's network (unisolated, or MODAL_RAY_SANDBOX_NETWORK=host), so"
+                    " nothing would restrict them. Use `block_network=True`, or run sandboxes"
+                    " with their own network (bubblewrap and slirp4netns)."
+                )
         if name is not None and self.find_name(app_id, name) is not None:
             raise exception.AlreadyExistsError(
                 f"A running sandbox named {name!r} already exists in this app; pick another"
@@ -324,7 +336,7 @@ class Supervisor(FileOps):
         asyncio.get_running_loop().add_reader(parent.fileno(), self._on_message, box)
         self._spawn(self._watch(box, entry))
         if sync:
-            await self._attach_network(box, tools, sync[0], sync[3], deny_addresses or [])
+            await self._attach_network(box, tools, sync[0], sync[3], deny_addresses or [], allow)
         try:
             if entry is None:
                 # Nothing runs until the agent answers. (With an entrypoint, requests queue on
@@ -360,6 +372,7 @@ class Supervisor(FileOps):
         info_fd: int,
         block_fd: int,
         deny: list[str],
+        allow: list[str] | None = None,
     ) -> None:
         """Attach slirp4netns to the sandbox's network namespace while bubblewrap holds its
         first process, then let it run. On failure the sandbox ends before anything ran in it
@@ -381,7 +394,7 @@ class Supervisor(FileOps):
                 if pid is not None:
                     break
             routes = network.denied_routes(deny)  # node addresses: cached, rarely a lookup
-            box.network = await network.attach(tools, pid, routes)
+            box.network = await network.attach(tools, pid, routes, allow)
             os.write(block_fd, b"1")
         except BaseException as exc:
             await self._finish(box, "terminated", TERMINATED_CODE)
