@@ -109,6 +109,11 @@ class Backend(Protocol):
     def prepare(self, spec: FunctionSpec, invocation: Invocation) -> Prepared:
         """A function that runs each input as an engine task."""
 
+    def prepare_clustered(self, spec: FunctionSpec, invocation: Invocation) -> Prepared:
+        """A clustered function: each input runs on `spec.cluster_size` ranks placed together
+        (all or nothing); its value is rank 0's. `InvalidError` now if the cluster can never
+        hold them."""
+
     async def wait_any(
         self, pendings: Sequence[PendingT], timeout: float | None = None
     ) -> list[PendingT]:

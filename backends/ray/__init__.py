@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # editable install maps `modal_ray.backends` with an import hook that mypy cannot follow),
     # and only the relative spelling reaches the protocols in both layouts.
     from .. import Backend, Pending  # noqa: TID252
+    from .clustered import ClusteredPrepared
     from .serve import Service
 
 
@@ -32,6 +33,11 @@ class RayBackend:
     def prepare(self, spec: FunctionSpec, invocation: Invocation) -> RayPrepared:
         check_feasible(spec.resources, f"Function {spec.tag!r}")
         return RayPrepared(spec, invocation)
+
+    def prepare_clustered(self, spec: FunctionSpec, invocation: Invocation) -> ClusteredPrepared:
+        from . import clustered
+
+        return clustered.prepare(spec, invocation)
 
     def prepare_service(self, spec: ServiceSpec, container: ContainerSpec) -> Service:
         from . import serve as serve_backend

@@ -15,10 +15,12 @@ from modal_ray.unsupported import placeholder
 # `__init__` reaches them through the modules it imports), so that annotations such as
 # `modal.io_streams.StreamWriter` work after a bare `import modal`.
 from . import call_graph as call_graph
+from . import cluster as cluster
 from . import config as config
 from . import container_process as container_process
 from . import exception, types
 from . import exceptions as exceptions
+from . import experimental as experimental
 from . import file_io as file_io
 from . import gpu as gpu
 from . import io_streams as io_streams
@@ -27,6 +29,7 @@ from . import stream_type as stream_type
 from .app import App
 from .cloud_bucket_mount import CloudBucketMount
 from .cls import Cls
+from .cluster import Cluster
 from .dict import Dict
 from .exception import Error
 from .file_pattern_matcher import FilePatternMatcher
@@ -65,7 +68,6 @@ _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 Proxy = placeholder(
     "Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy"
 )
-Cluster = placeholder("Cluster", "Clustered functions are " + _LATER, "modal.cluster")
 Environment = placeholder("Environment", "Environment objects are " + _LATER, "modal.environments")
 Workspace = placeholder("Workspace", "Workspaces are a Modal platform feature.", "modal.workspace")
 SchedulerPlacement = placeholder(
@@ -89,7 +91,7 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(
             "`modal.Stub` was renamed to `modal.App` in Modal 1.0; use `modal.App`."
         )
-    if name in ("experimental", "billing"):
+    if name == "billing":
         raise AttributeError(f"`modal.{name}` is {_LATER}")
     raise AttributeError(f"module 'modal' has no attribute {name!r}")
 

@@ -239,6 +239,8 @@ class Function(Generic[P, R, LocalR]):
         self._spec = record.spec
         if record.pool is None:
             assert record.invocation is not None
+            if record.spec.cluster_size:  # a gang of ranks per input (`clustered`)
+                return backend.prepare_clustered(record.spec, record.invocation)
             return backend.prepare(record.spec, record.invocation)
         # Container semantics (concurrency, batching, a warm floor): a Serve pool of one function.
         pool = record.pool

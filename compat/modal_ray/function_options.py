@@ -127,6 +127,7 @@ class FunctionOptions:
     batch_wait_ms: int | None = None
     # A web endpoint (`serve_adapters.web.WebSpec`) from `@modal.fastapi_endpoint` & co.
     web: Any = None
+    cluster_size: int | None = None  # `@clustered(size=...)` (see `clustered`)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -198,7 +199,9 @@ class FunctionOptions:
             batch_max_size=kw.pop("batch_max_size", None),
             batch_wait_ms=kw.pop("batch_wait_ms", None),
             web=kw.pop("web", None),
+            cluster_size=kw.pop("cluster_size", None),
         )
+        _check_clustered(raw_f, opts, kw.get("name"))
         for name in ("i6pn", "experimental_options", "_experimental_restrict_output", "name"):
             kw.pop(name, None)
         if kw:
@@ -401,6 +404,7 @@ class FunctionOptions:
             include_source=self.include_source if self.include_source is not None else True,
             serialized=self.serialized,
             max_calls=self.max_calls,
+            cluster_size=self.cluster_size,
         )
 
     def _invocation(
@@ -499,8 +503,19 @@ class FunctionOptions:
             include_source=spec.include_source,
             is_generator=spec.is_generator,
             is_async=spec.is_async,
+            cluster_size=spec.cluster_size,
             **scaling,
         )
+
+
+def _check_clustered(raw_f: Any, opts: FunctionOptions, name: Any) -> None:
+    """`@clustered` functions run a gang per input; Modal classes cannot carry it (yet)."""
+    from . import clustered
+
+    if isinstance(raw_f, type):
+        clustered.check_class(raw_f)
+    if opts.cluster_size:
+        clustered.check_function(str(name or getattr(raw_f, "__qualname__", "")), opts)
 
 
 _DEPRECATED = {

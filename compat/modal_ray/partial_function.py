@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, TypeVar, 
 
 from typing_extensions import ParamSpec
 
-from modal_ray.exception import InvalidError, UnimplementedError
+from modal_ray.exception import InvalidError
 
 from .warn import deprecation, warn_once
 
@@ -329,8 +329,18 @@ def _no_bare_use(kind: str, f: Any) -> None:
         )
 
 
-def clustered(*, size: int, rdma: bool = False) -> Callable[[Any], Any]:
-    raise UnimplementedError("`@modal.clustered` (gang-scheduled containers) is not supported yet.")
+def clustered(*, size: int, rdma: bool = False) -> _FunctionOrClassDecorator:
+    """Run each input of the Function on `size` gang-scheduled ranks, one per node (see
+    `modal_ray.clustered`); the caller gets rank 0's value."""
+    from .clustered import check_target, decorator_options
+
+    options = decorator_options(size, rdma)
+
+    def wrapper(f: Any) -> Any:
+        check_target(f, getattr(f, "_modal_options", {}))
+        return _add(f, **options)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def sessioned() -> Callable[[Any], Any]:

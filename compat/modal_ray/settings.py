@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     """Refuse a resource request no live node can satisfy instead of letting it pend; `0` on
     autoscaling clusters where nodes appear on demand."""
 
+    cluster_share_nodes: bool = _setting(False, "MODAL_RAY_CLUSTER_SHARE_NODES", "1 or 0")
+    """`1`: the ranks of a clustered function may share nodes when the cluster has fewer
+    suitable nodes than ranks (a single machine, tests), with a warning. `0`: one node per rank."""
+
+    cluster_placement_timeout: float = _setting(
+        300.0, "MODAL_RAY_CLUSTER_PLACEMENT_TIMEOUT", "a positive number of seconds", gt=0
+    )
+    """Seconds a call to a clustered function waits for all its ranks to be placed and started
+    on a busy cluster before it fails with `ResourceExhaustedError`."""
+
     gpu_fallback: Literal["none", "cpu"] = _setting(
         "none", "MODAL_RAY_GPU_FALLBACK", "'none' or 'cpu'"
     )

@@ -88,6 +88,8 @@ class FunctionSpec:
     include_source: bool = True
     serialized: bool = False
     max_calls: int | None = None
+    # `@clustered(size=n)`: each input runs on n gang-scheduled ranks (`modal_ray.clustered`).
+    cluster_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
