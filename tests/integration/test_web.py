@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import Request, WebSocket
+from fastapi import Request, UploadFile, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -75,7 +75,7 @@ def own_url() -> str | None:
 @modal.concurrent(max_inputs=8)
 @modal.asgi_app()
 def site() -> Any:
-    from fastapi import FastAPI
+    from fastapi import FastAPI, File, Form
     from fastapi.responses import RedirectResponse, StreamingResponse
 
     state: dict[str, Any] = {"produced": 0}
@@ -163,6 +163,12 @@ def site() -> Any:
     @web.get("/boom")
     def boom() -> None:
         raise ValueError("hidden detail")
+
+    # A form upload: FastAPI needs python-multipart, which the workers' base environment
+    # provides (the image lists nothing), as Modal web code commonly assumes.
+    @web.post("/form")
+    async def form(file: UploadFile = File(...), note: str = Form("")) -> dict[str, Any]:
+        return {"name": file.filename, "size": len(await file.read()), "note": note}
 
     @web.websocket("/ws")
     async def ws(socket: WebSocket) -> None:
@@ -369,6 +375,16 @@ def test_asgi_app_routes_typed_body_and_absolute_redirect(running: modal.App) ->
         assert r.json() == {"page": "result"}
         assert str(r.url) == base + "/result?from=go"
         assert r.history[0].headers["location"] == "/result?from=go"
+
+
+def test_asgi_app_takes_a_multipart_form_upload(running: modal.App) -> None:
+    r = httpx.post(
+        _url(site) + "/form",
+        files={"file": ("a.png", b"\x89PNG" + b"\0" * 60, "image/png")},
+        data={"note": "hi"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"name": "a.png", "size": 64, "note": "hi"}
 
 
 def test_endpoint_streams_a_map_it_starts(running: modal.App) -> None:

@@ -188,6 +188,8 @@ def test_import_modal_does_not_load_pydantic_settings() -> None:
 
 # Distribution name -> the module it provides, where the two differ.
 _MODULE_OF = {"python-dotenv": "dotenv", "typing-extensions": "typing_extensions"}
+# Declared for the users' code on the workers, never imported by modal-ray itself.
+_FOR_USER_CODE = {"python-multipart"}  # FastAPI forms in web functions
 
 
 def test_declared_dependencies_are_all_imported() -> None:
@@ -196,6 +198,8 @@ def test_declared_dependencies_are_all_imported() -> None:
     unused = []
     for dep in deps:
         dist = re.split(r"[\[<>=!~ ;]", dep, maxsplit=1)[0].lower()
+        if dist in _FOR_USER_CODE:
+            continue
         module = _MODULE_OF.get(dist, dist.replace("-", "_"))
         if not re.search(rf"^\s*(?:import|from)\s+{module}\b", code, re.MULTILINE):
             unused.append(dist)
