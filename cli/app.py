@@ -1,15 +1,22 @@
-"""`modal app list|stop` (deployed apps, from the environment's registry) and
-`info|stats|logs|dashboard|history|rollback|rollover|promote` (not built yet).
+"""`modal app list|stop|info|logs|dashboard|history|rollback` (deployed apps, from the
+environment's registry) and `stats|rollover|promote` (not built yet).
 
 `list` shows the deployed apps of the environment (running ones of `modal run` live only in
 their process); `stop` stops a deployed app: lookups no longer find it and its containers end.
-See `unbuilt.py` for how unbuilt commands behave.
+`logs` prints what the app's workers wrote, read from Ray's worker log files on every node
+(`ops_output.py`); `dashboard` prints Ray's dashboard URL. See `unbuilt.py` for how unbuilt
+commands behave.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from modal.exception import NotFoundError
+
+from . import ops_output
 from .unbuilt import DEPLOYED_APPS, RAY_TOOLS, Strategy, not_built
 from .utils import ENV_HELP, display_table
 
@@ -61,7 +68,28 @@ def info(
     no_color: bool = typer.Option(False, "--no-color"),
 ) -> None:
     """Show an App's lifecycle, Functions, and Servers."""
-    not_built("app info", RAY_TOOLS)
+    import json as json_module
+
+    backend, environment = ops_output.connect(env, "`modal app info`")
+    app = ops_output.find_app(backend, environment, app_identifier)
+    containers = backend.containers(environment, app["app_id"])
+    if json:
+        print(
+            json_module.dumps(
+                {**app, "environment": environment, "containers": len(containers)}, indent=2
+            )
+        )
+        return
+    print(f"App {app['name']} ({app['app_id']}) in environment {environment!r}")
+    print(f"  state: deployed, version v{app['version']}")
+    print(f"  created: {ops_output.started(app['created_at'])}")
+    print(f"  last deployed: {ops_output.started(app['updated_at'])}")
+    print(f"  running containers: {len(containers)}")
+    rows = [
+        [o["tag"], "Function" if o["kind"] == "function" else "Cls", o["object_id"]]
+        for o in app["objects"]
+    ]
+    display_table(["Name", "Kind", "ID"], rows, title="Functions and classes")
 
 
 @app_cli.command("stats")
@@ -100,7 +128,41 @@ def logs(
     env: str | None = typer.Option(None, "-e", "--env", help=ENV_HELP),
 ) -> None:
     """Fetch or stream App logs."""
-    not_built("app logs", RAY_TOOLS)
+    from modal_ray.operations import output_match
+
+    ops_output.refuse_unrecorded(since, until, timestamps, function_call_id)
+    backend, environment = ops_output.connect(env, "`modal app logs`")
+    app = ops_output.find_app(backend, environment, app_identifier)
+    tag = None
+    if function_id:
+        found = [o["tag"] for o in app["objects"] if function_id in (o["object_id"], o["tag"])]
+        if not found:
+            raise NotFoundError(f"No Function {function_id!r} in app {app['name']!r}.")
+        tag = found[0]
+    match = output_match(environment, app, tag)
+    containers = ops_output.container_labels(backend, environment)
+    if container_id:
+        spots = [k for k, v in containers.items() if v == container_id]
+        if not spots:
+            raise ops_output.no_container(container_id, environment)
+        match = {**match, "nodes": [spots[0][0]], "pids": [spots[0][1]]}
+    labels: dict[str, str] | None = None
+    if show_function_id:
+        labels = {}
+        for o in app["objects"]:
+            one = output_match(environment, app, o["tag"])
+            for key in [*one["actor_prefixes"], *one["task_names"]]:
+                labels.setdefault(key, o["object_id"])
+    ops_output.print_output(
+        backend,
+        match,
+        follow=follow,
+        tail=tail,
+        search=search,
+        source=source,
+        labels=labels,
+        containers=containers if show_container_id else None,
+    )
 
 
 @app_cli.command("stop")
@@ -123,7 +185,23 @@ def dashboard(
     env: str | None = typer.Option(None, "-e", "--env", help=ENV_HELP),
 ) -> None:
     """Open an App's dashboard page in your web browser."""
-    not_built("app dashboard", "modal-ray has no dashboard of its own; open Ray's dashboard.")
+    backend, environment = ops_output.connect(env, "`modal app dashboard`")
+    app = ops_output.find_app(backend, environment, app_identifier)
+    print_dashboard(backend, f"app {app['name']} ({app['app_id']})")
+
+
+def print_dashboard(backend: Any, what: str) -> None:
+    """Ray's dashboard URL (modal-ray has no dashboard of its own), or why there is none."""
+    url = backend.dashboard_url()
+    if url is None:
+        raise NotFoundError(
+            "This Ray cluster runs without Ray's dashboard (`modal-ray cluster start` starts"
+            " the head with `--include-dashboard=false`; a head started with `ray start --head"
+            " --dashboard-host=127.0.0.1` has one). Use `modal app list|info|logs` and `modal"
+            " container list` instead."
+        )
+    print(f"Ray dashboard for {what}: {url}")
+    print("(Serve applications of the app are named `modal-<environment>-<app id>-...`.)")
 
 
 @app_cli.command("history")

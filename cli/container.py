@@ -1,10 +1,15 @@
 """`modal container list|logs|exec|stop`.
 
+A container of a function with container semantics or of a class is a Serve replica actor of one
+of its app's pools; its id is `ta-<Ray actor id>` (see `modal_ray.backends.ray.ops`). `list`
+shows the running ones (deployed apps' and running `modal run`s'), `logs` prints what its worker
+process wrote, and `stop` ends it (its pool starts another if it still wants one). A plain
+function's inputs run as Ray tasks on shared workers, which are no containers of their own: see
+their output with `modal app logs`.
+
 `exec` runs a command in a running sandbox (`sb-...`, the id `modal.Sandbox.object_id` reports),
 on the same process machinery as `Sandbox.exec` (see `shell.run_attached`: a TTY where this
-terminal is one). A function's container is a Ray worker process (a task's) or actor (a class's
-container pool); nothing maps those to Modal container IDs yet, so `exec` refuses them, and
-`list`, `logs` and `stop` are not built (see `unbuilt.py` for how unbuilt commands behave).
+terminal is one); function containers are Ray actors without a shell, so `exec` refuses them.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ import typer
 
 from modal.exception import InvalidError
 
+from . import ops_output
 from .shell import connect, run_attached, want_pty
-from .unbuilt import CONTAINERS, not_built
-from .utils import ENV_HELP
+from .utils import ENV_HELP, display_table
 
 container_cli = typer.Typer(
     name="container",
@@ -32,7 +37,26 @@ def list_(
     json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List all containers that are currently running."""
-    not_built("container list", CONTAINERS)
+    backend, environment = ops_output.connect(env, "`modal container list`")
+    names = {
+        a["app_id"]: a["name"]
+        for a in backend.registry_call_sync(environment, "list_apps", ())
+        if a["state"] == "deployed"
+    }
+    rows = [
+        [
+            c["container_id"],
+            names.get(c["app_id"], "(modal run)"),
+            c["app_id"],
+            c["deployment"],
+            f"{c['node_ip']} ({c['node'][:12]})",
+            c["pid"],
+            ops_output.started(c["started_at"]),
+        ]
+        for c in backend.containers(environment, app_id or None)
+    ]
+    columns = ["Container ID", "App Name", "App ID", "Function", "Node", "PID", "Start Time"]
+    display_table(columns, rows, json_output=json, title="Active Containers")
 
 
 @container_cli.command("logs")
@@ -48,7 +72,17 @@ def logs(
     timestamps: bool = typer.Option(False, help="Show timestamps for each log line."),
 ) -> None:
     """Fetch or stream logs for a specific container."""
-    not_built("container logs", CONTAINERS)
+    from modal_ray import config
+
+    ops_output.refuse_unrecorded(since, until, timestamps)
+    backend, _ = ops_output.connect(None, "`modal container logs`")
+    found = [c for c in backend.containers("", None) if c["container_id"] == container_id]
+    if not found:
+        raise ops_output.no_container(container_id, config.environment_name())
+    match = {"actor_prefixes": [""], "nodes": [found[0]["node"]], "pids": [found[0]["pid"]]}
+    # `--all`: every line since the container started (the default shows them all too, as
+    # Ray's files hold them; without `--tail` nothing is cut).
+    ops_output.print_output(backend, match, follow=follow, tail=tail, search=search, source=source)
 
 
 @container_cli.command(
@@ -81,4 +115,26 @@ def stop(
     yes: bool = typer.Option(False, "-y", "--yes", help="Don't ask for confirmation."),
 ) -> None:
     """Terminate a running container."""
-    not_built("container stop", CONTAINERS)
+    if graceful:
+        from modal.exception import UnimplementedError
+
+        raise UnimplementedError(
+            "`--graceful`: Ray ends an actor at once. Stop it without `--graceful` (inputs it was"
+            " running fail and are retried per the function's retry policy), or scale the pool"
+            " down with `modal function autoscaler update`."
+        )
+    if not yes:
+        import typer as typer_module
+
+        try:
+            confirmed = typer_module.confirm(f"Stop container {container_id}?", default=False)
+        except typer_module.Abort:
+            raise InvalidError(
+                f"Not stopping container {container_id!r}: no confirmation was given. Pass"
+                " `--yes` to stop it without confirmation."
+            ) from None
+        if not confirmed:
+            raise typer_module.Abort()
+    backend, _ = ops_output.connect(None, "`modal container stop`")
+    stopped = backend.stop_container("", container_id)
+    print(f"Stopped container {container_id} (pid {stopped['pid']} on {stopped['node_ip']}).")

@@ -32,10 +32,12 @@ from .config import config_cli
 from .container import container_cli
 from .dict import dict_cli
 from .environment import environment_cli
+from .function import function_cli
 from .nfs import nfs_cli
 from .profile import profile_cli
 from .queue import queue_cli
 from .secret import secret_cli
+from .server import server_cli
 from .token import setup, token_cli
 from .utils import warn
 from .volume import volume_cli
@@ -102,6 +104,22 @@ entrypoint_cli_typer.add_typer(profile_cli, name="profile")
 entrypoint_cli_typer.add_typer(token_cli, name="token")
 entrypoint_cli_typer.add_typer(workspace_cli, name="workspace")
 entrypoint_cli_typer.command("setup")(setup)
+entrypoint_cli_typer.add_typer(function_cli, name="function")
+entrypoint_cli_typer.add_typer(server_cli, name="server")
+
+
+@entrypoint_cli_typer.command("dashboard")
+def dashboard(
+    object_id: str | None = typer.Argument(None, help="An App or Function ID (optional)."),
+) -> None:
+    """Open the Modal Dashboard in a web browser."""
+    from .app import print_dashboard
+    from .ops_output import connect
+
+    backend, _ = connect(None, "`modal dashboard`")
+    print_dashboard(backend, object_id or "the cluster")
+
+
 entrypoint_cli_typer.add_typer(nfs_cli, name="nfs", hidden=True)
 
 entrypoint_cli: Any = typer.main.get_command(entrypoint_cli_typer)

@@ -22,16 +22,12 @@ RUN_INSTEAD = (
 )
 MODULE_MODE_HELP = "Interpret argument as a Python module path instead of a file/script path."
 DEPLOYED_APPS = (
-    "Deployed apps (named apps that outlive the command) are not built yet. " + RUN_INSTEAD
+    "Deployed apps can be deployed again (`modal deploy`), rolled back (`modal app rollback`) and"
+    " stopped (`modal app stop`); staged versions and rollovers are not built yet."
 )
 RAY_TOOLS = (
-    "Apps run only while their `modal run` (or `app.run()`) does, and its output streams to that"
-    " terminal; to see what runs on the cluster, use Ray's dashboard or `ray list tasks` /"
-    " `ray list actors`."
-)
-CONTAINERS = (
-    "A container here is a Ray worker process or actor: use Ray's dashboard or `ray list actors`"
-    " / `ray logs` to inspect them; ending the app's `modal run` stops its containers."
+    "modal-ray keeps no statistics of its own: see Ray's dashboard (its Serve and Jobs pages) or"
+    " its Prometheus metrics, and `modal app info|logs` / `modal container list`."
 )
 NO_ACCOUNT = (
     "modal-ray has no Modal account, token or profile: it runs on the Ray cluster at"
@@ -41,10 +37,6 @@ NO_ACCOUNT = (
 CONFIG_FROM_ENV = (
     "Settings come from environment variables (`MODAL_RAY_ADDRESS`, `MODAL_ENVIRONMENT`,"
     " `MODAL_RAY_STATE`, `MODAL_TRACEBACK`, ...): set them in the shell instead."
-)
-ENVIRONMENTS = (
-    "An environment here is the Ray namespace `modal-<name>`, made on first use: pass `-e NAME`"
-    " (or set `MODAL_ENVIRONMENT`); there is nothing to create, list or delete."
 )
 
 

@@ -25,6 +25,17 @@ BATCH = r"""
 import contextlib, io, json, sys, traceback
 from modal_ray.cli.entry_point import main
 
+def run(*argv):
+    # `modal ARGV...` in this process: (exit status, stdout)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        try:
+            main(list(argv))
+        except SystemExit as exc:
+            return (exc.code if isinstance(exc.code, int) else 1), out.getvalue()
+    return 0, out.getvalue()
+
+
 results = []
 for step in json.loads(sys.argv[1]):
     out, err = io.StringIO(), io.StringIO()
@@ -32,7 +43,7 @@ for step in json.loads(sys.argv[1]):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             if step[0] == "python":
-                exec(step[1], {})
+                exec(step[1], {"run": run})
             else:
                 main(step)
         except SystemExit as exc:
@@ -64,7 +75,8 @@ def _batch(env: dict[str, str], steps: list[list[str]], cwd: Path) -> list[dict[
         stdin=subprocess.DEVNULL,
     )
     lines = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     results: list[dict[str, Any]] = json.loads(lines[-1][len("RESULT ") :])
     return results
 
@@ -136,7 +148,8 @@ def test_secrets_and_environments_live_on_the_cluster(
     assert second[4]["rc"] == 1
     assert "apps are deployed in it ('ops-holder')" in second[4]["err"]
     _ok(second[5])
-    assert second[6]["rc"] == 1 and "--yes" in second[6]["err"]
+    assert second[6]["rc"] == 1
+    assert "--yes" in second[6]["err"]
     _ok(second[7])
     assert "ops-env" not in {e["name"] for e in json.loads(_ok(second[8]))}
     _ok(second[9])
@@ -150,3 +163,157 @@ def test_secrets_and_environments_live_on_the_cluster(
     assert (head_root / "environments.json").stat().st_mode & 0o777 == 0o600
     for result in first + second:
         assert VALUE not in result["out"] + result["err"]
+
+
+APP = """
+import os
+import modal
+
+app = modal.App("ops-demo")
+
+
+@app.function(secrets=[modal.Secret.from_name("ops-sec2")])
+def shout(x):
+    print(f"ops-fn-line {x}")
+    return len(os.environ["TOKEN"])
+
+
+@app.cls()
+class Worker:
+    @modal.method()
+    def work(self, x):
+        print(f"ops-cls-line {x}")
+        return x + 1
+"""
+
+CALLS = """
+import modal
+print("SHOUT", modal.Function.from_name("ops-demo", "shout").remote(1))
+print("WORK", modal.Cls.from_name("ops-demo", "Worker")().work.remote(2))
+"""
+
+CONTAINERS = """
+import json
+rc, out = run("container", "list", "--json")
+before = json.loads(out)
+print("BEFORE", json.dumps(before))
+ours = [c for c in before if c["App Name"] == "ops-demo"]
+cid = ours[0]["Container ID"]
+rc, out = run("container", "logs", cid)
+print("LOGS", json.dumps(out))
+rc, out = run("container", "stop", cid, "--yes")
+print("STOP", rc, json.dumps(out))
+rc, out = run("container", "list", "--json")
+print("AFTER", json.dumps([c["Container ID"] for c in json.loads(out)]), json.dumps(cid))
+"""
+
+
+def test_app_logs_and_containers(
+    cluster_head: dict[str, str], machines: tuple[dict[str, str], ...], tmp_path: Path
+) -> None:
+    a, b = machines
+    (tmp_path / "ops_app.py").write_text(APP)
+    first = _batch(
+        a,
+        [
+            ["secret", "create", "ops-sec2", f"TOKEN={VALUE}"],
+            ["deploy", "ops_app.py"],
+            ["python", CALLS],
+        ],
+        tmp_path,
+    )
+    for result in first:
+        _ok(result)
+    assert f"SHOUT {len(VALUE)}" in first[2]["out"]
+    assert "WORK 3" in first[2]["out"]
+    second = _batch(
+        b,
+        [
+            ["app", "logs", "ops-demo"],
+            ["app", "logs", "ops-demo", "--function", "Worker", "--show-container-id"],
+            ["app", "info", "ops-demo", "--json"],
+            ["python", CONTAINERS],
+            ["app", "dashboard", "ops-demo"],
+            ["app", "stop", "ops-demo"],
+            ["secret", "delete", "ops-sec2", "--yes"],
+        ],
+        tmp_path,
+    )
+    logs = _ok(second[0])
+    assert "ops-fn-line 1" in logs
+    assert "ops-cls-line 2" in logs
+    only_class = _ok(second[1])
+    assert "ops-cls-line 2" in only_class
+    assert "ops-fn-line" not in only_class
+    assert "[ta-" in only_class
+    info = json.loads(_ok(second[2]))
+    assert {o["tag"] for o in info["objects"]} == {"shout", "Worker"}
+    containers = _ok(second[3])
+    assert "ops-cls-line 2" in containers.split("LOGS", 1)[1]
+    assert "STOP 0" in containers
+    after, stopped = containers.split("AFTER ", 1)[1].splitlines()[0].rsplit(" ", 1)
+    assert json.loads(stopped) not in json.loads(after)
+    assert second[4]["rc"] == 1
+    assert "without Ray's dashboard" in second[4]["err"]
+    _ok(second[5])
+    _ok(second[6])
+
+    # No value in any output, nor anywhere in the head's logs (runtime envs, workers, GCS).
+    for result in first + second:
+        assert VALUE not in result["out"] + result["err"]
+    head = json.loads((Path(cluster_head["MODAL_RAY_STATE"]) / "cluster" / "head.json").read_text())
+    logs_dir = Path(head["session_dir"]) / "logs"
+    assert logs_dir.is_dir()
+    for path in logs_dir.rglob("*"):
+        if path.is_file():
+            assert VALUE.encode() not in path.read_bytes(), path
+
+
+def test_account_commands_explain_and_local_environments(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Without a cluster: no token, profile or config file is needed (the commands say where the
+    cluster is configured), and environments live in this machine's state store."""
+    results = _batch(
+        cli_env,
+        [
+            ["token", "info"],
+            ["setup"],
+            ["token", "set", "--token-id", "ak-1", "--token-secret", "as-1"],
+            ["profile", "list", "--json"],
+            ["profile", "activate", "work"],
+            ["config", "show", "--json"],
+            ["config", "set-environment", "nope"],
+            ["environment", "create", "local-env"],
+            ["config", "set-environment", "local-env"],
+            ["environment", "list", "--json"],
+            ["environment", "update", "local-env", "--set-name", "renamed-env"],
+            ["environment", "delete", "renamed-env", "--yes"],
+            ["environment", "list", "--json"],
+            ["container", "list"],
+        ],
+        tmp_path,
+    )
+    for index in (0, 1, 2):
+        out = _ok(results[index])
+        assert "needs no Modal token" in out
+        assert "modal-ray cluster start" in out
+    assert "not stored" in results[2]["out"]
+    profile = json.loads(_ok(results[3]))
+    assert profile[0]["environment"] == "main"
+    assert results[4]["rc"] == 1
+    assert "MODAL_RAY_ADDRESS" in results[4]["err"]
+    config = json.loads(_ok(results[5]))
+    assert config["state"] == cli_env["MODAL_RAY_STATE"]
+    assert config["address"] is None
+    assert results[6]["rc"] == 1
+    assert "Environment 'nope' not found" in results[6]["err"]
+    _ok(results[7])
+    assert "export MODAL_ENVIRONMENT=local-env" in _ok(results[8])
+    assert [e["name"] for e in json.loads(_ok(results[9]))] == ["main", "local-env"]
+    _ok(results[10])
+    _ok(results[11])
+    assert [e["name"] for e in json.loads(_ok(results[12]))] == ["main"]
+    assert results[13]["rc"] == 1
+    assert "modal-ray cluster start" in results[13]["err"]
+    assert (Path(cli_env["MODAL_RAY_STATE"]) / "environments.json").exists()
