@@ -128,6 +128,44 @@ class Backend(Protocol):
     def lookup_call(self, environment: str, call_id: str) -> Pending | None:
         """A call spawned by another process of the cluster, or None."""
 
+    # -- Durable calls (one call keeper per environment; see backends/ray/call_keeper.py) --
+
+    def durable_calls(self) -> bool:
+        """Do spawned calls outlive this process (a long-lived cluster), going to the
+        environment's call keeper? False on the embedded engine (the in-process path)."""
+
+    def call_target(
+        self, target: tuple[Any, str | None, dict[str, Any] | None], prepared: Prepared
+    ) -> tuple[str, bytes]:
+        """(digest, bytes) of a call target `(record, method or None, class parameters)`, made
+        independent of this process."""
+
+    async def spawn_calls(
+        self,
+        environment: str,
+        digest: str,
+        blob: bytes,
+        meta: dict[str, Any],
+        calls: list[tuple[str, bytes]],
+    ) -> None:
+        """Hand calls `(call id, pickled (args, kwargs))` to the keeper; returns once they are
+        recorded. `meta`: parent, app_id, function_name, module_name, bound (to this driver)."""
+
+    async def call_wait(
+        self, environment: str, call_id: str, timeout: float
+    ) -> tuple[str, bytes | None, str]:
+        """(state, pickled outcome, function name) of a kept call once it ended or `timeout`
+        passed (state "pending"); `NotFoundError` for an unknown id."""
+
+    async def call_cancel(self, environment: str, call_ids: list[str], force: bool) -> None:
+        """Cancel kept calls (and the calls they spawned)."""
+
+    async def cancel_app_calls(self, environment: str, app_id: str) -> None:
+        """Cancel every unfinished kept call of an app run."""
+
+    async def call_graph(self, environment: str, call_id: str) -> list[dict[str, Any]]:
+        """A kept call and the calls spawned below it (`CallsServer.graph`)."""
+
     def prepare_service(self, spec: ServiceSpec, container: ContainerSpec) -> PreparedService:
         """Deploy (once) a pool of containers, or attach to the one that exists."""
 

@@ -95,8 +95,11 @@ def run(
             warn("interactive mode (`-i`) is not supported on Ray; running normally.")
         if detach and config.ray_address() is None:
             warn(
-                "`--detach` keeps an app running only on a Ray cluster (set MODAL_RAY_ADDRESS);"
-                " the embedded local Ray stops when this process exits."
+                "`--detach` keeps an app running only on a long-lived Ray cluster: the embedded"
+                " local Ray stops when this process exits, so this run waits for its spawned"
+                " work before it exits. Start a cluster with `modal-ray cluster start` and"
+                " export the MODAL_RAY_ADDRESS it prints (or set MODAL_RAY_ADDRESS to an"
+                " existing cluster)."
             )
         result = _run(runnable, args, kwargs, quiet, detach, env, name, timestamps)
     if write_result:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     # Relative on purpose: mypy reads this tree with `backends` as a top-level package (the
     # editable install maps `modal_ray.backends` with an import hook that mypy cannot follow),
     # and only the relative spelling reaches the protocols in both layouts.
-    from .. import Backend, Pending  # noqa: TID252
+    from .. import Backend, Pending, Prepared  # noqa: TID252
     from .clustered import ClusteredPrepared
     from .serve import Service
 
@@ -94,6 +94,52 @@ class RayBackend:
 
         ref = calls.lookup(environment, call_id)
         return RayPending(ref, f"call {call_id}") if ref is not None else None
+
+    def durable_calls(self) -> bool:
+        from . import call_keeper
+
+        return call_keeper.durable()
+
+    def call_target(
+        self, target: tuple[Any, str | None, dict[str, Any] | None], prepared: Prepared
+    ) -> tuple[str, bytes]:
+        from . import call_keeper
+
+        return call_keeper.target_blob(target, prepared)
+
+    async def spawn_calls(
+        self,
+        environment: str,
+        digest: str,
+        blob: bytes,
+        meta: dict[str, Any],
+        calls: list[tuple[str, bytes]],
+    ) -> None:
+        from . import call_keeper
+
+        await call_keeper.spawn(environment, digest, blob, meta, calls)
+
+    async def call_wait(
+        self, environment: str, call_id: str, timeout: float
+    ) -> tuple[str, bytes | None, str]:
+        from . import call_keeper
+
+        return await call_keeper.wait(environment, call_id, timeout)
+
+    async def call_cancel(self, environment: str, call_ids: list[str], force: bool) -> None:
+        from . import call_keeper
+
+        await call_keeper.cancel(environment, call_ids, force)
+
+    async def cancel_app_calls(self, environment: str, app_id: str) -> None:
+        from . import call_keeper
+
+        await call_keeper.cancel_app(environment, app_id)
+
+    async def call_graph(self, environment: str, call_id: str) -> list[dict[str, Any]]:
+        from . import call_keeper
+
+        return await call_keeper.graph(environment, call_id)
 
     def total_cpus(self) -> float:
         return float(ray.cluster_resources().get("CPU", 1.0))  # type: ignore[no-untyped-call]

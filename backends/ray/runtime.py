@@ -369,6 +369,7 @@ def connect(environment: str) -> str:
     if ray.is_initialized():
         if _mode is None:
             _mode = "user"
+            _mark_if_started_here()
         return _mode
     with _lock:
         if ray.is_initialized():
@@ -400,6 +401,7 @@ def connect(environment: str) -> str:
                 except BaseException:
                     _mode = None
                     raise
+                _mark_if_started_here()
         except ray.exceptions.RayError as exc:
             raise ModalConnectionError(
                 f"Could not connect to Ray ({address or 'embedded'}): {exc}"
@@ -415,3 +417,14 @@ def connect(environment: str) -> str:
 
 def mode() -> str | None:
     return _mode
+
+
+def _mark_if_started_here() -> None:
+    """A Ray this process started for itself (the embedded one, or a user's `ray.init()` with
+    no address) ends with it: say so in the cluster, so its workers' spawned calls stay
+    in-process too (`call_keeper.durable`)."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    if node is not None and getattr(node, "head", False):
+        from .call_keeper import mark_ephemeral
+
+        mark_ephemeral()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import pickle
 import socket
 import sys
 import threading
@@ -92,6 +93,23 @@ class _Replica:
             method, args_list, kwargs, call_id, first
         )
         return outcomes
+
+    async def pickled(self, method: str, blob: bytes, call_id: str) -> tuple[bool, bytes]:
+        """One call with pickled arguments and outcome (for the call keeper, which must not
+        import the user's types): (succeeded, the pickled value or `RemoteFailure`)."""
+        from modal_ray.errors import RemoteFailure
+
+        from .tasks import dumps
+
+        args, kwargs = pickle.loads(blob)
+        value = await self._replica.call(method, args, kwargs, call_id)
+        try:
+            return type(value) is not RemoteFailure, dumps(value)
+        except Exception as exc:
+            import traceback
+
+            failure = RemoteFailure.capture(exc, traceback.format_exc(), "serialization")
+            return False, dumps(failure)
 
     async def stream(
         self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
@@ -312,6 +330,12 @@ class ServeMethod:
         return ServePending(
             self._chunk.remote(self.method, args_list, kwargs, call_id, first), self.what
         )
+
+    def submit_pickled(self, blob: bytes, call_id: str) -> ServePending:
+        """One call whose arguments and outcome stay pickled (see `_Replica.pickled`)."""
+        self.service.note_call()
+        handle = self.service.handle.options(method_name="pickled")
+        return ServePending(handle.remote(self.method, blob, call_id), self.what)
 
     def submit_stream(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
@@ -732,6 +756,13 @@ class _Janitor:
                     deployed = await loop.run_in_executor(None, _is_deployment, prefix)
                 except Exception:
                     continue  # the registry did not answer: ask again next round
+                if not deployed:
+                    try:
+                        kept = await loop.run_in_executor(None, _calls_unfinished, prefix)
+                    except Exception:
+                        continue  # the call keeper did not answer: ask again next round
+                    if kept:
+                        continue  # a detached run: its pools stay until its calls are done
                 self._watched.pop(prefix, None)
                 if deployed:
                     continue  # a deployed app's pools: the registry owns them, not a driver
@@ -772,6 +803,12 @@ def _is_deployment(prefix: str) -> bool:
     from . import registry
 
     return registry.is_deployment(prefix)
+
+
+def _calls_unfinished(prefix: str) -> bool:
+    from . import call_keeper
+
+    return call_keeper.busy(prefix)
 
 
 def unwatch_driver(prefix: str) -> None:

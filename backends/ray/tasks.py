@@ -248,6 +248,27 @@ def dumps(value: Any) -> bytes:
     return cloudpickle.dumps(value, protocol=5)  # type: ignore[no-any-return]
 
 
+def run_pickled(inv: Invocation, blob: bytes, call_id: str) -> tuple[bool, bytes]:
+    """Run one input given as pickled `(args, kwargs)`: (succeeded, the pickled value or
+    `RemoteFailure`)."""
+    from modal_ray.errors import RemoteFailure
+
+    try:
+        args, kwargs = pickle.loads(blob)
+    except Exception as exc:
+        import traceback
+
+        failure = RemoteFailure.capture(exc, traceback.format_exc(), "deserialization")
+        return False, dumps(failure)
+    value = inv.run_one(args, kwargs, call_id)
+    try:
+        return type(value) is not RemoteFailure, dumps(value)
+    except Exception as exc:
+        import traceback
+
+        return False, dumps(RemoteFailure.capture(exc, traceback.format_exc(), "serialization"))
+
+
 class EnginePending:
     """What the pendings of this backend share: one asyncio future on the running loop, made the
     first time the call is awaited (`_future`). Awaiting, `result_async` and `wait_any` all use
@@ -372,6 +393,7 @@ class RayPrepared:
         self._one: Any = None
         self._chunk: Any = None
         self._stream: Any = None
+        self._pickled: Any = None
 
     def _remote(self, kind: str) -> Any:
         inv = self.invocation
@@ -385,6 +407,12 @@ class RayPrepared:
 
             def run(blob: bytes, kwargs: dict[str, Any], call_id: str, first: int) -> Any:  # type: ignore[misc]
                 return dumps(inv.run_chunk(pickle.loads(blob), kwargs, call_id, first))
+
+            opts = self._options
+        elif kind == "pickled":
+
+            def run(blob: bytes, call_id: str) -> Any:  # type: ignore[misc]
+                return run_pickled(inv, blob, call_id)
 
             opts = self._options
         else:
@@ -424,6 +452,14 @@ class RayPrepared:
             raise SerializationError(
                 f"The inputs of {self.what} cannot be serialized: {exc}"
             ) from None
+
+    def submit_pickled(self, blob: bytes, call_id: str) -> RayPending:
+        """One input whose arguments and outcome stay pickled on the caller's side: the value
+        is `(succeeded, pickled outcome)` (see `run_pickled`), for a caller (the call keeper)
+        that must not import the user's types."""
+        if self._pickled is None:
+            self._pickled = self._remote("pickled")
+        return RayPending(self._pickled.remote(blob, call_id), self.what)
 
     def submit_stream(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str

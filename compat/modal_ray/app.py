@@ -467,6 +467,7 @@ class App:
         )
         self._app_id = naming.new_app_id()
         self._detach = detach
+        self._tasks.detached = detach
         self._running = True
         output.status(f"✓ Initialized app {self._app_id} on {get_backend().describe()}.")
         from .web import start_endpoints
@@ -483,6 +484,7 @@ class App:
     async def _stop(self) -> None:
         if not self._running:
             return
+        detached_on_cluster = False
         try:
             await self._tasks.stop_schedules()
             if self._detach:
@@ -490,22 +492,50 @@ class App:
                 await self._tasks.wait_all()
             else:
                 await self._tasks.cancel_all()
+            detached_on_cluster = await self._stop_kept()
         finally:
             from modal_ray.backends import get_backend
 
             from .host_files import release_run
 
-            # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
-            prefix = naming.run_prefix(self._environment, self._app_id)
-            await asyncio.get_running_loop().run_in_executor(
-                None, get_backend().stop_services, prefix
-            )
-            # What this run's containers wrote into this machine's own filesystem goes now.
-            await asyncio.get_running_loop().run_in_executor(None, release_run, self._app_id)
-            self._running = False
-            self._tasks.forget_prepared()
-            self._tasks = RunTasks()
-            output.status(f"✓ App {self._app_id} stopped.")
+            if detached_on_cluster:
+                self._end_detached()
+            else:
+                # Container pools (Serve) of this run, including ones workers created: `@exit` runs.
+                prefix = naming.run_prefix(self._environment, self._app_id)
+                await asyncio.get_running_loop().run_in_executor(
+                    None, get_backend().stop_services, prefix
+                )
+                # What this run's containers wrote into this machine's own filesystem goes now.
+                await asyncio.get_running_loop().run_in_executor(None, release_run, self._app_id)
+                self._running = False
+                self._tasks.forget_prepared()
+                self._tasks = RunTasks()
+                output.status(f"✓ App {self._app_id} stopped.")
+
+    async def _stop_kept(self) -> bool:
+        """Stop the spawned calls the cluster keeps (`Backend.durable_calls`). Not detached:
+        they are cancelled, with the calls they spawned, as Modal stops an ephemeral app's
+        calls with it. Detached: they run on, and so do this run's container pools, which the
+        cluster's janitor removes once this process is gone and the calls are done; True then."""
+        from modal_ray.backends import get_backend
+
+        backend = get_backend()
+        if not backend.durable_calls():
+            return False
+        if not self._detach:
+            app_id = self._app_id or naming.LOCAL_APP_ID
+            await backend.cancel_app_calls(self._environment, app_id)
+            return False
+        return True
+
+    def _end_detached(self) -> None:
+        self._running = False
+        self._tasks.forget_prepared()
+        self._tasks = RunTasks()
+        output.status(
+            f"✓ App {self._app_id} detached: its spawned calls keep running on the cluster."
+        )
 
     @dual
     async def deploy(

@@ -151,6 +151,10 @@ class _MethodFunction(Function[..., Any]):
         self._spec = self._obj._cls._compile(ctx).method_spec(self._method)
         return self._obj._service(backend, ctx).method(self._method)
 
+    def _call_target(self, ctx: RunContext) -> tuple[Any, str | None, dict[str, Any] | None]:
+        """A kept call of this method: its class's record, the method and the parameters."""
+        return self._obj._cls._compile(ctx), self._method, dict(self._obj._params)
+
     def _record(self) -> FunctionRecord:
         raise InvalidError(
             f"Method {self._tag!r} has no record of its own: its class's record"

@@ -57,6 +57,8 @@ R = TypeVar("R")
 LocalR = TypeVar("LocalR", default=R)
 T = TypeVar("T")
 
+SPAWN_MAP_BATCH = 1000  # inputs of a `spawn_map` handed to the call keeper per request
+
 
 def _service_changes(changes: dict[str, Any]) -> dict[str, Any]:
     """Modal's autoscaler names -> `ServiceSpec` fields."""
@@ -90,6 +92,8 @@ class Function(Generic[P, R, LocalR]):
         self._rebuilt = False
         self._lock = threading.Lock()
         self._spawned: weakref.WeakSet[FunctionCall[Any]] = weakref.WeakSet()
+        # (prepared, digest, bytes) of this function's call target for the call keeper.
+        self._kept_target: tuple[Any, str, bytes] | None = None
         self.__doc__ = getattr(raw_f, "__doc__", None)
         self.__wrapped__ = raw_f
 
@@ -105,6 +109,7 @@ class Function(Generic[P, R, LocalR]):
             state["_compiled"] = None
         state["_lock"] = None
         state["_spawned"] = None
+        state["_kept_target"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -167,11 +172,15 @@ class Function(Generic[P, R, LocalR]):
 
     def _web_spec(self) -> Any:
         """The `WebSpec` of a web endpoint, else None."""
+        if self._rebuilt and self._compiled is not None:  # e.g. a deployed endpoint's
+            return getattr(self._compiled, "web", None)
         return self._options.web
 
     def _web_pool_name(self, ctx: RunContext) -> str:
         from .web import pool_name
 
+        if self._rebuilt and self._compiled is not None and self._compiled.pool is not None:
+            return self._compiled.pool.service.name
         return pool_name(ctx.environment, ctx.app_id, self._tag)
 
     @dual
@@ -302,6 +311,7 @@ class Function(Generic[P, R, LocalR]):
     def _forget(self) -> None:
         """Called when the app stops: the next run prepares (and compiles) again."""
         self._prepared = None
+        self._kept_target = None
         if not self._rebuilt:
             self._compiled = None
 
@@ -387,9 +397,13 @@ class Function(Generic[P, R, LocalR]):
 
     @dual
     async def spawn(self, /, *args: P.args, **kwargs: P.kwargs) -> FunctionCall[R]:
-        """Start a call without waiting; returns a `FunctionCall`."""
+        """Start a call without waiting; returns a `FunctionCall`. On a long-lived cluster the
+        call is kept there (see `durable_calls`): it runs to the end and its result can be
+        fetched by id from any process, after this one exited too."""
         self._check_not_generator("spawn")
         self._ensure_prepared()
+        if get_backend().durable_calls():
+            return (await self._spawn_kept([(args, kwargs)]))[0]
         call_id = naming.new_call_id()
         holder: list[FunctionCall[Any]] = []
 
@@ -405,6 +419,42 @@ class Function(Generic[P, R, LocalR]):
         if tasks is not None:
             tasks.add(fc)
         return fc
+
+    # -- calls kept by the cluster (see `function_call`) ------------------------------------
+
+    def _call_target(self, ctx: RunContext) -> tuple[Any, str | None, dict[str, Any] | None]:
+        """What a kept call runs: this function's record (a class method: its class's record,
+        method name and parameters)."""
+        return self._compile(ctx), None, None
+
+    async def _spawn_kept(
+        self, inputs: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]
+    ) -> list[FunctionCall[R]]:
+        """Hand calls to the cluster's call keeper; returns once it recorded them."""
+        import cloudpickle
+
+        prepared = self._ensure_prepared()
+        ctx = self._run_context()
+        backend = get_backend()
+        key = self._kept_target
+        if key is None or key[0] is not prepared:
+            with self._lock:
+                target = self._call_target(ctx)
+            loop = asyncio.get_running_loop()
+            digest, blob = await loop.run_in_executor(None, backend.call_target, target, prepared)
+            key = self._kept_target = (prepared, digest, blob)
+        tasks = ctx.tasks
+        meta = {
+            "parent": context.current_function_call_id(),
+            "app_id": ctx.app_id or naming.LOCAL_APP_ID,
+            "function_name": self._tag,
+            "module_name": getattr(self._raw_f, "__module__", "") or "",
+            # A call of this process's own ephemeral run stops with it, unless it is detached.
+            "bound": tasks is not None and not self._rebuilt and not tasks.detached,
+        }
+        calls = [(naming.new_call_id(), cloudpickle.dumps(item)) for item in inputs]
+        await backend.spawn_calls(ctx.environment, key[1], key[2], meta, calls)
+        return [FunctionCall._kept(call_id, ctx.environment, self) for call_id, _ in calls]
 
     # -- generators ----------------------------------------------------------------------
 
@@ -533,6 +583,20 @@ class Function(Generic[P, R, LocalR]):
         # Zipped lazily as the map makes progress: `itertools.repeat(x)` beside a finite list
         # stops at the shortest, and a long generator is held only as far as the in-flight bound.
         iterables = map_inputs(input_iterators, "spawn_map")
+        if get_backend().durable_calls():
+            # On a long-lived cluster every input is handed to the call keeper before this
+            # returns, so all of them run to the end even if this process exits right after.
+            from .map_frontend import zip_async
+
+            batch: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+            async for args in zip_async(iterables, caller_loop):
+                batch.append((args, kwargs))
+                if len(batch) >= SPAWN_MAP_BATCH:
+                    await self._spawn_kept(batch)
+                    batch = []
+            if batch:
+                await self._spawn_kept(batch)
+            return
 
         async def _drain() -> None:
             async for _ in map_async(self, iterables, kwargs, False, True, False, caller_loop):
@@ -682,7 +746,7 @@ class Function(Generic[P, R, LocalR]):
     async def get_current_stats(self) -> Any:
         from modal_ray.types import FunctionStats
 
-        running = sum(1 for fc in self._spawned if not fc._task.done())
+        running = sum(1 for fc in self._spawned if fc._task is not None and not fc._task.done())
         return FunctionStats(backlog=0, num_total_runners=running)
 
     # -- lookups of deployed functions (see `deployment`) ---------------------------------------

@@ -1,14 +1,20 @@
 """`modal.FunctionCall`: a handle on a spawned call.
 
-A call spawned here is an asyncio task on the private loop (owned by the run's task group, so it
-is cancelled or awaited when the app stops); one spawned by another process is found by id
-through the backend's call tracker (`FunctionCall.from_id`). `get`, `cancel`, `gather` and the
-call graph work the same on both.
+Two kinds, one surface (`get`, `cancel`, `gather`, `get_call_graph`, `from_id`, all with `.aio`):
+- on a long-lived cluster (`Backend.durable_calls()`), a spawned call is kept by the
+  environment's call keeper on the cluster: the handle holds only the call's id and environment,
+  and its outcome is read from the keeper, from any process, also after the spawning process
+  exited; outcomes are kept `RETENTION_DAYS` (7) days after the call ended, then `get` raises
+  `OutputExpiredError`. An unknown id raises `NotFoundError`.
+- on the embedded engine (nothing outlives this process), a call spawned here is an asyncio
+  task on the private loop (owned by the run's task group, so it is cancelled or awaited when
+  the app stops); another process of the same Ray finds it through the backend's call tracker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import pickle
 import weakref
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic
@@ -16,7 +22,13 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import TypeVar
 
 from modal_ray.backends import get_backend
-from modal_ray.exception import ExecutionError, InvalidError, NotFoundError, OutputExpiredError
+from modal_ray.exception import (
+    ExecutionError,
+    InputCancellation,
+    InvalidError,
+    NotFoundError,
+    OutputExpiredError,
+)
 
 from . import config
 from .errors import is_failure
@@ -29,6 +41,9 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 T = TypeVar("T")
 
+RETENTION_DAYS = 7
+POLL_S = 50.0  # one wait on the keeper lasts at most this long; `get()` waits again
+
 
 class FunctionCall(Generic[R]):
     """A handle on a spawned call: poll or wait for its result, or cancel it."""
@@ -38,13 +53,25 @@ class FunctionCall(Generic[R]):
     _registry: weakref.WeakValueDictionary[str, FunctionCall[Any]] = weakref.WeakValueDictionary()
 
     def __init__(
-        self, object_id: str, task: asyncio.Task[R], function: Function[..., R, Any] | None
+        self,
+        object_id: str,
+        task: asyncio.Task[R] | None,
+        function: Function[..., R, Any] | None,
+        environment: str | None = None,
     ) -> None:
         self._object_id = object_id
-        self._task = task
+        self._task = task  # None: kept by the cluster's call keeper, in `environment`
         self._function = function
+        self._environment = environment
         self._pending: list[Any] = []
         FunctionCall._registry[object_id] = self
+
+    @classmethod
+    def _kept(
+        cls, object_id: str, environment: str, function: Function[..., R, Any] | None
+    ) -> FunctionCall[R]:
+        """A call kept by the call keeper of `environment`."""
+        return cls(object_id, None, function, environment)
 
     def __repr__(self) -> str:
         return f"FunctionCall({self._object_id!r})"
@@ -58,6 +85,8 @@ class FunctionCall(Generic[R]):
         return None
 
     async def _wait(self, timeout: float | None) -> R:
+        if self._task is None:
+            return await self._wait_kept(timeout)
         if timeout is None:
             return await asyncio.shield(self._task)
         try:
@@ -66,6 +95,42 @@ class FunctionCall(Generic[R]):
             raise TimeoutError(
                 f"{self._object_id} has no result yet (waited {timeout:g}s)"
             ) from None
+
+    async def _wait_kept(self, timeout: float | None) -> R:
+        assert self._environment is not None
+        backend = get_backend()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + max(0.0, timeout)
+        while True:
+            wait_s = POLL_S if deadline is None else min(POLL_S, max(0.0, deadline - loop.time()))
+            state, payload, name = await backend.call_wait(
+                self._environment, self._object_id, wait_s
+            )
+            if state != "pending":
+                return self._kept_outcome(state, payload, name)  # type: ignore[no-any-return]
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(
+                    f"{self._object_id} has no result yet (waited {timeout:g}s)"
+                ) from None
+
+    def _kept_outcome(self, state: str, payload: bytes | None, name: str) -> Any:
+        """The value of a kept call that ended, or the exception it ended with."""
+        if state == "success":
+            assert payload is not None
+            return pickle.loads(payload)
+        if state in ("failure", "timeout") and payload is not None:
+            failure = pickle.loads(payload)
+            if is_failure(failure):
+                raise failure.to_exception(name)
+            raise ExecutionError(f"{self._object_id} failed: {failure!r}")
+        if state == "terminated":
+            raise InputCancellation(f"{self._object_id} was cancelled before it finished.")
+        if state == "expired":
+            raise OutputExpiredError(
+                f"The result of {self._object_id} has expired: results of spawned calls are"
+                f" kept for {RETENTION_DAYS} days after the call ended. Spawn the call again."
+            )
+        raise ExecutionError(f"{self._object_id} ended in an unknown state {state!r}.")
 
     @dual
     async def get(self, timeout: float | None = None, *, index: int = 0) -> R:
@@ -86,12 +151,20 @@ class FunctionCall(Generic[R]):
     @dual
     async def cancel(self, terminate_containers: bool = False) -> None:
         """Stop the call. `terminate_containers=True` also kills the worker running it."""
+        if self._task is None:
+            assert self._environment is not None
+            await get_backend().call_cancel(
+                self._environment, [self._object_id], terminate_containers
+            )
+            return
         for pending in self._pending:
             pending.cancel(force=terminate_containers)
         self._task.cancel()
 
     def _owned_task(self) -> asyncio.Task[R]:
-        """`RunTasks`: the task its app run waits for or cancels when it stops."""
+        """`RunTasks`: the task its app run waits for or cancels when it stops (only calls
+        spawned here are owned so; kept calls belong to the keeper)."""
+        assert self._task is not None
         return self._task
 
     async def _cancel_owned(self) -> None:
@@ -101,6 +174,8 @@ class FunctionCall(Generic[R]):
     async def get_call_graph(self) -> list[Any]:
         from modal_ray.call_graph import InputInfo, InputStatus
 
+        if self._task is None:
+            return await self._kept_graph()
         status = InputStatus.PENDING
         if self._task.done():
             status = (
@@ -115,6 +190,42 @@ class FunctionCall(Generic[R]):
         return [
             InputInfo(f"in-{self._object_id[3:]}-0", self._object_id, "", status, name, module, [])
         ]
+
+    async def _kept_graph(self) -> list[Any]:
+        """The call graph from the keeper's records: this call, with the calls spawned inside
+        it (and theirs) as children."""
+        from modal_ray.call_graph import InputInfo, InputStatus
+
+        assert self._environment is not None
+        rows = await get_backend().call_graph(self._environment, self._object_id)
+        statuses = {
+            "pending": InputStatus.PENDING,
+            "success": InputStatus.SUCCESS,
+            "failure": InputStatus.FAILURE,
+            "timeout": InputStatus.TIMEOUT,
+            "terminated": InputStatus.TERMINATED,
+            "expired": InputStatus.SUCCESS,
+        }
+        nodes: dict[str, InputInfo] = {}
+        roots: list[InputInfo] = []
+        for row in rows:
+            call_id = row["call_id"]
+            node = InputInfo(
+                f"in-{call_id[3:]}-0",
+                call_id,
+                "",
+                statuses.get(row["state"], InputStatus.PENDING),
+                row["function_name"],
+                row["module_name"],
+                [],
+            )
+            nodes[call_id] = node
+            parent = nodes.get(row["parent"] or "")
+            if parent is not None and call_id != self._object_id:
+                parent.children.append(node)
+            else:
+                roots.append(node)
+        return roots[:1]
 
     @dual
     async def get_dashboard_url(self) -> str:
@@ -150,6 +261,13 @@ class FunctionCall(Generic[R]):
         environment = config.environment_name()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, backend.connect, environment)
+        if backend.durable_calls():
+            try:
+                await backend.call_wait(environment, function_call_id, 0.0)
+            except NotFoundError:
+                pass  # not kept: perhaps spawned in-process by a run of another process
+            else:
+                return FunctionCall._kept(function_call_id, environment, None)
         pending = await loop.run_in_executor(
             None, backend.lookup_call, environment, function_call_id
         )
@@ -176,10 +294,13 @@ class FunctionCall(Generic[R]):
     async def gather(*function_calls: FunctionCall[T]) -> Sequence[T]:
         """Wait for every call; raise the first failure (cancelling the rest)."""
         try:
-            return list(await asyncio.gather(*(asyncio.shield(fc._task) for fc in function_calls)))
+            return list(await asyncio.gather(*(fc._wait(None) for fc in function_calls)))
         except BaseException:
             for fc in function_calls:
-                fc._task.cancel()
+                if fc._task is not None:
+                    fc._task.cancel()
+                else:
+                    await fc.cancel.aio()
             raise
 
 

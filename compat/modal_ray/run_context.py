@@ -42,6 +42,8 @@ class RunTasks:
     them), background tasks (held strongly until the run ends) and prepared functions."""
 
     def __init__(self) -> None:
+        # A detached run (`modal run --detach`): its calls kept by the cluster outlive it.
+        self.detached = False
         self._calls: weakref.WeakSet[Any] = weakref.WeakSet()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._prepared: weakref.WeakSet[Any] = weakref.WeakSet()
