@@ -165,28 +165,55 @@ TOKENS_NAME = "modal-ray-proxy-tokens"
 
 @ray.remote(num_cpus=0, max_restarts=-1)
 class _TokenActor:
-    """The cluster's proxy tokens (`serve_adapters.auth.TokenTable`), saved to `path` (0600)
-    after every change and loaded when the actor (re)starts."""
+    """The cluster's proxy tokens (`serve_adapters.auth.TokenTable`), kept in `path` (0600).
+
+    The file in the state store is the table: every operation first reloads it when it changed
+    (another Ray on the same store, such as the embedded one of a `modal workspace
+    proxy-tokens` command next to an embedded `modal serve`, created or revoked a token), and
+    a change is read, made and saved under a lock on the file, so neither loses the other's."""
 
     def __init__(self, path: str) -> None:
         from pathlib import Path
 
+        self._path = Path(path)
+        self._seen: tuple[int, int, int] | None = None
+        self._table = TokenTable({})
+        self._reload()
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size  # each save is a new file (os.replace)
+
+    def _reload(self) -> None:
         from modal_ray.state import read_json
 
-        self._path = Path(path)
-        records = read_json(self._path) if self._path.exists() else {}
-        self._table = TokenTable(records)
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self._table = TokenTable(read_json(self._path) if stamp is not None else {})
+            self._seen = stamp
 
     def _save(self) -> None:
         from modal_ray.state import write_json_private
 
         write_json_private(self._path, self._table.records)
+        self._seen = self._stamp()
 
     def call(self, method: str, args: tuple[Any, ...]) -> Any:
+        import fcntl
+
         if method not in ("create", "list", "revoke", "delete", "verify"):
             raise ValueError(f"unknown proxy token operation {method!r}")
-        result = getattr(self._table, method)(*args)
-        if method != "verify" and method != "list":
+        if method in ("verify", "list"):
+            self._reload()
+            return getattr(self._table, method)(*args)
+        self._path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(f"{self._path}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._reload()
+            result = getattr(self._table, method)(*args)
             self._save()
         return result
 
