@@ -6,6 +6,7 @@ and reports them; each test checks its part.
 - `size=4` on three nodes: a clear `InvalidError`, no hang;
 - a failing rank fails the call and no rank process is left; every placement group is removed;
 - `retries=` restarts the whole group (rank 0 runs again in a new process);
+- `timeout=` covers the group: a rank that runs past it fails the call;
 - with the operator's `MODAL_RAY_CLUSTER_SHARE_NODES=1`, four ranks share the three nodes (warned).
 """
 
@@ -115,6 +116,13 @@ SCRIPT = textwrap.dedent(
                 raise RuntimeError("first attempt of rank 1 fails")
             return pids
 
+        @app.function(timeout=3)
+        @modal.experimental.clustered(size=2)
+        def slow_rank():
+            if get_cluster_info().rank == 1:
+                time.sleep(60)
+            return "rank 0 finished"
+
         @app.function()
         @modal.experimental.clustered(size=4)
         def shared():
@@ -149,6 +157,11 @@ SCRIPT = textwrap.dedent(
                 time.sleep(0.1)
             out["alive_after_failure"] = alive
             out["flaky"] = flaky.remote(work)
+            try:
+                slow_rank.remote()
+                out["slow_rank"] = ["no error", ""]
+            except Exception as exc:
+                out["slow_rank"] = [type(exc).__name__, str(exc)]
             os.environ["MODAL_RAY_CLUSTER_SHARE_NODES"] = "1"
             out["shared"] = shared.remote()
         out["placement_groups"] = sorted(
@@ -216,6 +229,13 @@ def test_retries_restart_the_whole_group(clustered_run: dict[str, Any]) -> None:
     pids = clustered_run["flaky"]
     assert len(pids) == 2
     assert pids[0] != pids[1]  # rank 0 ran again, in a new process
+
+
+def test_timeout_covers_the_group(clustered_run: dict[str, Any]) -> None:
+    # Rank 0 returned at once; rank 1 ran past `timeout=3`: the call times out.
+    kind, message = clustered_run["slow_rank"]
+    assert kind == "FunctionTimeoutError"
+    assert "timed out after 3s" in message
 
 
 def test_operator_lets_ranks_share_nodes(clustered_run: dict[str, Any]) -> None:
