@@ -64,7 +64,10 @@ def deploy(
         from modal_ray.backends import get_backend
 
         get_backend().connect(config.environment_name(env))  # on this thread (see `modal run`)
-        the_app.deploy(name=name or None, environment_name=env, tag=tag)
+        from modal_ray.output import enable_output
+
+        with enable_output():  # status lines, such as the web endpoints' URLs
+            the_app.deploy(name=name or None, environment_name=env, tag=tag)
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     functions = [*the_app.registered_functions, *the_app.registered_classes]

@@ -17,13 +17,15 @@
   503 saying why.
 
 Every app is wrapped so that it sees itself at the root of its origin (the engine's route prefix
-is taken off the path), and a handler error before the response starts becomes a bare 500 whose
-details go to the container's log, never to the client.
+is taken off the path), a handler error before the response starts becomes a bare 500 whose
+details go to the container's log, never to the client, and a request running past the
+function's `timeout=` gets 504 (`Deadline`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import re
@@ -65,7 +67,9 @@ class WebSpec:
 @dataclass(frozen=True)
 class WebEndpoint:
     """One endpoint to serve: its container pool (`ServiceSpec`, `ContainerSpec`), what it
-    serves, the method that builds it (`"__call__"` for a function) and its label."""
+    serves, the method that builds it (`"__call__"` for a function, `"__server__"` for a
+    Server) and its label. The web methods of one class share their pool: each is served
+    under its own sub-path of the pool's route (`sub`), each at the root of its own origin."""
 
     service: ServiceSpec
     container: ContainerSpec
@@ -73,6 +77,16 @@ class WebEndpoint:
     label: str
     method: str = "__call__"
     port: int | None = None  # a port to keep (`modal serve` reloads), if it is free
+
+    @property
+    def sub(self) -> str:
+        """The endpoint's sub-path in its pool ("" when the pool serves only it)."""
+        return "" if self.method.startswith("__") else self.method
+
+    @property
+    def key(self) -> str:
+        """The endpoint's route (its origin's key): the pool's name, and its sub-path."""
+        return f"{self.service.name}/{self.sub}" if self.sub else self.service.name
 
 
 def check_label(label: str) -> str:
@@ -156,6 +170,55 @@ class Shield:
                 await send_text(send, 500, "Internal Server Error")
 
 
+class Deadline:
+    """Each request (or websocket) of a web endpoint is one input on Modal, bounded by its
+    function's `timeout=`: past it, a request whose response has not started gets 504 saying so,
+    one whose response has started (a stream) is cut off, and a websocket is closed (1011). A
+    sync handler's thread cannot be interrupted (Python has no way to); its request ends."""
+
+    def __init__(self, app: Any, timeout: float, what: str) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.what = what
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                started = True
+            await send(message)
+
+        task = asyncio.ensure_future(self.app(scope, receive, tracking_send))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:  # the client went away: so does the handler
+            task.cancel()
+            raise
+        if done:
+            task.result()  # the handler's own outcome, errors included
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        reason = (
+            f"Web endpoint {self.what} timed out after {self.timeout:g}s (the function's"
+            " `timeout=`)."
+        )
+        print(reason, file=sys.stderr)
+        if scope["type"] == "websocket":
+            with contextlib.suppress(Exception):
+                await send({"type": "websocket.close", "code": 1011})
+        elif not started:
+            await send_text(send, 504, reason)
+        else:
+            raise TimeoutError(reason)  # the response is cut off
+
+
 class Unavailable:
     """Answers every request with `status` and `reason` (a failed start, a server not up)."""
 
@@ -217,6 +280,88 @@ async def wait_for_port(port: int, timeout: float) -> bool:
         await asyncio.sleep(0.1)
 
 
+class Routes:
+    """The web methods of one class, served by one pool: the first path segment under the
+    engine's route prefix names the method (`/<prefix>/<method>/...`); the method's app then
+    sees itself at the root (its `AtRoot` takes `/<prefix>/<method>` off). Lifespan events go
+    to every method's app."""
+
+    def __init__(self, apps: dict[str, Any]) -> None:
+        self.apps = apps
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send, scope)
+            return
+        root = scope.get("root_path") or ""
+        path = scope.get("path", "")
+        rest = path[len(root) :] if root and path.startswith(root) else path
+        sub = rest.lstrip("/").split("/", 1)[0]
+        app = self.apps.get(sub)
+        if app is None:
+            if scope["type"] == "http":
+                await send_text(send, 404, "Not Found")
+            else:
+                await receive()
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        await app({**scope, "root_path": f"{root}/{sub}"}, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send, scope: Scope) -> None:
+        """Each app gets its own lifespan conversation; the engine sees one, which fails if
+        any app's startup failed. An app that does not speak lifespan is left out of it."""
+        loop = asyncio.get_running_loop()
+        talks = []
+        for app in self.apps.values():
+            inbox: asyncio.Queue[Any] = asyncio.Queue()
+            outbox: asyncio.Queue[Any] = asyncio.Queue()
+            task = loop.create_task(app(scope, inbox.get, outbox.put))
+            talks.append((inbox, outbox, task))
+
+        async def answer(outbox: asyncio.Queue[Any], task: asyncio.Task[Any]) -> Any:
+            getter = loop.create_task(outbox.get())
+            done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                return getter.result()
+            getter.cancel()
+            return None  # it left the conversation (no lifespan support, or it raised)
+
+        while True:
+            message = await receive()
+            kind = message["type"].rsplit(".", 1)[-1]  # startup / shutdown
+            live = [(i, o, t) for i, o, t in talks if not t.done()]
+            for inbox, _, _ in live:
+                inbox.put_nowait(message)
+            replies = [await answer(o, t) for _, o, t in live]
+            failed = [r for r in replies if r and r["type"].endswith(".failed")]
+            if failed:
+                await send(
+                    {"type": f"lifespan.{kind}.failed", "message": failed[0].get("message", "")}
+                )
+            else:
+                await send({"type": f"lifespan.{kind}.complete"})
+            if kind == "shutdown":
+                for _, _, task in talks:
+                    if not task.done():
+                        task.cancel()
+                return
+
+
+async def build_routes(
+    replica: Replica,
+    endpoints: list[tuple[str, WebSpec, str]],
+    verify: Callable[[str, str], Awaitable[bool]] | None = None,
+) -> Any:
+    """The ASGI application of a pool serving `endpoints` (sub-path, spec, method): the one
+    endpoint's app when it is alone at the pool's root (`sub` ""), else `Routes`."""
+    if len(endpoints) == 1 and not endpoints[0][0]:
+        _, web, method = endpoints[0]
+        return await build_app(replica, web, method, verify)
+    return Routes(
+        {sub: await build_app(replica, web, method, verify) for sub, web, method in endpoints}
+    )
+
+
 async def build_app(
     replica: Replica,
     web: WebSpec,
@@ -271,7 +416,11 @@ async def _build(replica: Replica, web: WebSpec, method: str) -> Any:
         print(f"Web endpoint {what} failed to start:", file=sys.stderr)
         traceback.print_exc()
         return Unavailable(500, "Internal Server Error")
-    return Shield(app, what)
+    shielded = Shield(app, what)
+    timeout = replica.spec.timeout
+    if web.kind == "server" or not timeout:  # a Server has no `timeout=`
+        return shielded
+    return Deadline(shielded, timeout, what)
 
 
 class StartingServer:

@@ -29,7 +29,7 @@ from modal_ray.runtime.container import ContainerSpec
 from modal_ray.serve_adapters.auth import TokenTable
 from modal_ray.serve_adapters.gateway import Gateway
 from modal_ray.serve_adapters.replica import Replica
-from modal_ray.serve_adapters.web import WebEndpoint, build_app
+from modal_ray.serve_adapters.web import WebEndpoint, build_routes
 from modal_ray.specs import ServiceSpec
 
 from . import serve as serve_backend
@@ -45,17 +45,18 @@ class _WebReplicaBase:
     Not a subclass of `serve._Replica`: `@serve.ingress` refuses a class with a `__call__`,
     inherited or not, so the handle methods are repeated here (`call` instead of `__call__`)."""
 
-    async def __init__(self, spec: ContainerSpec, web: Any, method: str) -> None:  # type: ignore[misc]
+    async def __init__(  # type: ignore[misc]
+        self, spec: ContainerSpec, endpoints: list[tuple[str, Any, str]]
+    ) -> None:
         from .runtime import keep_replica_on_loopback
 
         keep_replica_on_loopback()
         self._replica = Replica(spec)
-        self._web = web
-        self._method = method
+        self._endpoints = endpoints  # (sub-path, WebSpec, method) of each endpoint it serves
         await self._replica.start()
 
     async def __serve_build_asgi_app__(self) -> Any:
-        return await build_app(self._replica, self._web, self._method, _verify_token)
+        return await build_routes(self._replica, self._endpoints, _verify_token)
 
     # `.remote` / `.map` / `.remote_gen` of the web function, through a DeploymentHandle (the
     # ingress's own `__call__` is the ASGI entry point).
@@ -283,16 +284,20 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
     from ray.serve.api import RunTarget
 
     serve_backend.ensure_serve()
-    targets = []
+    pools: dict[str, list[WebEndpoint]] = {}  # a class's web methods share one pool
     for e in endpoints:
+        pools.setdefault(e.service.name, []).append(e)
+    targets = []
+    for group in pools.values():
+        e = group[0]
         if serve_backend._attach(e.service) is not None:
             continue
         options = serve_backend._deployment_options(e.service, e.container)
         options["max_ongoing_requests"] = max(1, e.container.max_inputs)
-        if e.web.kind in ("web_server", "server"):
+        if any(x.web.kind in ("web_server", "server") for x in group):
             options["max_replicas_per_node"] = 1  # its replicas listen on the same port
         deployment = serve_backend._versioned(serve.deployment(_WebReplica, **options))
-        app = deployment.bind(e.container, e.web, e.method)
+        app = deployment.bind(e.container, [(x.sub, x.web, x.method) for x in group])
         targets.append(
             RunTarget(target=app, name=e.service.name, route_prefix=route_prefix(e.service))
         )
@@ -317,12 +322,12 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
                 serve_backend.watch_driver(prefix)
     port = _serve_port()
     gateway = _gateway()
-    refs = [
-        gateway.open.remote(
-            e.service.name, f"http://127.0.0.1:{port}{route_prefix(e.service)}", e.label, e.port
-        )
-        for e in endpoints
-    ]
+    refs = []
+    for e in endpoints:
+        upstream = f"http://127.0.0.1:{port}{route_prefix(e.service)}"
+        if e.sub:
+            upstream += f"/{e.sub}"
+        refs.append(gateway.open.remote(e.key, upstream, e.label, e.port))
     urls: list[str] = ray.get(refs)
     return urls
 

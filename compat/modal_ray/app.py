@@ -556,8 +556,11 @@ class App:
             # from this process after the deploy go to it.
             self._environment, self._app_id, self._name = environment, app_id, app_name
             self._running = True
+            records: list[tuple[str, str, Any]]
             records = [(t, "function", f._record()) for t, f in self._functions.items()]
-            return records + [(t, "class", c._record()) for t, c in self._classes.items()]
+            records += [(t, "class", c._record()) for t, c in self._classes.items()]
+            servers = self.__dict__.get("_servers", {})
+            return records + [(t, "server", s._record()) for t, s in servers.items()]
 
         result = await deploy_app(name or self._name, environment_name, tag, start)
         output.status(

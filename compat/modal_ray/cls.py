@@ -107,7 +107,13 @@ def _method_table(
             raw = getattr(raw, "raw_f", raw)
             is_gen = inspect.isgeneratorfunction(raw) or inspect.isasyncgenfunction(raw)
         table.append(
-            MethodSpec(name, bool(is_gen), opts.get("batch_max_size"), opts.get("batch_wait_ms"))
+            MethodSpec(
+                name,
+                bool(is_gen),
+                opts.get("batch_max_size"),
+                opts.get("batch_wait_ms"),
+                opts.get("web"),
+            )
         )
     return tuple(table)
 

@@ -124,6 +124,10 @@ def _for_deployment(
     packages: dict[str, bytes],
 ) -> FunctionRecord | ClassRecord:
     """`record` made independent of this process, its pools named for this deployment."""
+    from .server import ServerRecord
+
+    if isinstance(record, ServerRecord):  # a Server: its class's pool
+        return replace(record, cls=_for_deployment(backend, record.cls, deployment_id, packages))
     spec = replace(record.spec, include_source=False)
     if isinstance(record, ClassRecord):
         pool = _pin_pool(backend, record.pool, None, packages)
@@ -183,12 +187,19 @@ async def deploy_app(
         return _compile_all(start(environment, app_id, name), backend, deployment_id)
 
     objects, packages = await loop.run_in_executor(None, compile_all)
+    from .web import plan_deployment, serve_deployment
+
+    endpoints = await loop.run_in_executor(
+        None, plan_deployment, backend, environment, app_id, name, objects
+    )
     # The previous deploy's pools go first: they run old code (calls in flight end in Serve's
-    # graceful shutdown). The new deploy's pools are made on their first call.
+    # graceful shutdown). The new deploy's pools are made on their first call; its web
+    # endpoints' now, on the ports they had.
     await loop.run_in_executor(None, backend.stop_deployment, environment, app_id)
     result = await backend.registry_call(
         environment, "deploy", (name, app_id, tag, deployment_id, objects, packages)
     )
+    await loop.run_in_executor(None, serve_deployment, backend, environment, app_id, endpoints)
     return Deployed(
         name=name,
         app_id=app_id,

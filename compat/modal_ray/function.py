@@ -172,11 +172,15 @@ class Function(Generic[P, R, LocalR]):
 
     def _web_spec(self) -> Any:
         """The `WebSpec` of a web endpoint, else None."""
+        if self._rebuilt and self._compiled is not None:  # e.g. a deployed endpoint's
+            return getattr(self._compiled, "web", None)
         return self._options.web
 
     def _web_pool_name(self, ctx: RunContext) -> str:
         from .web import pool_name
 
+        if self._rebuilt and self._compiled is not None and self._compiled.pool is not None:
+            return self._compiled.pool.service.name
         return pool_name(ctx.environment, ctx.app_id, self._tag)
 
     @dual

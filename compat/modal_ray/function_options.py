@@ -438,7 +438,7 @@ class FunctionOptions:
         name = naming.pool_name(ctx.environment, ctx.app_id, tag, {}, "")
         batched = "__call__" if self.batch_max_size else None
         pool = self._pool(name, tag, target, False, {}, ctx, batched, environment)
-        return FunctionRecord(tag, app, spec, pool=pool)
+        return FunctionRecord(tag, app, spec, pool=pool, web=self.web)
 
     def compile_class(
         self,

@@ -71,6 +71,7 @@ class FunctionRecord:
     spec: FunctionSpec
     invocation: Invocation | None = None
     pool: PoolSpec | None = None
+    web: Any = None  # a web endpoint's `serve_adapters.web.WebSpec`
 
     def __post_init__(self) -> None:
         if (self.invocation is None) == (self.pool is None):
@@ -89,6 +90,7 @@ class MethodSpec:
     is_generator: bool = False
     batch_max_size: int | None = None
     batch_wait_ms: int | None = None
+    web: Any = None  # a web endpoint's `serve_adapters.web.WebSpec`
 
 
 @dataclass(frozen=True, slots=True)

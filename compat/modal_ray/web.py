@@ -5,6 +5,12 @@ When an app starts, each function with a web decorator is compiled into its cont
 its own origin (`Backend.serve_web`); the URLs are printed. Stopping the app removes the pools
 and their origins with the run's other pools (`Backend.stop_services`).
 
+A deployed app's endpoints (`modal deploy`) are served by the deploying process once the
+registry holds the new version (`plan_deployment`, `serve_deployment`): their pools are the
+deployment's, which no janitor removes, and the gateway keeps listening after that process
+exits. Each label asks for the port it had in the app's previous deploy (the registry keeps
+them), so URLs stay the same across redeploys; `modal app stop` closes them with the pools.
+
 Labels name endpoints as Modal's hostnames do: `label=` or `<app>-<function>`; two endpoints of
 one app with the same label are refused before anything is deployed.
 """
@@ -12,6 +18,8 @@ one app with the same label are refused before anything is deployed.
 from __future__ import annotations
 
 import asyncio
+import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +28,13 @@ from modal_ray.exception import InvalidError
 from . import naming, output
 
 if TYPE_CHECKING:
-    from modal_ray.serve_adapters.web import WebSpec
+    from modal_ray.backends import Backend
+    from modal_ray.serve_adapters.web import WebEndpoint, WebSpec
 
     from .app import App
     from .cls import Cls
     from .function import Function
+    from .records import ClassRecord
     from .run_context import RunContext
     from .server import Server
 
@@ -123,11 +133,8 @@ async def start_endpoints(app: App) -> None:
                 " them defaults (`modal.parameter(default=...)`)."
             )
         pool = cls_record.pool_for({})
-        service = replace(
-            pool.service,
-            name=method_pool_name(ctx, cls._tag, cls_record.variant, name),
-            tag=f"{cls._tag}.{name}",
-        )
+        web_pool = class_web_pool_name(ctx.environment, ctx.app_id, cls._tag, cls_record.variant)
+        service = replace(pool.service, name=web_pool)
         tag = f"{cls._tag}.{name}"
         label = names[tag]
         endpoints.append(
@@ -160,6 +167,103 @@ async def start_endpoints(app: App) -> None:
         output.status(f"✓ Created web function {tag} => {url}")
 
 
+# -- deployed apps: endpoints served on the cluster after the deploying process exits ---------
+
+
+def _missing_defaults(tag: str, method: str, record: ClassRecord) -> None:
+    missing = [p.name for p in record.parameters if p.init and not p.has_default]
+    if missing:
+        raise InvalidError(
+            f"Web endpoint {tag}.{method}: class {tag} has parameters without"
+            f" defaults ({', '.join(missing)}), and a web request cannot give them. Give"
+            " them defaults (`modal.parameter(default=...)`)."
+        )
+
+
+def deployed_endpoints(
+    app_name: str, objects: Sequence[tuple[str, str, Any]], ports: Mapping[str, int]
+) -> list[WebEndpoint]:
+    """The web endpoints among a deployed version's records (tag, kind, record): web
+    functions, class web methods and Servers, each asking for the port its label had
+    (`ports`). InvalidError on a label used twice or a class endpoint without defaults."""
+    from modal_ray.serve_adapters.web import WebEndpoint, endpoint_label
+
+    from .records import ClassRecord, FunctionRecord, PoolSpec
+    from .server import ServerRecord
+
+    out: list[WebEndpoint] = []
+    seen: dict[str, str] = {}
+    for tag, _kind, record in objects:
+        items: list[tuple[str, Any, PoolSpec, str]] = []
+        if isinstance(record, FunctionRecord):
+            web = getattr(record, "web", None)
+            if web is not None and record.pool is not None:
+                items.append((tag, web, record.pool, "__call__"))
+        elif isinstance(record, ServerRecord):
+            items.append((tag, record.web, record.cls.pool_for({}), "__server__"))
+        elif isinstance(record, ClassRecord):
+            for m in record.methods:
+                web = getattr(m, "web", None)
+                if web is None:
+                    continue
+                _missing_defaults(record.tag, m.name, record)
+                pool = record.pool_for({})
+                app = record.app
+                name = class_web_pool_name(app.environment, app.app_id, record.tag, record.variant)
+                service = replace(pool.service, name=name)
+                items.append((f"{tag}.{m.name}", web, PoolSpec(service, pool.container), m.name))
+        for item_tag, web, pool, method in items:
+            label = endpoint_label(app_name, item_tag, web.label)
+            if label in seen:
+                raise InvalidError(
+                    f"Web endpoints {seen[label]!r} and {item_tag!r} of app {app_name!r} have"
+                    f" the same label {label!r}; give one of them another `label=`."
+                )
+            seen[label] = item_tag
+            out.append(
+                WebEndpoint(pool.service, pool.container, web, label, method, ports.get(label))
+            )
+    return out
+
+
+def plan_deployment(
+    backend: Backend, environment: str, app_id: str, app_name: str, objects: Sequence[Any]
+) -> list[WebEndpoint]:
+    """Before a deploy is registered: the endpoints of its objects (tag, kind, pickled record),
+    on the ports their labels had in earlier deploys of the app."""
+    records = [(tag, kind, pickle.loads(data)) for tag, kind, data in objects]
+    if not any(_is_web(r) for _, _, r in records):
+        return []
+    ports = backend.registry_call_sync(environment, "web_ports", (app_id,))
+    return deployed_endpoints(app_name, records, ports)
+
+
+def _is_web(record: Any) -> bool:
+    from .records import ClassRecord
+    from .server import ServerRecord
+
+    if isinstance(record, ServerRecord):
+        return True
+    if isinstance(record, ClassRecord):
+        return any(getattr(m, "web", None) is not None for m in record.methods)
+    return getattr(record, "web", None) is not None
+
+
+def serve_deployment(
+    backend: Backend, environment: str, app_id: str, endpoints: Sequence[WebEndpoint]
+) -> list[str]:
+    """Serve a registered deploy's endpoints on the cluster (they outlive this process: the
+    registry owns their pools) and keep their ports for the next deploy; their URLs."""
+    if not endpoints:
+        return []
+    urls = backend.serve_web(endpoints)
+    ports = {e.label: int(url.rsplit(":", 1)[1]) for e, url in zip(endpoints, urls, strict=True)}
+    backend.registry_call_sync(environment, "set_web_ports", (app_id, ports))
+    for e, url in zip(endpoints, urls, strict=True):
+        output.status(f"✓ Created web endpoint {e.service.tag} => {url}")
+    return urls
+
+
 def proxy_tokens(method: str, *args: Any, environment: str | None = None) -> Any:
     """An operation on the cluster's proxy-auth tokens (`modal workspace proxy-tokens`):
     `create` -> (token_id, secret), `list`, `revoke(id)`, `delete(id)` -> found."""
@@ -176,7 +280,13 @@ def pool_name(environment: str, app_id: str | None, tag: str) -> str:
     return naming.pool_name(environment, app_id, tag, {}, "")
 
 
+def class_web_pool_name(environment: str, app_id: str | None, tag: str, variant: str) -> str:
+    """The pool of a class's web methods: one pool for all of them, made with the class's
+    default parameters (its `@enter` hooks run once per container, as on Modal)."""
+    return naming.pool_name(environment, app_id, tag, {}, f"{variant}|web")
+
+
 def method_pool_name(ctx: RunContext, tag: str, variant: str, method: str) -> str:
-    """The pool (and gateway route) of a class's web method: one pool per web method, made
-    with the class's default parameters (its `@enter` hooks run in each)."""
-    return naming.pool_name(ctx.environment, ctx.app_id, tag, {}, f"{variant}|web:{method}")
+    """The gateway route of a class's web method (`WebEndpoint.key`): its class's web pool,
+    and the method as the sub-path."""
+    return f"{class_web_pool_name(ctx.environment, ctx.app_id, tag, variant)}/{method}"

@@ -65,6 +65,13 @@ def private() -> str:
     return "private data"
 
 
+@app.function(cpu=0.1, timeout=1)
+@modal.fastapi_endpoint()
+async def too_slow() -> str:
+    await asyncio.sleep(60)
+    return "never"
+
+
 @app.function(cpu=0.1)
 @modal.fastapi_endpoint()
 def own_url() -> str | None:
@@ -230,17 +237,24 @@ def ws_server() -> None:
     subprocess.Popen([sys.executable, "-c", WS_SERVER])
 
 
-@app.cls(cpu=0.1)
+@app.cls(cpu=0.1, max_containers=1)
 class Model:
     greeting: str = modal.parameter(default="hello")
 
     @modal.enter()
     def load(self) -> None:
+        import uuid
+
         self.weights = "loaded"
+        self.container = uuid.uuid4().hex
 
     @modal.fastapi_endpoint()
     def predict(self, name: str) -> dict[str, str]:
         return {"out": f"{self.greeting} {name}", "weights": self.weights}
+
+    @modal.fastapi_endpoint()
+    def container_id(self) -> str:
+        return self.container
 
     @modal.asgi_app(label="model-admin")
     def admin(self) -> Any:
@@ -251,6 +265,10 @@ class Model:
         @web.get("/weights")
         def weights() -> str:
             return self.weights
+
+        @web.get("/container")
+        def container() -> str:
+            return self.container
 
         return web
 
@@ -301,6 +319,7 @@ def test_each_endpoint_has_its_own_origin(running: modal.App) -> None:
             "mapped",
             "fails",
             "private",
+            "too_slow",
             "own_url",
             "site",
             "flask_site",
@@ -351,6 +370,12 @@ def test_proxy_auth_refuses_accepts_and_refuses_after_revocation(
         assert not proxy_tokens("revoke", token_id)
     finally:
         ray.kill(ray.get_actor(TOKENS_NAME, namespace=GATEWAY_NAMESPACE))
+
+
+def test_request_past_the_function_timeout_is_a_504(running: modal.App) -> None:
+    r = httpx.get(_url(too_slow), timeout=60)
+    assert r.status_code == 504
+    assert "timed out after 1s" in r.text
 
 
 def test_handler_error_is_a_bare_500(running: modal.App) -> None:
@@ -472,6 +497,32 @@ def test_class_web_methods_run_enter_and_use_default_parameters(running: modal.A
     admin = _url(model.admin)
     assert admin != url
     assert httpx.get(admin + "/weights").json() == "loaded"
+    # The class's web methods share one pool: one container (max_containers=1) serves both.
+    container = httpx.get(_url(model.container_id)).json()
+    assert httpx.get(admin + "/container").json() == container
+
+
+def test_deployed_endpoints_of_a_class_are_its_web_methods_on_kept_ports(
+    running: modal.App,
+) -> None:
+    from modal_ray.backends import get_backend
+    from modal_ray.web import deployed_endpoints
+
+    record = Model._record()
+    ports = {"test-web-model-predict": 23456}
+    endpoints = deployed_endpoints("test-web", [("Model", "class", record)], ports)
+    assert {(e.label, e.method, e.port) for e in endpoints} == {
+        ("test-web-model-predict", "predict", 23456),
+        ("model-admin", "admin", None),
+        ("test-web-model-container-id", "container_id", None),
+    }
+    assert len({e.service.name for e in endpoints}) == 1  # one pool for the class
+    # The pools are named as the running app names them (a deploy's record only differs in
+    # its variant), so a deployment serves exactly what `modal run` serves.
+    predict = next(e for e in endpoints if e.method == "predict")
+    assert get_backend().web_url(predict.key) == _url(Model().predict)
+    with pytest.raises(InvalidError, match="same label 'model-admin'"):
+        deployed_endpoints("test-web", [("Model", "class", record), ("M2", "class", record)], {})
 
 
 def test_web_server_websockets(running: modal.App) -> None:

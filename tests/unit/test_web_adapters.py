@@ -247,3 +247,105 @@ def test_unreachable_upstream_is_a_502(served: tuple[_Loop, Gateway, str]) -> No
     r = httpx.get(url)
     assert r.status_code == 502
     assert "Upstream unreachable" in r.text
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_starting_server_is_503_until_it_listens_then_forwards() -> None:
+    import http.server
+
+    from modal_ray.serve_adapters.web import StartingServer
+
+    port = _free_port()
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        app = StartingServer(port, 60, "S")
+        never = StartingServer(_free_port(), 0.01, "Never")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+            starting = await client.get("/")
+            server = http.server.ThreadingHTTPServer(
+                ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
+            )
+            thread = threading.Thread(target=server.serve_forever, daemon=True)
+            thread.start()
+            try:
+                up = await client.get("/", params={"q": "1"})
+            finally:
+                server.shutdown()
+                server.server_close()
+                await app.proxy.aclose()
+        await asyncio.sleep(0.05)
+        transport = httpx.ASGITransport(app=never)
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+            gave_up = await client.get("/")
+        await never.proxy.aclose()
+        return starting, up, gave_up
+
+    starting, up, gave_up = asyncio.run(scenario())
+    assert starting.status_code == 503
+    assert starting.headers["retry-after"] == "1"
+    assert starting.text == "Server S is starting."
+    assert up.status_code == 200
+    assert gave_up.status_code == 503
+    assert "retry-after" not in gave_up.headers
+    assert "did not start listening on port" in gave_up.text
+    assert "startup_timeout=0.01s" in gave_up.text
+
+
+def test_registry_keeps_web_ports_and_server_objects(tmp_path: Any) -> None:
+    from modal.exception import NotFoundError
+    from modal_ray.storage.registry_server import RegistryServer, registry_path
+
+    reg = RegistryServer(registry_path(tmp_path, "main"), environment="main")
+    app_id = reg.call("reserve", True, ("app",))
+    assert reg.call("web_ports", False, (app_id,)) == {}
+    reg.call("set_web_ports", True, (app_id, {"a": 20001, "b": 20002}))
+    reg.call("set_web_ports", True, (app_id, {"a": 20003}))
+    assert reg.call("web_ports", False, (app_id,)) == {"a": 20003, "b": 20002}
+    assert reg.call("web_ports", False, ("ap-other",)) == {}
+    reg.call("deploy", True, ("app", app_id, "", "dp-1", [("S", "server", b"s")], {}))
+    found = reg.call("lookup", False, ("app", "S", "server"))
+    assert found["object_id"].startswith("sv-")
+    with pytest.raises(NotFoundError, match="'S' in app 'app' is a Server, not a Function"):
+        reg.call("lookup", False, ("app", "S", "function"))
+
+
+def test_deadline_is_504_before_the_response_and_cuts_a_stream_after() -> None:
+    from modal_ray.serve_adapters.web import Deadline
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/stream":
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"first", "more_body": True})
+        elif scope["path"] == "/own":
+            raise TimeoutError("the handler's own")
+        await asyncio.sleep(30)
+
+    async def scenario() -> tuple[httpx.Response, BaseException | None, BaseException | None]:
+        transport = httpx.ASGITransport(app=Deadline(slow, 0.2, "slow"))
+        async with httpx.AsyncClient(transport=transport, base_url="http://s") as client:
+            timed_out = await client.get("/")
+            cut: BaseException | None = None
+            own: BaseException | None = None
+            try:
+                await client.get("/stream")
+            except TimeoutError as exc:
+                cut = exc
+            try:
+                await client.get("/own")
+            except TimeoutError as exc:
+                own = exc
+        return timed_out, cut, own
+
+    timed_out, cut, own = asyncio.run(scenario())
+    assert timed_out.status_code == 504
+    assert timed_out.text == "Web endpoint slow timed out after 0.2s (the function's `timeout=`)."
+    assert cut is not None  # the stream is cut off, not completed
+    assert str(own) == "the handler's own"

@@ -13,6 +13,8 @@ Tables:
 - `objects`: for each version, each Function / Cls: tag, kind, object id (stable per app and
   tag across versions, for `Function.from_id`) and the record (bytes pickled by the client; the
   server never unpickles them).
+- `web_ports`: the gateway port of each deployed web endpoint (app id, label), so that its URL
+  stays the same across redeploys.
 - `packages` / `package_refs`: the code packages versions need (content-addressed URIs and their
   bytes), so that a package the engine dropped can be restored.
 
@@ -40,7 +42,8 @@ from modal_ray.ids import new_id
 
 from .server import StoreServer
 
-KINDS = ("function", "class")
+KINDS = ("function", "class", "server")
+_ID_PREFIX = {"function": "fu", "class": "cs", "server": "sv"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);
@@ -72,6 +75,12 @@ CREATE TABLE IF NOT EXISTS objects(
 );
 CREATE INDEX IF NOT EXISTS objects_by_id ON objects(object_id);
 CREATE TABLE IF NOT EXISTS packages(uri TEXT PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS web_ports(
+    app_id TEXT NOT NULL,
+    label TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    PRIMARY KEY(app_id, label)
+);
 CREATE TABLE IF NOT EXISTS package_refs(
     app_id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -86,7 +95,7 @@ def registry_path(root: str | Path, environment: str) -> Path:
 
 
 def _kind_name(kind: str) -> str:
-    return "Function" if kind == "function" else "Cls"
+    return {"function": "Function", "server": "Server"}.get(kind, "Cls")
 
 
 class RegistryServer(StoreServer):
@@ -108,6 +117,8 @@ class RegistryServer(StoreServer):
             "history",
             "rollback",
             "app_objects",
+            "web_ports",
+            "set_web_ports",
         }
     )
 
@@ -172,7 +183,7 @@ class RegistryServer(StoreServer):
                     " LIMIT 1",
                     (app_id, obj_tag, kind),
                 ).fetchone()
-                object_id = known[0] if known else new_id("fu" if kind == "function" else "cs")
+                object_id = known[0] if known else new_id(_ID_PREFIX[kind])
                 db.execute(
                     "INSERT INTO objects(app_id, version, tag, kind, object_id, record)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
@@ -399,6 +410,30 @@ class RegistryServer(StoreServer):
             return [{"tag": t, "kind": k, "object_id": i} for t, k, i in rows]
 
         return self.db.read(op, create=True)
+
+    # -- web endpoints' ports: an app's URLs stay the same across its redeploys ----------------
+
+    def web_ports(self, create: bool, app_id: str) -> dict[str, int]:
+        """label -> port of the app's deployed web endpoints (their gateway origins)."""
+        rows = self.db.read(
+            lambda db: db.execute(
+                "SELECT label, port FROM web_ports WHERE app_id = ?", (app_id,)
+            ).fetchall(),
+            create=True,
+        )
+        return {str(label): int(port) for label, port in rows}
+
+    def set_web_ports(self, create: bool, app_id: str, ports: dict[str, int]) -> None:
+        """Remember the ports the app's endpoints got (kept for endpoints not named here)."""
+
+        def op(db: sqlite3.Connection) -> None:
+            for label, port in ports.items():
+                db.execute(
+                    "INSERT OR REPLACE INTO web_ports(app_id, label, port) VALUES (?, ?, ?)",
+                    (app_id, label, int(port)),
+                )
+
+        self.db.write(op, create=True)
 
     def package(self, create: bool, uri: str) -> bytes | None:
         """The bytes of a code package a deployed version needs, or None."""
