@@ -15,6 +15,7 @@ port.
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -237,11 +238,13 @@ def proxy_token_call(method: str, args: tuple[Any, ...]) -> Any:
 
 
 async def _verify_token(token_id: str, secret: str) -> bool:
-    """In a replica: is this proxy token valid? (No table yet: no token is.)"""
+    """In a replica: is this proxy token valid? No table on this cluster yet: this makes it
+    from the state store, where a `modal workspace proxy-tokens` command running on its own
+    Ray (next to an embedded `modal serve`) may have put tokens."""
     try:
         actor = ray.get_actor(TOKENS_NAME, namespace=GATEWAY_NAMESPACE)
     except ValueError:
-        return False
+        actor = await asyncio.get_running_loop().run_in_executor(None, _tokens)
     return bool(await actor.call.remote("verify", (token_id, secret)))
 
 
