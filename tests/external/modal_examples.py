@@ -23,20 +23,24 @@ Host prerequisites (issue 13 item 2):
   `MODAL_RAY_PACKAGES=install` modal-ray installs them into a Ray runtime_env, which needs the
   package index reachable from the host. Ray builds that environment as a copy of the one running
   the workers (this virtualenv), so what an image does not list comes from here: P11's `web`
-  function lists only `inflect` but imports FastAPI and takes a file upload, so this environment
-  needs `python-multipart` (FastAPI is a Ray Serve dependency). Offline, install the images'
-  packages here and run with `MODAL_RAY_PACKAGES=check`: scikit-learn (P3); fastapi[standard]
-  (P8, P9, P11, P12); flask (P10); opencv-python<4.11, numpy<2, inflect (P11); streamlit~=1.35,
-  numpy, pandas (P13).
+  function lists only `inflect` but imports FastAPI and takes a file upload (FastAPI comes with
+  Ray Serve, `python-multipart` is a modal-ray dependency for such forms). Offline, install the
+  images' packages here and run with `MODAL_RAY_PACKAGES=check`: scikit-learn (P3);
+  fastapi[standard] (P8, P9, P11, P12); flask (P10); opencv-python<4.11, numpy<2, inflect (P11);
+  streamlit~=1.35, numpy, pandas (P13).
 - System libraries: libGL and glib (`libgl1`, `libglib2.0-0` on Debian/Ubuntu) for opencv (P11);
   `apt_install(...)` steps are not run by modal-ray, the host provides them. `libgomp1` (P3).
 - Sandboxes (P15): bubblewrap (`bwrap`) able to create namespaces, or an operator's
   `MODAL_RAY_SANDBOX_ISOLATION=none` (unisolated, on purpose). P15 looks its app up with
   `App.lookup(..., create_if_missing=True)`, which needs a long-lived cluster: the harness starts
   one for it with `modal-ray cluster start` (in the run's state store) and stops it afterwards.
-- P8 declares `gpu="h100"`: on a machine without that GPU it runs only where the operator has
-  turned on the documented mechanism that lets GPU requests run there (issue 13 item 3); pass its
-  settings through this script's environment (they are inherited by every program).
+- P8 declares `gpu="h100"` on an endpoint that does no GPU work. On a machine without that GPU
+  it runs only where the operator has turned on modal-ray's documented switch
+  `MODAL_RAY_GPU_FALLBACK=cpu` (docs/operations.md: a GPU request no node can provide runs
+  without a GPU, with a warning; issue 13 item 3). This harness is P8's operator: it sets the
+  switch for P8's run only (`Program.operator_env`), never for other programs, and a value
+  already in this script's environment wins (`MODAL_RAY_GPU_FALLBACK=none` shows the refusal
+  that P8 gets without it). Where the node has an H100, the switch changes nothing.
 - P8's proxy-auth check creates a token with `modal workspace proxy-tokens create` in the run's
   own state store.
 - Loopback HTTP (127.0.0.1) for the web programs; `httpx` in this environment (test extras).
@@ -102,6 +106,9 @@ class Program:
     # Needs a long-lived cluster (a deployed or looked-up app): the run starts one with
     # `modal-ray cluster start` in its own state store, exports its address, stops it after.
     cluster: bool = False
+    # Settings an operator turns on for this program's run (documented in the module
+    # docstring); a value already in the harness's environment wins.
+    operator_env: dict[str, str] = field(default_factory=dict)
 
 
 # -- processes --------------------------------------------------------------------------------
@@ -195,6 +202,8 @@ class Run:
                 "COLUMNS": "200",
             }
         )
+        for name, value in program.operator_env.items():
+            env.setdefault(name, value)
         self.env = env
         self.out_path = self.tmp / "stdout"
         self.err_path = self.tmp / "stderr"
@@ -707,8 +716,9 @@ def P(
     check: Callable[[Run], None],
     serve_tags: tuple[str, ...] = (),
     cluster: bool = False,
+    operator_env: dict[str, str] | None = None,
 ) -> Program:
-    return Program(id, path, argv, timeout, check, serve_tags, cluster)
+    return Program(id, path, argv, timeout, check, serve_tags, cluster, operator_env or {})
 
 
 PROGRAMS = [
@@ -762,6 +772,8 @@ PROGRAMS = [
         400,
         check_p8,
         ("hello", "greet", "goodbye", "WebApp.web", "expensive_secret"),
+        # `expensive_secret` asks for an H100 it does not use (see the module docstring).
+        operator_env={"MODAL_RAY_GPU_FALLBACK": "cpu"},
     ),
     P(
         "P9",
