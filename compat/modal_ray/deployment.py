@@ -338,6 +338,9 @@ async def rollback_app(
     info = await backend.registry_call(environment, "lookup_app", (name,))
     await loop.run_in_executor(None, backend.stop_deployment, environment, info["app_id"])
     result: dict[str, Any] = await backend.registry_call(environment, "rollback", (name, version))
+    from .web import serve_current_version
+
+    await loop.run_in_executor(None, serve_current_version, backend, environment, name)
     return result
 
 

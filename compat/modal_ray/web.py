@@ -9,7 +9,8 @@ A deployed app's endpoints (`modal deploy`) are served by the deploying process 
 registry holds the new version (`plan_deployment`, `serve_deployment`): their pools are the
 deployment's, which no janitor removes, and the gateway keeps listening after that process
 exits. Each label asks for the port it had in the app's previous deploy (the registry keeps
-them), so URLs stay the same across redeploys; `modal app stop` closes them with the pools.
+them), so URLs stay the same across redeploys and rollbacks (`serve_current_version`);
+`modal app stop` closes them with the pools.
 
 Labels name endpoints as Modal's hostnames do: `label=` or `<app>-<function>`; two endpoints of
 one app with the same label are refused before anything is deployed.
@@ -262,6 +263,23 @@ def serve_deployment(
     for e, url in zip(endpoints, urls, strict=True):
         output.status(f"✓ Created web endpoint {e.service.tag} => {url}")
     return urls
+
+
+def serve_current_version(backend: Backend, environment: str, app_name: str) -> list[str]:
+    """Serve the endpoints of the app's current version again (after `modal app rollback`,
+    which makes an earlier version current), on the ports they had; their URLs."""
+    info = backend.registry_call_sync(environment, "lookup_app", (app_name,))
+    app_id = str(info["app_id"])
+    objects = []
+    for obj in backend.registry_call_sync(environment, "app_objects", (app_id,)):
+        found = backend.registry_call_sync(
+            environment, "lookup", (app_name, obj["tag"], obj["kind"])
+        )
+        objects.append((obj["tag"], obj["kind"], found["record"]))
+    endpoints = plan_deployment(backend, environment, app_id, app_name, objects)
+    for e in endpoints:  # the version's code packages, if the engine dropped them since
+        backend.restore_code(environment, e.service.runtime_env)
+    return serve_deployment(backend, environment, app_id, endpoints)
 
 
 def proxy_tokens(method: str, *args: Any, environment: str | None = None) -> Any:

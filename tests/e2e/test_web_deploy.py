@@ -1,7 +1,8 @@
 """Deployed web endpoints (issue 11): `modal deploy` of an app with a web function and a Server
 serves them on the session's long-lived head after the deploying process
 exited, at URLs that stay the same across a redeploy; `Function.from_name(...).get_web_url()`
-and `Server.from_name(...).get_url()` return them; `modal app stop` closes them."""
+and `Server.from_name(...).get_url()` return them; `modal app rollback` serves the earlier
+version's at the same URLs; `modal app stop` closes them."""
 
 from __future__ import annotations
 
@@ -112,6 +113,12 @@ def test_deployed_endpoints_outlive_the_deploy_keep_urls_and_stop(
     line = [x for x in looked_up.stdout.splitlines() if x.startswith("RESULT ")][-1]
     result = json.loads(line[len("RESULT ") :])
     assert result == {"hello": urls["hello"], "server": urls["Files"], "remote": "v2 hello by-call"}
+
+    # A rollback serves the earlier version's endpoints again, at the same URLs.
+    rolled = modal_cli("app", "rollback", "web-deploy-demo", env=env, cwd=tmp_path, timeout=300)
+    assert rolled.returncode == 0, rolled.stderr[-3000:]
+    assert httpx.get(urls["hello"], timeout=60).json() == "v1 hello world"
+    assert _get_when_up(urls["Files"] + "/web_deploy_app.py").status_code == 200
 
     stopped = modal_cli("app", "stop", "web-deploy-demo", env=env, cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr[-3000:]
