@@ -107,7 +107,19 @@ def _state_of(ok: bool, blob: bytes) -> str:
     return "timeout" if getattr(failure, "kind", "") == "timeout" else "failure"
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=1000, resources=_HEAD)  # type: ignore[call-overload]
+# Waits (`get` on calls still running) each hold a slot while they last: many slots, so that
+# thousands of waiting callers never hold up a `spawn`. A slot is only a coroutine.
+MAX_CONCURRENCY = 20_000
+_OPTIONS: dict[str, Any] = {
+    "num_cpus": 0,
+    "max_restarts": -1,
+    "max_task_retries": -1,
+    "max_concurrency": MAX_CONCURRENCY,
+    "resources": _HEAD,
+}
+
+
+@ray.remote(**_OPTIONS)
 class _CallKeeper:
     """Runs and records the spawned calls of one environment (see the module docstring)."""
 
@@ -435,6 +447,12 @@ def target_blob(
     from .tasks import RayPrepared
 
     record, method, params = target
+    if not hasattr(prepared, "submit_pickled"):
+        what = getattr(prepared, "what", None) or f"Function {getattr(record, 'tag', '')!r}"
+        raise exception.InvalidError(
+            f"{what} cannot be spawned on a long-lived cluster in this version of modal-ray"
+            " (its kind of function has no durable calls yet). Call it with `.remote(...)`."
+        )
     if isinstance(record, FunctionRecord) and isinstance(prepared, RayPrepared):
         env = dict(prepared._options.get("runtime_env") or {})
         spec = replace(record.spec, runtime_env=env, include_source=False)

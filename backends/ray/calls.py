@@ -1,4 +1,9 @@
-"""Spawned calls findable by id from other processes: `FunctionCall.from_id` across drivers.
+"""Spawned calls findable by id from other processes, on a Ray that ends with its process.
+
+On a long-lived cluster spawned calls are kept by the call keeper (`call_keeper`), and outlive
+their spawner. Where the Ray was started by the spawning process itself (the embedded Ray, a
+user's own local `ray.init()`), calls stay in-process and this tracker only lets other
+processes of that Ray find them by id while the spawner lives:
 
 One detached async actor per environment namespace keeps `call id -> result ObjectRef` for every
 `.spawn` of a task-backed function (the ref travels inside a list, so the tracker borrows it and

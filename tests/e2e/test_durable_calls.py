@@ -141,9 +141,6 @@ GETTER = textwrap.dedent(
 )
 
 
-GET_ONE = "import sys, modal; modal.FunctionCall.from_id(sys.argv[1]).get(timeout=120)"
-
-
 def _python(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
@@ -174,6 +171,16 @@ def _wait_for(predicate: object, timeout: float = 120) -> bool:
     return False
 
 
+def _state(state_root: Path, call_id: str) -> str | None:
+    """A call's state in the head's call store (read directly from its SQLite file)."""
+    db = sqlite3.connect(state_root / "calls" / "main.sqlite", timeout=30)
+    try:
+        row = db.execute("SELECT state FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+    finally:
+        db.close()
+    return None if row is None else str(row[0])
+
+
 def _age_result(state_root: Path, call_id: str, days: float) -> None:
     """Make a finished call look `days` old in the head's call store (the keeper reads the file
     on every lookup, so retention is enforced without waiting a week)."""
@@ -199,13 +206,9 @@ def test_spawn_exit_then_get_by_id_from_a_third_process(
         assert _wait_for(lambda: len(list((tmp_path / "map").glob("*.done"))) == 25)
         assert sorted(int(p.stem) for p in (tmp_path / "map").glob("*.done")) == list(range(25))
         # The failed call's result ages past the retention before the third process reads it.
-        probe = _python(
-            ["-c", GET_ONE, ids["expired"]],
-            cluster_head,
-            tmp_path,
-        )
-        assert "ValueError: boom from the worker" in probe.stderr, probe.stderr[-3000:]
-        _age_result(Path(cluster_head["MODAL_RAY_STATE"]), ids["expired"], days=8)
+        state_root = Path(cluster_head["MODAL_RAY_STATE"])
+        assert _wait_for(lambda: _state(state_root, ids["expired"]) == "failure")
+        _age_result(state_root, ids["expired"], days=8)
 
         out = _result(_python(["-c", GETTER, json.dumps(ids)], cluster_head, tmp_path))
         assert out["square"] == 49
@@ -256,10 +259,12 @@ RUN_APP = textwrap.dedent(
 
 
     @app.local_entrypoint()
-    def main(folder: str):
-        late_write.spawn(folder)
+    def main(folder: str, linger: bool = False):
+        call = late_write.spawn(folder)
         Writer().write.spawn(folder)
-        print("SPAWNED", flush=True)
+        print("SPAWNED", call.object_id, flush=True)
+        while linger:  # until the test kills this client
+            time.sleep(1)
     """
 )
 
@@ -298,3 +303,34 @@ def test_modal_run_detach_keeps_spawned_work_running(
     assert _wait_for(lambda: all((detached / n).exists() for n in ("function.txt", "method.txt")))
     time.sleep(2.0)  # the attached run's calls, had they been running, saw their gate by now
     assert sorted(p.name for p in attached.iterdir()) == ["gate"]
+
+
+def test_a_killed_client_s_calls_are_stopped(cluster_head: dict[str, str], tmp_path: Path) -> None:
+    # As Modal stops an ephemeral app whose client went away: the call keeper cancels the
+    # calls of a run (not detached) once its driver is dead.
+    (tmp_path / "run_app.py").write_text(RUN_APP)
+    command = [sys.executable, "-m", "modal", "run", "run_app.py", "--folder", str(tmp_path)]
+    proc = subprocess.Popen(
+        [*command, "--linger"],
+        env=cluster_head,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        while line and not line.startswith("SPAWNED"):
+            line = proc.stdout.readline()
+        assert line.startswith("SPAWNED"), "the client did not spawn"
+        call_id = line.split()[1]
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    state_root = Path(cluster_head["MODAL_RAY_STATE"])
+    assert _wait_for(lambda: _state(state_root, call_id) == "terminated", timeout=60)
+    (tmp_path / "gate").touch()
+    time.sleep(2.0)  # a call still running would have seen its gate and written by now
+    assert not (tmp_path / "function.txt").exists()
