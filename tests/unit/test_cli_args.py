@@ -776,6 +776,22 @@ def test_run_name_and_detach_reach_app_run(
     assert no_ray[0]["name"] == "nightly"
 
 
+def test_detach_on_the_embedded_ray_says_what_to_run(
+    write_app: Callable[[str], Path],
+    capsys: pytest.CaptureFixture[str],
+    no_ray: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MODAL_RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = write_app(ENTRYPOINT_APP)
+    code, _, err = cli(["run", "-q", "-d", f"{path}::number"], capsys)
+    assert code == 0
+    assert no_ray[0]["detach"] is True  # the run still waits for its work before it exits
+    assert "embedded local Ray stops when this process exits" in err
+    assert "modal-ray cluster start" in err
+
+
 def test_timestamped_stream_prefixes_each_line() -> None:
     import io
     import threading
