@@ -463,13 +463,38 @@ class Cls:
 
     # -- variants --------------------------------------------------------------------------------
 
-    def _derive(self, options: FunctionOptions, why: str) -> Cls:
+    def _derive(self, kind: str, arguments: dict[str, Any], why: str) -> Cls:
+        """A variant with its own pools: recompiled from the class's code, or derived from the
+        record of a class looked up by name (see `variants`), lazily if not looked up yet."""
+        from .variants import Derivation, DerivedLookup, derive_record
+
+        derivation = Derivation(kind, tuple(sorted(arguments.items())), why)
+        pending = self.__dict__.get("_lookup")
+        if pending is not None:  # a `from_name` handle not looked up yet
+            return _DeferredCls(DerivedLookup(pending, derivation), self.__dict__["_what"])
         if self._rebuilt:
-            raise InvalidError(
-                f"Cls {self._tag!r} was rebuilt from a record: its options cannot change without"
-                " its code (`with_options`, `with_concurrency`, `with_batching`)."
+            assert self._compiled is not None
+            variant = Cls._from_record(derive_record(self._compiled, derivation))
+            variant._object_id = self._object_id
+            return variant
+        if kind == "options":
+            options = self._options.override(**arguments)
+        elif kind == "concurrency":
+            options = self._options.override(
+                max_inputs_concurrent=arguments["max_inputs"],
+                target_inputs=arguments["target_inputs"],
             )
-        return Cls(self._user_cls, options, self._app, self._tag, f"{self._variant}|{why}")
+        else:
+            options = self._options
+        derived = Cls(self._user_cls, options, self._app, self._tag, f"{self._variant}|{why}")
+        if kind == "batching":
+            for opts in derived._method_opts.values():
+                if opts.get("batch_max_size"):
+                    opts.update(
+                        batch_max_size=arguments["max_batch_size"],
+                        batch_wait_ms=arguments["wait_ms"],
+                    )
+        return derived
 
     def with_options(
         self,
@@ -490,25 +515,21 @@ class Cls:
         routing_region: str | None = None,
         **deprecated: Any,
     ) -> Cls:
-        """A copy with some options overridden: its own, independent pool of containers."""
+        """A copy with some options overridden: its own, independent pool of containers (also
+        on a class looked up by name, see `variants`)."""
         overrides = {k: v for k, v in locals().items() if k not in ("self", "deprecated")}
         overrides.update(deprecated)
-        return self._derive(self._options.override(**overrides), repr(sorted(overrides.items())))
+        return self._derive("options", overrides, repr(sorted(overrides.items())))
 
     def with_concurrency(self, *, max_inputs: int, target_inputs: int | None = None) -> Cls:
         """Override the input concurrency of each container."""
-        options = self._options.override(
-            max_inputs_concurrent=max_inputs, target_inputs=target_inputs
-        )
-        return self._derive(options, f"concurrency={max_inputs},{target_inputs}")
+        arguments = {"max_inputs": max_inputs, "target_inputs": target_inputs}
+        return self._derive("concurrency", arguments, f"concurrency={max_inputs},{target_inputs}")
 
     def with_batching(self, *, max_batch_size: int, wait_ms: int) -> Cls:
         """Override the dynamic batching of the class's batched method."""
-        derived = self._derive(self._options, f"batching={max_batch_size},{wait_ms}")
-        for opts in derived._method_opts.values():
-            if opts.get("batch_max_size"):
-                opts.update(batch_max_size=max_batch_size, batch_wait_ms=wait_ms)
-        return derived
+        arguments = {"max_batch_size": max_batch_size, "wait_ms": wait_ms}
+        return self._derive("batching", arguments, f"batching={max_batch_size},{wait_ms}")
 
     # -- lookups and metadata ---------------------------------------------------------------------
 

@@ -82,6 +82,21 @@ def _check_timeout(timeout: Any) -> float:
     return float(timeout)
 
 
+def pool_sizing(max_inputs: int, batch: int | None, target_inputs: int | None) -> tuple[int, float]:
+    """(max_ongoing, target_ongoing) of a container pool.
+
+    Serve's router backs off (and throughput collapses) when every replica is at
+    `max_ongoing_requests`, so a container accepts more inputs than it runs at once and holds
+    the extra ones in a FIFO (`Container._slots`). Batches want a deep queue (the batcher fills
+    from it); other inputs only a short one, so that new replicas get work. A map keeps
+    `container_slots` inputs in flight per container (one batch filling while another runs); a
+    container must accept them, and the autoscaler counts them as full.
+    """
+    slots = container_slots(max_inputs, batch)
+    max_ongoing = max(64, 8 * batch, 2 * slots) if batch else 2 * max_inputs
+    return max_ongoing, float(target_inputs or slots)
+
+
 def to_retry_policy(retries: Any) -> RetryPolicy | None:
     if retries is None:
         return None
@@ -316,16 +331,9 @@ class FunctionOptions:
     ) -> PoolSpec:
         image, runtime_env, env = environment
         max_inputs = self.max_inputs_concurrent or 1
-        # Serve's router backs off (and throughput collapses) when every replica is at
-        # `max_ongoing_requests`, so a container accepts more inputs than it runs at once and
-        # holds the extra ones in a FIFO (`Container._slots`). Batches want a deep queue (the
-        # batcher fills from it); other inputs only a short one, so that new replicas get work.
-        # A map keeps `container_slots` inputs in flight per container (one batch filling while
-        # another runs); a container must accept them, and the autoscaler counts them as full.
-        batch = self.batch_max_size
-        slots = container_slots(max_inputs, batch)
-        max_ongoing = max(64, 8 * batch, 2 * slots) if batch else 2 * max_inputs
-        target_ongoing = float(self.target_inputs or slots)
+        max_ongoing, target_ongoing = pool_sizing(
+            max_inputs, self.batch_max_size, self.target_inputs
+        )
         if self.buffer_containers:
             warn_once(
                 "scaling:buffer_containers",

@@ -40,6 +40,12 @@ APP = textwrap.dedent(
         @modal.method()
         def greet(self, name):
             return f"{self.greeting} {name} VERSION"
+
+        @modal.method()
+        def variant(self):
+            import os
+
+            return os.environ.get("VARIANT", "deployed")
     """
 )
 
@@ -56,6 +62,15 @@ CALLER = textwrap.dedent(
     out["from_id"] = modal.Function.from_id(f.object_id).remote(1)
     Greeter = modal.Cls.from_name("deployed-demo", "Greeter")
     out["greet"] = Greeter(greeting="hi").greet.remote("bob")
+    # Variants of a class not looked up yet: their own pools, the deployed one untouched.
+    Blue = modal.Cls.from_name("deployed-demo", "Greeter").with_options(
+        env={"VARIANT": "blue"}, cpu=0.25, timeout=60
+    ).with_concurrency(max_inputs=2)
+    out["variants"] = [
+        Blue(greeting="hi").variant.remote(),
+        Greeter(greeting="hi").variant.remote(),
+        repr(modal.Cls.from_name("deployed-demo", "Greeter").with_options(cpu=1)),
+    ]
 
     async def aio():
         g = modal.Function.from_name("deployed-demo", "square")
@@ -165,6 +180,7 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     assert first["via_name"] == 1016
     assert first["from_id"] == 1001
     assert first["greet"] == "hi bob v1"
+    assert first["variants"] == ["blue", "deployed", "Cls('deployed-demo.Greeter', not hydrated)"]
     assert first["aio"] == 1004
     errors = first["errors"]
     assert "'no-such-app' not found in environment 'main'" in errors["missing_app"]
@@ -221,7 +237,7 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
         print("RESULT", __import__("json").dumps(names))
         """
     )
-    assert len(_result(_python(serve_apps, head, tmp_path))) == 1
+    assert len(_result(_python(serve_apps, head, tmp_path))) == 2  # the class's, the variant's
 
     # Roll back to v1: recorded as v3, and calls run v1's code again.
     rolled = modal_cli("app", "rollback", "deployed-demo", "v1", env=head, cwd=tmp_path)

@@ -47,6 +47,10 @@ class Greeter:
     def shout(self, name: str) -> str:
         return f"{self.greeting}, {name}".upper()
 
+    @modal.method()
+    def setting(self, key: str) -> str | None:
+        return os.environ.get(key)
+
 
 REBUILD_SCRIPT = """
 import asyncio
@@ -110,7 +114,7 @@ def test_records_rebuild_in_a_process_without_the_users_module(tmp_path: Path) -
         assert records["double"].is_generator is False
         assert records["double"].app.app_id == app.app_id
         assert records["Greeter"].app.app_name == "test-records"
-        assert {m.name for m in records["Greeter"].methods} == {"greet", "shout"}
+        assert {m.name for m in records["Greeter"].methods} == {"greet", "shout", "setting"}
         path = tmp_path / "records.pkl"
         path.write_bytes(pickle.dumps(records))
         script = tmp_path / "rebuild.py"
@@ -195,3 +199,20 @@ def test_rebuilt_objects_in_this_process() -> None:
         assert f.remote(4) == 8
         with pytest.raises(modal.exception.ExecutionError, match="rebuilt from a record"):
             rebuilt(greeting="r").greet.local("s")
+        # Variants of a rebuilt class (a class looked up by name has no code to recompile):
+        # derived from its record, with pools of their own.
+        blue = rebuilt.with_options(env={"SHADE": "blue"}, timeout=30, cpu=0.2)
+        blue = blue.with_concurrency(max_inputs=3)
+        assert blue(greeting="r").setting.remote("SHADE") == "blue"
+        assert rebuilt(greeting="r").setting.remote("SHADE") is None
+        base, derived = rebuilt._compiled, blue._compiled
+        assert base is not None
+        assert derived is not None
+        assert derived.pool.container.max_inputs == 3
+        assert derived.spec.timeout == 30
+        assert derived.pool.service.resources.num_cpus == 0.2
+        assert base.pool.service.resources.num_cpus == 0.1
+        params = {"greeting": "r", "times": 1}
+        assert derived.pool_for(params).service.name != base.pool_for(params).service.name
+        with pytest.raises(modal.exception.InvalidError, match=r"no @modal\.batched method"):
+            rebuilt.with_batching(max_batch_size=4, wait_ms=10)
