@@ -313,6 +313,8 @@ async def stop_app(name_or_id: str, environment_name: str | None) -> dict[str, A
     what = f"Cannot stop app {name_or_id!r}"
     backend = await loop.run_in_executor(None, _backend_for, environment, what)
     info: dict[str, Any] = await backend.registry_call(environment, "stop", (name_or_id,))
+    # Its spawned calls still running stop with it (first: none starts on a removed pool).
+    await backend.cancel_app_calls(environment, info["app_id"])
     await loop.run_in_executor(None, backend.stop_deployment, environment, info["app_id"])
     return info
 

@@ -76,6 +76,7 @@ SPAWNER = textwrap.dedent(
         "square": fn("slow_square").spawn(7, f"{work}/square.txt").object_id,
         "boom": fn("boom").spawn().object_id,
         "sleeper": fn("sleeper").spawn(600).object_id,
+        "stopped_with_app": fn("sleeper").spawn(600).object_id,
         "parent": fn("parent").spawn(4, f"{work}/child.txt").object_id,
         "add": modal.Cls.from_name("durable-calls", "Adder")(base=10).add.spawn(1, 2).object_id,
         "expired": fn("boom").spawn().object_id,
@@ -200,6 +201,7 @@ def test_spawn_exit_then_get_by_id_from_a_third_process(
     (tmp_path / "map").mkdir()
     deployed = modal_cli("deploy", "durable_app.py", env=cluster_head, cwd=tmp_path)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
+    stopped = None
     try:
         ids = _result(_python(["-c", SPAWNER, str(tmp_path)], cluster_head, tmp_path))
         # The spawning process has exited. Every spawn_map input still runs to the end.
@@ -224,8 +226,14 @@ def test_spawn_exit_then_get_by_id_from_a_third_process(
         assert out["sleeper_cancelled"] is True
         assert "fc-0000000000000000000000" in out["unknown"]
         assert "kept for 7 days" in out["expired"]
+        # `modal app stop` stops the app's calls that are still running.
+        assert _state(state_root, ids["stopped_with_app"]) == "pending"
+        stopped = modal_cli("app", "stop", "durable-calls", env=cluster_head, cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr[-3000:]
+        assert _state(state_root, ids["stopped_with_app"]) == "terminated"
     finally:
-        modal_cli("app", "stop", "durable-calls", env=cluster_head, cwd=tmp_path)
+        if stopped is None:
+            modal_cli("app", "stop", "durable-calls", env=cluster_head, cwd=tmp_path)
 
 
 RUN_APP = textwrap.dedent(
