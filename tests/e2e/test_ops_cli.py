@@ -91,80 +91,6 @@ def machines(cluster_head: dict[str, str], tmp_path: Path) -> tuple[dict[str, st
     return (_machine(cluster_head, tmp_path / "a"), _machine(cluster_head, tmp_path / "b"))
 
 
-def test_secrets_and_environments_live_on_the_cluster(
-    cluster_head: dict[str, str], machines: tuple[dict[str, str], ...], tmp_path: Path
-) -> None:
-    a, b = machines
-    first = _batch(
-        a,
-        [
-            ["secret", "create", "ops-sec", f"TOKEN={VALUE}"],
-            ["environment", "create", "ops-env"],
-            ["secret", "create", "ops-env-only", "K=v", "-e", "ops-env"],
-            [
-                "python",
-                "import modal; modal.App.lookup('ops-holder', create_if_missing=True,"
-                " environment_name='ops-env')",
-            ],
-        ],
-        tmp_path,
-    )
-    for result in first:
-        _ok(result)
-    head_root = Path(cluster_head["MODAL_RAY_STATE"])
-    assert (head_root / "secrets" / "main" / "ops-sec.json").stat().st_mode & 0o777 == 0o600
-    second = _batch(
-        b,
-        [
-            ["secret", "list", "--json"],
-            ["secret", "list", "-e", "ops-env", "--json"],
-            ["environment", "list", "--json"],
-            [
-                "python",
-                "import modal\n"
-                "print(modal.Secret.from_name('ops-sec')._resolve()['TOKEN'] == "
-                f"{VALUE!r})\n"
-                "try:\n"
-                "    modal.Secret.from_name('ops-sec', environment_name='ops-env').hydrate()\n"
-                "except modal.exception.NotFoundError as exc:\n"
-                "    print('NOTFOUND', exc)\n",
-            ],
-            ["environment", "delete", "ops-env", "--yes"],
-            ["app", "stop", "ops-holder", "-e", "ops-env"],
-            ["environment", "delete", "ops-env"],  # no confirmation: refused
-            ["environment", "delete", "ops-env", "--yes"],
-            ["environment", "list", "--json"],
-            ["secret", "delete", "ops-sec", "--yes"],
-            ["secret", "list", "--json"],
-        ],
-        tmp_path,
-    )
-    assert [s["Name"] for s in json.loads(_ok(second[0]))] == ["ops-sec"]
-    assert [s["Name"] for s in json.loads(_ok(second[1]))] == ["ops-env-only"]
-    assert {"ops-env", "main"} <= {e["name"] for e in json.loads(_ok(second[2]))}
-    resolved = _ok(second[3])
-    assert "True" in resolved  # the value created on machine a, resolved on machine b
-    assert "NOTFOUND Secret 'ops-sec' not found in environment 'ops-env'" in resolved
-    assert second[4]["rc"] == 1
-    assert "apps are deployed in it ('ops-holder')" in second[4]["err"]
-    _ok(second[5])
-    assert second[6]["rc"] == 1
-    assert "--yes" in second[6]["err"]
-    _ok(second[7])
-    assert "ops-env" not in {e["name"] for e in json.loads(_ok(second[8]))}
-    _ok(second[9])
-    assert json.loads(_ok(second[10])) == []
-
-    # The secrets were on the head's state store (0600), not on either machine's; no value was
-    # ever printed.
-    assert not (Path(a["MODAL_RAY_STATE"]) / "secrets").exists()
-    assert not (Path(b["MODAL_RAY_STATE"]) / "secrets").exists()
-    assert not (head_root / "secrets" / "ops-env").exists()
-    assert (head_root / "environments.json").stat().st_mode & 0o777 == 0o600
-    for result in first + second:
-        assert VALUE not in result["out"] + result["err"]
-
-
 APP = """
 import os
 import modal
@@ -172,7 +98,7 @@ import modal
 app = modal.App("ops-demo")
 
 
-@app.function(secrets=[modal.Secret.from_name("ops-sec2")])
+@app.function(secrets=[modal.Secret.from_name("ops-sec")])
 def shout(x):
     print(f"ops-fn-line {x}")
     return len(os.environ["TOKEN"])
@@ -192,76 +118,123 @@ print("SHOUT", modal.Function.from_name("ops-demo", "shout").remote(1))
 print("WORK", modal.Cls.from_name("ops-demo", "Worker")().work.remote(2))
 """
 
+RESOLVE = f"""
+import modal
+print(modal.Secret.from_name("ops-sec")._resolve()["TOKEN"] == {VALUE!r})
+try:
+    modal.Secret.from_name("ops-sec", environment_name="ops-env").hydrate()
+except modal.exception.NotFoundError as exc:
+    print("NOTFOUND", exc)
+"""
+
 CONTAINERS = """
 import json
 rc, out = run("container", "list", "--json")
-before = json.loads(out)
-print("BEFORE", json.dumps(before))
-ours = [c for c in before if c["App Name"] == "ops-demo"]
+ours = [c for c in json.loads(out) if c["App Name"] == "ops-demo"]
 cid = ours[0]["Container ID"]
 rc, out = run("container", "logs", cid)
 print("LOGS", json.dumps(out))
 rc, out = run("container", "stop", cid, "--yes")
-print("STOP", rc, json.dumps(out))
+print("STOP", rc)
 rc, out = run("container", "list", "--json")
 print("AFTER", json.dumps([c["Container ID"] for c in json.loads(out)]), json.dumps(cid))
 """
 
 
-def test_app_logs_and_containers(
+def test_cluster_secrets_environments_logs_and_containers(
     cluster_head: dict[str, str], machines: tuple[dict[str, str], ...], tmp_path: Path
 ) -> None:
+    """Machine a creates secrets and an environment, deploys an app that uses a secret and calls
+    it; machine b sees all of it, reads the app's logs, lists and stops its container, and
+    cleans up. Two processes in all."""
     a, b = machines
     (tmp_path / "ops_app.py").write_text(APP)
-    first = _batch(
-        a,
-        [
-            ["secret", "create", "ops-sec2", f"TOKEN={VALUE}"],
-            ["deploy", "ops_app.py"],
-            ["python", CALLS],
+    steps_a = {
+        "create": ["secret", "create", "ops-sec", f"TOKEN={VALUE}"],
+        "env": ["environment", "create", "ops-env"],
+        "env secret": ["secret", "create", "ops-env-only", "K=v", "-e", "ops-env"],
+        "holder": [
+            "python",
+            "import modal; modal.App.lookup('ops-holder', create_if_missing=True,"
+            " environment_name='ops-env')",
         ],
-        tmp_path,
-    )
-    for result in first:
+        "deploy": ["deploy", "ops_app.py"],
+        "calls": ["python", CALLS],
+    }
+    first = dict(zip(steps_a, _batch(a, list(steps_a.values()), tmp_path), strict=True))
+    for result in first.values():
         _ok(result)
-    assert f"SHOUT {len(VALUE)}" in first[2]["out"]
-    assert "WORK 3" in first[2]["out"]
-    second = _batch(
-        b,
-        [
-            ["app", "logs", "ops-demo"],
-            ["app", "logs", "ops-demo", "--function", "Worker", "--show-container-id"],
-            ["app", "info", "ops-demo", "--json"],
-            ["python", CONTAINERS],
-            ["app", "dashboard", "ops-demo"],
-            ["app", "stop", "ops-demo"],
-            ["secret", "delete", "ops-sec2", "--yes"],
-        ],
-        tmp_path,
-    )
-    logs = _ok(second[0])
+    assert f"SHOUT {len(VALUE)}" in first["calls"]["out"]
+    assert "WORK 3" in first["calls"]["out"]
+    head_root = Path(cluster_head["MODAL_RAY_STATE"])
+    assert (head_root / "secrets" / "main" / "ops-sec.json").stat().st_mode & 0o777 == 0o600
+
+    steps_b = {
+        "list": ["secret", "list", "--json"],
+        "list env": ["secret", "list", "-e", "ops-env", "--json"],
+        "envs": ["environment", "list", "--json"],
+        "resolve": ["python", RESOLVE],
+        "delete busy": ["environment", "delete", "ops-env", "--yes"],
+        "stop holder": ["app", "stop", "ops-holder", "-e", "ops-env"],
+        "delete unconfirmed": ["environment", "delete", "ops-env"],
+        "delete": ["environment", "delete", "ops-env", "--yes"],
+        "envs after": ["environment", "list", "--json"],
+        "logs": ["app", "logs", "ops-demo"],
+        "class logs": ["app", "logs", "ops-demo", "--function", "Worker", "--show-container-id"],
+        "info": ["app", "info", "ops-demo", "--json"],
+        "containers": ["python", CONTAINERS],
+        "dashboard": ["app", "dashboard", "ops-demo"],
+        "stop": ["app", "stop", "ops-demo"],
+        "delete secret": ["secret", "delete", "ops-sec", "--yes"],
+        "list after": ["secret", "list", "--json"],
+    }
+    second = dict(zip(steps_b, _batch(b, list(steps_b.values()), tmp_path), strict=True))
+
+    # Secrets and environments made on machine a, seen on machine b; environments isolate.
+    assert [s["Name"] for s in json.loads(_ok(second["list"]))] == ["ops-sec"]
+    assert [s["Name"] for s in json.loads(_ok(second["list env"]))] == ["ops-env-only"]
+    assert {"ops-env", "main"} <= {e["name"] for e in json.loads(_ok(second["envs"]))}
+    resolved = _ok(second["resolve"])
+    assert "True" in resolved
+    assert "NOTFOUND Secret 'ops-sec' not found in environment 'ops-env'" in resolved
+    assert second["delete busy"]["rc"] == 1
+    assert "apps are deployed in it ('ops-holder')" in second["delete busy"]["err"]
+    _ok(second["stop holder"])
+    assert second["delete unconfirmed"]["rc"] == 1
+    assert "--yes" in second["delete unconfirmed"]["err"]
+    _ok(second["delete"])
+    assert "ops-env" not in {e["name"] for e in json.loads(_ok(second["envs after"]))}
+
+    # The app's output, info and containers.
+    logs = _ok(second["logs"])
     assert "ops-fn-line 1" in logs
     assert "ops-cls-line 2" in logs
-    only_class = _ok(second[1])
+    only_class = _ok(second["class logs"])
     assert "ops-cls-line 2" in only_class
     assert "ops-fn-line" not in only_class
     assert "[ta-" in only_class
-    info = json.loads(_ok(second[2]))
+    info = json.loads(_ok(second["info"]))
     assert {o["tag"] for o in info["objects"]} == {"shout", "Worker"}
-    containers = _ok(second[3])
+    containers = _ok(second["containers"])
     assert "ops-cls-line 2" in containers.split("LOGS", 1)[1]
     assert "STOP 0" in containers
     after, stopped = containers.split("AFTER ", 1)[1].splitlines()[0].rsplit(" ", 1)
     assert json.loads(stopped) not in json.loads(after)
-    assert second[4]["rc"] == 1
-    assert "without Ray's dashboard" in second[4]["err"]
-    _ok(second[5])
-    _ok(second[6])
+    assert second["dashboard"]["rc"] == 1
+    assert "without Ray's dashboard" in second["dashboard"]["err"]
+    _ok(second["stop"])
+    _ok(second["delete secret"])
+    assert json.loads(_ok(second["list after"])) == []
 
-    # No value in any output, nor anywhere in the head's logs (runtime envs, workers, GCS).
-    for result in first + second:
+    # The secrets were in the head's state store, not on either machine's; no value was printed
+    # anywhere, nor written to the head's logs (runtime envs, workers, GCS).
+    assert not (Path(a["MODAL_RAY_STATE"]) / "secrets").exists()
+    assert not (Path(b["MODAL_RAY_STATE"]) / "secrets").exists()
+    assert not (head_root / "secrets" / "ops-env").exists()
+    assert (head_root / "environments.json").stat().st_mode & 0o777 == 0o600
+    for result in [*first.values(), *second.values()]:
         assert VALUE not in result["out"] + result["err"]
-    head = json.loads((Path(cluster_head["MODAL_RAY_STATE"]) / "cluster" / "head.json").read_text())
+    head = json.loads((head_root / "cluster" / "head.json").read_text())
     logs_dir = Path(head["session_dir"]) / "logs"
     assert logs_dir.is_dir()
     for path in logs_dir.rglob("*"):

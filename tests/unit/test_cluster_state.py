@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -55,11 +57,18 @@ def test_environments_created_used_renamed_deleted(tmp_path: Path) -> None:
     # Used without being created: listed, marked as such.
     state.call("secret_create", ("adhoc", "s", {"K": "v"}, False))
     (tmp_path / "registry").mkdir()
-    (tmp_path / "registry" / "reg.sqlite").write_bytes(b"")
+    with contextlib.closing(sqlite3.connect(tmp_path / "registry" / "reg.sqlite")) as db:
+        db.execute("CREATE TABLE apps(name TEXT)")
+        db.execute("INSERT INTO apps VALUES ('a')")
+        db.commit()
+    with contextlib.closing(sqlite3.connect(tmp_path / "registry" / "looked-up.sqlite")) as db:
+        db.execute("CREATE TABLE apps(name TEXT)")  # a lookup made it; no app was ever there
     listed = {e["name"]: e for e in state.call("env_list", ())}
     assert list(listed) == ["main", "adhoc", "reg", "staging"]
-    assert listed["main"]["default"] and listed["staging"]["created"]
-    assert not listed["adhoc"]["created"] and listed["reg"]["registry"]
+    assert listed["main"]["default"]
+    assert listed["staging"]["created"]
+    assert not listed["adhoc"]["created"]
+    assert listed["reg"]["registry"]
     assert (tmp_path / "environments.json").stat().st_mode & 0o777 == 0o600
     state.call("env_update", ("adhoc", "renamed", "sfx"))
     assert state.call("secret_values", ("renamed", "s")) == {"K": "v"}

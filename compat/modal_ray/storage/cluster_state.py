@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -152,7 +153,19 @@ class ClusterState:
         write_json_private(self.root / ENVIRONMENTS_FILE, data)
 
     def _registries(self) -> set[str]:
-        return {p.stem for p in (self.root / "registry").glob("*.sqlite")}
+        """Environments whose app registry has had an app (a lookup alone, say of a misspelt
+        environment, makes an empty registry file: that is no use of the environment)."""
+        out = set()
+        for path in (self.root / "registry").glob("*.sqlite"):
+            try:
+                with contextlib.closing(
+                    sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+                ) as db:
+                    if db.execute("SELECT 1 FROM apps LIMIT 1").fetchone() is not None:
+                        out.add(path.stem)
+            except sqlite3.Error:
+                continue  # being created, or not a registry of ours
+        return out
 
     def _used(self) -> set[str]:
         """Environments used without `create`: they have secrets or an app registry."""
