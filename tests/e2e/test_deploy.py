@@ -28,6 +28,14 @@ APP = textwrap.dedent(
 
 
     @app.function()
+    def slow(seconds):
+        import time
+
+        time.sleep(seconds)
+        return "VERSION"
+
+
+    @app.function()
     def via_name(x):
         # A lookup from inside a running function.
         return modal.Function.from_name("deployed-demo", "square").remote(x)
@@ -40,6 +48,13 @@ APP = textwrap.dedent(
         @modal.method()
         def greet(self, name):
             return f"{self.greeting} {name} VERSION"
+
+        @modal.method()
+        def slow(self, seconds):
+            import time
+
+            time.sleep(seconds)
+            return "VERSION"
 
         @modal.method()
         def variant(self):
@@ -98,6 +113,26 @@ CALLER = textwrap.dedent(
             errors[what] = str(exc)
     out["errors"] = errors
     print("RESULT", json.dumps(out))
+    """
+)
+
+
+IN_FLIGHT = textwrap.dedent(
+    """
+    import json, sys, time
+    from concurrent.futures import ThreadPoolExecutor
+    import modal
+
+    f = modal.Function.from_name("deployed-demo", "slow")
+    g = modal.Cls.from_name("deployed-demo", "Greeter")
+    assert f.remote(0) == g().slow.remote(0) == "v1"  # looked up and warm
+    with ThreadPoolExecutor(2) as pool:
+        calls = [pool.submit(f.remote, 12), pool.submit(g().slow.remote, 12)]
+        time.sleep(2)
+        print("STARTED", flush=True)
+        old = [c.result() for c in calls]
+    sys.stdin.readline()  # the test says when the redeploy is done
+    print("RESULT", json.dumps({"old": old}))
     """
 )
 
@@ -194,11 +229,25 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     _write_app(tmp_path, 5000, "edited")
     assert _result(_python(CALLER, head, tmp_path))["square"] == 1009
 
-    # Redeploy: same app id, new code for new calls, and the class's pools of the old version
-    # are gone while the new one's exist.
+    # Redeploy while long calls (a function's and a class method's) are in flight: they finish
+    # on the old version; new lookups get the new code.
+    in_flight = subprocess.Popen(
+        [sys.executable, "-c", IN_FLIGHT],
+        env=head,
+        cwd=tmp_path,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert in_flight.stdout is not None
+    assert in_flight.stdout.readline().strip() == "STARTED", in_flight.stderr.read()[-3000:]
     _write_app(tmp_path, 2000, "v2")
     redeployed = modal_cli("deploy", "demo_app.py", env=head, cwd=tmp_path)
     assert redeployed.returncode == 0, redeployed.stderr[-3000:]
+    out, err = in_flight.communicate("redeployed\n", timeout=240)
+    assert in_flight.returncode == 0, err[-3000:]
+    assert json.loads(out.split("RESULT ", 1)[1]) == {"old": ["v1", "v1"]}
     second = _result(_python(CALLER, head, tmp_path))
     assert second["app_id"] == first["app_id"]
     assert second["square"] == 2009
