@@ -195,43 +195,14 @@ def stop_container(environment: str, container_id: str) -> dict[str, Any]:
 
 # -- output ------------------------------------------------------------------------------------
 
-_MARKERS = (":actor_name:", ":task_name:")
-
-
-def _wanted(name: str, kind: str, match: dict[str, Any]) -> bool:
-    if kind == "actor":
-        return any(name.startswith(p) for p in match.get("actor_prefixes", ()))
-    return name in match.get("task_names", ())
-
-
-def _read_file(
-    path: Path, cursor: tuple[int, str, str], match: dict[str, Any], limit: int
-) -> tuple[list[tuple[str, str]], tuple[int, str, str]]:
-    """The wanted lines of one worker log file from `cursor` (offset, marker kind and name in
-    force there); with the new cursor. Only whole lines are read."""
-    offset, kind, name = cursor
-    lines: list[tuple[str, str]] = []
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        data = handle.read(limit)
-    end = data.rfind(b"\n") + 1
-    for raw in data[:end].decode("utf-8", "replace").splitlines():
-        if raw.startswith(_MARKERS):
-            kind = "actor" if raw.startswith(":actor_name:") else "task"
-            name = raw.split(":", 2)[2]
-            continue
-        if raw.startswith(":job_id:"):
-            continue
-        if name and _wanted(name, kind, match):
-            lines.append((name, raw))
-    return lines, (offset + end, kind, name)
-
 
 @ray.remote(num_cpus=0, max_retries=0)
 def _read_node(
     match: dict[str, Any], cursors: dict[str, tuple[int, str, str]], limit: int
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[int, str, str]]]:
     """On one node: the wanted lines of its workers' log files, from `cursors`."""
+    from modal_ray import worker_logs
+
     node: Any = ray._private.worker.global_worker.node
     logs = Path(node.get_logs_dir_path())
     pids = set(match.get("pids") or ())
@@ -240,10 +211,10 @@ def _read_node(
     for path in sorted(logs.glob("worker-*")):
         if path.suffix not in (".out", ".err"):
             continue
-        pid = int(path.stem.rsplit("-", 1)[-1]) if path.stem.rsplit("-", 1)[-1].isdigit() else 0
+        pid = worker_logs.worker_pid(path)
         if pids and pid not in pids:
             continue
-        cursor = cursors.get(path.name, (0, "", ""))
+        cursor = cursors.get(path.name, worker_logs.START)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -251,7 +222,14 @@ def _read_node(
         if size <= cursor[0]:
             new[path.name] = cursor
             continue
-        lines, new[path.name] = _read_file(path, cursor, match, limit)
+        lines: list[tuple[str, str]] = []
+        while cursor[0] < size:  # the whole file, `limit` bytes at a time
+            more, after = worker_logs.read_lines(path, cursor, match, limit)
+            lines.extend(more)
+            if after[0] == cursor[0]:
+                break  # a line still being written
+            cursor = after
+        new[path.name] = cursor
         mtime = path.stat().st_mtime
         source = "stdout" if path.suffix == ".out" else "stderr"
         out.extend(
