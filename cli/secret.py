@@ -1,6 +1,8 @@
-"""`modal secret create|list|delete`: named Secrets in the state store (`MODAL_RAY_STATE`).
+"""`modal secret create|list|delete`: named Secrets in a state store.
 
-Thin over `modal.Secret.objects`; nothing here starts Ray. Values never appear in output: `list`
+Thin over `modal.Secret.objects`: with a cluster configured (`MODAL_RAY_ADDRESS`) the secrets are
+the cluster's (kept on its head, `modal_ray.operations`), otherwise this machine's
+(`MODAL_RAY_STATE`), and then nothing here starts Ray. Values never appear in output: `list`
 shows names and creation times only.
 """
 
