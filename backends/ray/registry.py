@@ -48,6 +48,9 @@ class _RegistryHost:
     def __init__(self, environment: str) -> None:
         path = registry_path(config.state_root(), environment)
         self._server = RegistryServer(path, environment=environment, sync=storage.store_sync())
+        from . import scheduler  # deployed schedules fire again after a head restart
+
+        scheduler.revive(environment, self._server.call("active_schedules", True, ()))
 
     def call(self, request: bytes) -> bytes:
         method, create, args = pickle.loads(request)
@@ -105,8 +108,21 @@ async def call(environment: str, method: str, args: tuple[Any, ...]) -> Any:
             _handles.pop(environment, None)
             await asyncio.sleep(_retry_delay(exc, method, attempt))
             continue
-        return _result(reply)
+        result = _result(reply)
+        if method in _SCHEDULE_CHANGES:
+            await asyncio.to_thread(_schedules_changed, environment, method, result)
+        return result
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# Operations after which the environment's scheduler re-reads the registry (`scheduler`).
+_SCHEDULE_CHANGES = frozenset({"deploy", "rollback", "stop"})
+
+
+def _schedules_changed(environment: str, method: str, result: Any) -> None:
+    from . import scheduler
+
+    scheduler.changed(environment, method, result)
 
 
 def call_sync(environment: str, method: str, args: tuple[Any, ...]) -> Any:
@@ -121,7 +137,10 @@ def call_sync(environment: str, method: str, args: tuple[Any, ...]) -> Any:
             _handles.pop(environment, None)
             time.sleep(_retry_delay(exc, method, attempt))
             continue
-        return _result(reply)
+        result = _result(reply)
+        if method in _SCHEDULE_CHANGES:
+            _schedules_changed(environment, method, result)
+        return result
     raise AssertionError("unreachable")  # pragma: no cover
 
 

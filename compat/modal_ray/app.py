@@ -562,7 +562,10 @@ class App:
             servers = self.__dict__.get("_servers", {})
             return records + [(t, "server", s._record()) for t, s in servers.items()]
 
-        result = await deploy_app(name or self._name, environment_name, tag, start)
+        from .schedules import deploy_schedules
+
+        schedules = deploy_schedules(self._functions)
+        result = await deploy_app(name or self._name, environment_name, tag, start, schedules)
         output.status(
             f"✓ App {result.name!r} deployed: version {result.version}, id {result.app_id},"
             f" environment {result.environment!r}."

@@ -165,10 +165,12 @@ async def deploy_app(
     environment_name: str | None,
     tag: str,
     start: Callable[[str, str, str], list[tuple[str, str, FunctionRecord | ClassRecord]]],
+    schedules: dict[str, str] | None = None,
 ) -> Deployed:
     """Register a new version of the deployed app `name`. `start(environment, app_id, name)`
     (the App's) enters the deployed state and returns each object's (tag, kind, record),
-    kind "function" or "class"."""
+    kind "function" or "class". `schedules` (function tag -> spec JSON, see
+    `schedules.deploy_schedules`) go with the version; the cluster's scheduler fires them."""
     if not name:
         raise InvalidError(
             "A deployed app needs a name: give one with `modal.App(name)`, or"
@@ -197,7 +199,9 @@ async def deploy_app(
     # endpoints' now, on the ports they had.
     await loop.run_in_executor(None, backend.stop_deployment, environment, app_id)
     result = await backend.registry_call(
-        environment, "deploy", (name, app_id, tag, deployment_id, objects, packages)
+        environment,
+        "deploy",
+        (name, app_id, tag, deployment_id, objects, packages, dict(schedules or {})),
     )
     await loop.run_in_executor(None, serve_deployment, backend, environment, app_id, endpoints)
     return Deployed(

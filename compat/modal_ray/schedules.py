@@ -54,7 +54,8 @@ logger = logging.getLogger("modal_ray.schedules")
 UTC = timezone.utc
 
 MAX_IN_FLIGHT = 4  # calls of one schedule running at once; further ticks are skipped
-HISTORY = 100  # fired ticks kept per schedule in the FireLog (for `status`)
+HISTORY = 500  # ticks kept per schedule in the FireLog's history (for `status`)
+HISTORY_S = 24 * 3600.0  # and for at most this long (a stopped app's too)
 _PERIOD_FIELDS = ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
 _CATCH_UP_WINDOW_S = 2 * 24 * 3600.0  # a cron scan looks back at most this far
 
@@ -264,6 +265,7 @@ CREATE TABLE IF NOT EXISTS fired(
     key TEXT NOT NULL,
     tick REAL NOT NULL,
     at REAL NOT NULL,
+    called INTEGER NOT NULL,
     PRIMARY KEY(key, tick)
 );
 """
@@ -289,9 +291,10 @@ class FireLog:
         )
         return None if row is None else float(row[0])
 
-    def claim(self, key: str, tick: float, previous: float | None) -> bool:
+    def claim(self, key: str, tick: float, previous: float | None, called: bool = True) -> bool:
         """Record `tick` as fired for `key` if the last fired tick is still `previous` (None:
-        never fired); False if someone else moved it (the tick is theirs)."""
+        never fired); False if someone else moved it (the tick is theirs). `called`: False
+        for a tick consumed without a call (skipped: too many calls of it still running)."""
 
         def op(db: sqlite3.Connection) -> bool:
             now = time.time()
@@ -307,18 +310,22 @@ class FireLog:
                 )
             if cur.rowcount != 1:
                 return False
-            db.execute("INSERT INTO fired(key, tick, at) VALUES (?, ?, ?)", (key, tick, now))
             db.execute(
-                "DELETE FROM fired WHERE key = ? AND tick NOT IN"
-                " (SELECT tick FROM fired WHERE key = ? ORDER BY tick DESC LIMIT ?)",
-                (key, key, HISTORY),
+                "INSERT INTO fired(key, tick, at, called) VALUES (?, ?, ?, ?)",
+                (key, tick, now, int(called)),
+            )
+            db.execute(
+                "DELETE FROM fired WHERE (key = ? AND tick NOT IN"
+                " (SELECT tick FROM fired WHERE key = ? ORDER BY tick DESC LIMIT ?)) OR at < ?",
+                (key, key, HISTORY, now - HISTORY_S),
             )
             return True
 
         return self.db.write(op, create=True)
 
     def keep_only(self, keys: Iterable[str]) -> None:
-        """Forget the schedules not in `keys` (stopped apps, schedules removed by a deploy)."""
+        """Forget the schedules not in `keys` (stopped apps, schedules removed by a deploy); their
+        history stays for `HISTORY_S`."""
         wanted = set(keys)
 
         def op(db: sqlite3.Connection) -> None:
@@ -326,19 +333,21 @@ class FireLog:
             for key in known:
                 if key not in wanted:
                     db.execute("DELETE FROM last_fire WHERE key = ?", (key,))
-                    db.execute("DELETE FROM fired WHERE key = ?", (key,))
 
         self.db.write(op, create=True)
 
-    def history(self) -> dict[str, list[float]]:
-        """The recent fired ticks of each schedule key, oldest first."""
+    def history(self) -> dict[str, dict[str, list[float]]]:
+        """The recent ticks of each schedule key, oldest first: "fired" (called) and "skipped"."""
         rows = self.db.read(
-            lambda db: db.execute("SELECT key, tick FROM fired ORDER BY key, tick").fetchall(),
+            lambda db: db.execute(
+                "SELECT key, tick, called FROM fired ORDER BY key, tick"
+            ).fetchall(),
             create=True,
         )
-        out: dict[str, list[float]] = {}
-        for key, tick in rows:
-            out.setdefault(key, []).append(float(tick))
+        out: dict[str, dict[str, list[float]]] = {}
+        for key, tick, called in rows:
+            entry = out.setdefault(key, {"fired": [], "skipped": []})
+            entry["fired" if called else "skipped"].append(float(tick))
         return out
 
 
@@ -411,8 +420,12 @@ class ScheduleTable:
             last = self._last.get(key)
             tick, upcoming = due(item.spec, item.anchor, last, now)
             if tick is not None:
-                if self.log is None or self.log.claim(key, tick, last):
-                    self._start(item, tick)
+                call = len(self._running.get(key, ())) < MAX_IN_FLIGHT
+                if self.log is None or self.log.claim(key, tick, last, call):
+                    if call:
+                        self._start(item, tick)
+                    else:
+                        self._skip(item, tick)
                     self._last[key] = tick
                 else:
                     # Another scheduler fired it: take its record, recompute.
@@ -424,17 +437,17 @@ class ScheduleTable:
             soonest = min(soonest, upcoming)
         return soonest
 
+    def _skip(self, item: Scheduled, tick: float) -> None:
+        self.skipped += 1
+        logger.warning(
+            "Skipped the %s tick of %s: %d earlier calls of it are still running.",
+            datetime.fromtimestamp(tick, UTC).isoformat(),
+            item.label,
+            MAX_IN_FLIGHT,
+        )
+
     def _start(self, item: Scheduled, tick: float) -> None:
         running = self._running.setdefault(item.key, set())
-        if len(running) >= MAX_IN_FLIGHT:
-            self.skipped += 1
-            logger.warning(
-                "Skipped the %s tick of %s: %d earlier calls of it are still running.",
-                datetime.fromtimestamp(tick, UTC).isoformat(),
-                item.label,
-                len(running),
-            )
-            return
         task = asyncio.ensure_future(self._call(item, tick))
         running.add(task)
         task.add_done_callback(running.discard)
@@ -501,6 +514,28 @@ def start_run_schedules(tasks: RunTasks, functions: dict[str, Any], app_id: str 
         tasks.hold_schedules(asyncio.ensure_future(run_schedules(items, fire_function)))
 
 
+def deploy_schedules(functions: dict[str, Any]) -> dict[str, str]:
+    """tag -> spec JSON of the scheduled functions being deployed (for the registry)."""
+    return {
+        tag: spec_of(fn._options.schedule).to_json()
+        for tag, fn in functions.items()
+        if fn._options.schedule is not None
+    }
+
+
+def deployed_items(rows: Iterable[dict[str, Any]]) -> list[Scheduled]:
+    """The registry's `active_schedules` rows as table items; the target of each is
+    (app name, function tag, version)."""
+    items = []
+    for row in rows:
+        spec = ScheduleSpec.from_json(row["spec"])
+        key = deployed_key(row["app_id"], row["tag"], spec, int(row["version"]))
+        label = f"{row['app_name']}.{row['tag']} ({spec.describe()})"
+        target = (row["app_name"], row["tag"], int(row["version"]))
+        items.append(Scheduled(key, spec, float(row["deployed_at"]), label, target))
+    return items
+
+
 async def fire_function(item: Scheduled) -> Any:
     """Call a scheduled function with no arguments, as Modal does."""
     return await item.target.remote.aio()
@@ -513,6 +548,8 @@ __all__ = [
     "ScheduleTable",
     "Scheduled",
     "cron_spec",
+    "deploy_schedules",
+    "deployed_items",
     "deployed_key",
     "due",
     "ephemeral_items",

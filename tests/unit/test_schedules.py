@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -198,11 +199,12 @@ def test_fire_log_claims_each_tick_once(tmp_path: Path) -> None:
     assert b.claim("k", 12.0, 10.0)
     assert not a.claim("k", 12.0, 10.0)
     assert not a.claim("k", 11.0, 12.0)  # never backwards
-    assert FireLog(path).history() == {"k": [10.0, 12.0]}
+    assert b.claim("k", 14.0, 12.0, called=False)  # consumed, not called (overlap limit)
+    assert FireLog(path).history() == {"k": {"fired": [10.0, 12.0], "skipped": [14.0]}}
     a.claim("other", 5.0, None)
     a.keep_only(["other"])
-    assert b.last("k") is None
-    assert b.history() == {"other": [5.0]}
+    assert b.last("k") is None  # forgotten: a schedule deployed again starts afresh
+    assert b.history()["other"] == {"fired": [5.0], "skipped": []}
 
 
 def test_table_fires_due_ticks_once_with_bounded_overlap(tmp_path: Path) -> None:
@@ -243,8 +245,12 @@ def test_table_fires_due_ticks_once_with_bounded_overlap(tmp_path: Path) -> None
         assert started.count("fail") == 6
         release.set()
         await table.cancel()
-        table.set_items([])  # everything unscheduled: the log forgets it
-        assert log.history() == {}
+        history = log.history()
+        assert len(history["slow"]["fired"]) == schedules.MAX_IN_FLIGHT
+        assert len(history["slow"]["skipped"]) == 6 - schedules.MAX_IN_FLIGHT
+        table.set_items([])  # everything unscheduled: the log forgets its state
+        assert log.last("slow") is None
+        assert log.last("fail") is None
 
     asyncio.run(main())
 
@@ -261,3 +267,45 @@ def test_a_scheduled_function_must_take_no_arguments() -> None:
 
     with pytest.raises(InvalidError, match=r"modal\.Period or modal\.Cron"):
         app.function(schedule="* * * * *")(lambda: None)
+
+
+def test_registry_keeps_schedules_per_version(tmp_path: Path) -> None:
+    """Deploy, redeploy (a Period resets: new key and anchor; a Cron keeps its key), rollback
+    (the old version's schedules come back, anchored at the rollback), stop (none left)."""
+    from modal_ray.storage.registry_server import RegistryServer, registry_path
+
+    reg = RegistryServer(registry_path(tmp_path, "main"), environment="main")
+    every = modal.Period(minutes=5)._spec.to_json()
+    cron = modal.Cron("0 6 * * *", timezone="America/New_York")._spec.to_json()
+
+    def deploy(schedules: dict[str, str]) -> Any:
+        app_id = reg.call("reserve", True, ("sched",))
+        objects = [("f", "function", b"r"), ("g", "function", b"r")]
+        return reg.call("deploy", True, ("sched", app_id, "", "dp", objects, {}, schedules))
+
+    def active() -> list[Scheduled]:
+        return schedules.deployed_items(reg.call("active_schedules", True, ()))
+
+    first = deploy({"f": every, "g": cron})
+    assert first["schedules"] == 2
+    v1 = {i.target[1]: i for i in active()}
+    assert v1["f"].target == ("sched", "f", 1)
+    assert v1["f"].spec == modal.Period(minutes=5)._spec
+    assert v1["g"].spec.timezone == "America/New_York"
+    deploy({"f": every, "g": cron})
+    v2 = {i.target[1]: i for i in active()}
+    assert v2["f"].key != v1["f"].key  # a Period resets on redeploy...
+    assert v2["f"].anchor >= v1["f"].anchor
+    assert v2["g"].key == v1["g"].key  # ...a Cron runs on undisturbed
+    assert deploy({})["schedules"] == 0  # v3: schedules removed
+    assert active() == []
+    rolled = reg.call("rollback", True, ("sched", 2))
+    assert rolled["schedules"] == 2
+    v4 = {i.target[1]: i for i in active()}
+    assert v4["f"].target == ("sched", "f", 4)
+    assert v4["g"].key == v1["g"].key
+    reg.call("stop", True, ("sched",))
+    assert active() == []
+    # An app deployed with no schedules argument (an older client) has none.
+    app_id = reg.call("reserve", True, ("plain",))
+    assert reg.call("deploy", True, ("plain", app_id, "", "dp", [], {}))["schedules"] == 0

@@ -15,6 +15,9 @@ Tables:
   server never unpickles them).
 - `web_ports`: the gateway port of each deployed web endpoint (app id, label), so that its URL
   stays the same across redeploys.
+- `schedules`: for each version, the schedule of each scheduled Function (tag, spec as JSON,
+  `modal_ray.schedules.ScheduleSpec`); the environment's scheduler fires the current versions'
+  (`active_schedules`).
 - `packages` / `package_refs`: the code packages versions need (content-addressed URIs and their
   bytes), so that a package the engine dropped can be restored.
 
@@ -81,6 +84,13 @@ CREATE TABLE IF NOT EXISTS web_ports(
     port INTEGER NOT NULL,
     PRIMARY KEY(app_id, label)
 );
+CREATE TABLE IF NOT EXISTS schedules(
+    app_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    tag TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    PRIMARY KEY(app_id, version, tag)
+);
 CREATE TABLE IF NOT EXISTS package_refs(
     app_id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -116,6 +126,7 @@ class RegistryServer(StoreServer):
             "is_deployed",
             "history",
             "rollback",
+            "active_schedules",
             "app_objects",
             "web_ports",
             "set_web_ports",
@@ -157,9 +168,11 @@ class RegistryServer(StoreServer):
         deployment_id: str,
         objects: list[tuple[str, str, bytes]],
         packages: dict[str, bytes],
+        schedules: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Register a new version of `name` (reserved as `app_id`) with `objects` (tag, kind,
-        record bytes) and the code `packages` it needs; it becomes the current version."""
+        record bytes), the code `packages` it needs and its `schedules` (tag -> spec JSON); it
+        becomes the current version."""
         for tag_, kind, _ in objects:
             if kind not in KINDS:
                 raise InvalidError(f"Unknown object kind {kind!r} for {tag_!r}.")
@@ -195,11 +208,17 @@ class RegistryServer(StoreServer):
                     "INSERT OR IGNORE INTO package_refs(app_id, version, uri) VALUES (?, ?, ?)",
                     (app_id, version, uri),
                 )
+            for sched_tag, spec in (schedules or {}).items():
+                db.execute(
+                    "INSERT INTO schedules(app_id, version, tag, spec) VALUES (?, ?, ?, ?)",
+                    (app_id, version, sched_tag, spec),
+                )
             db.execute(
                 "UPDATE apps SET state = 'deployed', version = ?, updated_at = ? WHERE name = ?",
                 (version, now, name),
             )
-            return {"app_id": app_id, "version": version, "name": name}
+            n = len(schedules or {})
+            return {"app_id": app_id, "version": version, "name": name, "schedules": n}
 
         return self.db.write(op, create=True)
 
@@ -255,10 +274,21 @@ class RegistryServer(StoreServer):
                 " SELECT app_id, ?, uri FROM package_refs WHERE app_id = ? AND version = ?",
                 (new, app_id, target),
             )
+            scheduled = db.execute(
+                "INSERT INTO schedules(app_id, version, tag, spec)"
+                " SELECT app_id, ?, tag, spec FROM schedules WHERE app_id = ? AND version = ?",
+                (new, app_id, target),
+            ).rowcount
             db.execute(
                 "UPDATE apps SET version = ?, updated_at = ? WHERE app_id = ?", (new, now, app_id)
             )
-            return {"name": app_name, "app_id": app_id, "version": new, "restored": target}
+            return {
+                "name": app_name,
+                "app_id": app_id,
+                "version": new,
+                "restored": target,
+                "schedules": scheduled,
+            }
 
         return self.db.write(op, create=True)
 
@@ -434,6 +464,22 @@ class RegistryServer(StoreServer):
                 )
 
         self.db.write(op, create=True)
+
+    def active_schedules(self, create: bool) -> list[dict[str, Any]]:
+        """The schedules of the current versions of deployed apps: app name, id, version, when
+        that version was deployed, function tag and spec (JSON)."""
+
+        def op(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = db.execute(
+                "SELECT a.name, a.app_id, a.version, v.deployed_at, s.tag, s.spec FROM apps a"
+                " JOIN versions v ON v.app_id = a.app_id AND v.version = a.version"
+                " JOIN schedules s ON s.app_id = a.app_id AND s.version = a.version"
+                " WHERE a.state = 'deployed' ORDER BY a.name, s.tag"
+            ).fetchall()
+            keys = ("app_name", "app_id", "version", "deployed_at", "tag", "spec")
+            return [dict(zip(keys, r, strict=True)) for r in rows]
+
+        return self.db.read(op, create=True)
 
     def package(self, create: bool, uri: str) -> bytes | None:
         """The bytes of a code package a deployed version needs, or None."""
