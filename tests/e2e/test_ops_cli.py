@@ -182,6 +182,11 @@ def test_cluster_secrets_environments_logs_and_containers(
         "logs": ["app", "logs", "ops-demo"],
         "class logs": ["app", "logs", "ops-demo", "--function", "Worker", "--show-container-id"],
         "info": ["app", "info", "ops-demo", "--json"],
+        "info table": ["app", "info", "ops-demo"],
+        "function info": ["function", "info", "ops-demo.Worker", "--json"],
+        "function logs": ["function", "logs", "ops-demo.shout"],
+        "autoscaler": ["function", "autoscaler", "settings", "ops-demo.Worker", "--json"],
+        "no autoscaler": ["function", "autoscaler", "settings", "ops-demo.shout"],
         "containers": ["python", CONTAINERS],
         "dashboard": ["app", "dashboard", "ops-demo"],
         "stop": ["app", "stop", "ops-demo"],
@@ -215,6 +220,17 @@ def test_cluster_secrets_environments_logs_and_containers(
     assert "[ta-" in only_class
     info = json.loads(_ok(second["info"]))
     assert {o["tag"] for o in info["objects"]} == {"shout", "Worker"}
+    assert "Worker" in _ok(second["info table"])
+    function_info = json.loads(_ok(second["function info"]))
+    assert function_info["kind"] == "Cls"
+    assert function_info["methods"] == ["work"]
+    assert function_info["runs_as"] == "container pool (Ray Serve)"
+    function_logs = _ok(second["function logs"])
+    assert "ops-fn-line 1" in function_logs
+    assert "ops-cls-line" not in function_logs
+    assert json.loads(_ok(second["autoscaler"]))["min_containers"] == 0
+    assert second["no autoscaler"]["rc"] == 1
+    assert "runs as Ray tasks" in second["no autoscaler"]["err"]
     containers = _ok(second["containers"])
     assert "ops-cls-line 2" in containers.split("LOGS", 1)[1]
     assert "STOP 0" in containers
