@@ -207,3 +207,18 @@ def test_server_decorator_input_is_checked() -> None:
 
     with pytest.raises(InvalidError, match="max_concurrency"):
         bad.server(max_concurrency=0)(type("Zero", (), {}))
+    with pytest.raises(InvalidError, match="sessioned"):
+
+        @bad.cls()
+        @modal.sessioned()
+        class NotAServer:
+            pass
+
+    # `@modal.concurrent` on a Server class: its concurrency per container, as on Modal.
+    @bad.server(port=18745)
+    @modal.concurrent(max_inputs=7, target_inputs=3)
+    class Concurrent:
+        pass
+
+    assert Concurrent._cls._options.max_inputs_concurrent == 7
+    assert Concurrent.autoscaler.target_concurrency == 3
