@@ -10,12 +10,11 @@ import json
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
 from modal_ray.schedules import MAX_IN_FLIGHT
-from tests.e2e.conftest import modal_cli
+from tests.e2e.conftest import MODAL, modal_cli
 
 APP = textwrap.dedent(
     """
@@ -49,7 +48,7 @@ CLIENT = textwrap.dedent(
 
 OBSERVER = textwrap.dedent(
     """
-    import json, sys, time
+    import json, subprocess, sys, time
     from pathlib import Path
     import modal
     from modal_ray import config
@@ -72,24 +71,16 @@ OBSERVER = textwrap.dedent(
     result["killed"] = scheduler.kill(env)
     result["second"] = wait_for(result["first"] + 2)
     result["after"] = scheduler.status(env)
-    result["lines"] = fired()
-    print("RESULT", json.dumps(result))
-    """
-)
-
-
-# After `modal app stop`: the scheduler's status once its calls in flight have ended.
-DRAINED = textwrap.dedent(
-    """
-    import json, time
-    from modal_ray import config
-    from modal_ray.backends.ray import scheduler
-
-    env = config.environment_name()
+    # `modal app stop`, then the scheduler's status once its calls in flight have ended.
+    stop = subprocess.run([sys.argv[2], "app", "stop", "scheduled-demo"], capture_output=True)
+    result["stop"] = [stop.returncode, stop.stderr.decode()[-3000:]]
     deadline = time.monotonic() + 90
     while (status := scheduler.status(env))["in_flight"] and time.monotonic() < deadline:
         time.sleep(0.2)
-    print("RESULT", json.dumps(status))
+    result["stopped"], result["lines"] = status, fired()
+    time.sleep(3)  # more than a period: a live schedule would fire again
+    result["later"] = fired()
+    print("RESULT", json.dumps(result))
     """
 )
 
@@ -140,7 +131,7 @@ def test_deployed_period_fires_once_per_tick_survives_a_killed_scheduler_and_sto
     try:
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "CONNECTED", client.stderr
-        seen = _python(OBSERVER, str(out), env=env, cwd=tmp_path)
+        seen = _python(OBSERVER, str(out), str(MODAL), env=env, cwd=tmp_path)
     finally:
         done.touch()
         client.wait(timeout=60)
@@ -160,15 +151,12 @@ def test_deployed_period_fires_once_per_tick_survives_a_killed_scheduler_and_sto
     steps = [b - a for a, b in itertools.pairwise(ticks)]
     assert all(s >= 2.0 and (s / 2.0).is_integer() for s in steps), steps  # whole periods
 
-    stopped = modal_cli("app", "stop", "scheduled-demo", env=env, cwd=tmp_path)
-    assert stopped.returncode == 0, stopped.stderr[-3000:]
-    after_stop = _python(DRAINED, env=env, cwd=tmp_path)
-    assert after_stop["schedules"] == []  # nothing left to fire
-    assert after_stop["in_flight"] == 0
+    assert seen["stop"][0] == 0, seen["stop"][1]  # `modal app stop`
+    stopped = seen["stopped"]
+    assert stopped["schedules"] == []  # nothing left to fire
+    assert stopped["in_flight"] == 0
     # One call per tick: as many lines as ticks called, never more (a tick fired twice would
     # add one); calls in flight when the scheduler was killed may have been lost with it.
-    called = len(after_stop["fired"][key]["fired"])
-    count = len(out.read_text().splitlines())
-    assert called - MAX_IN_FLIGHT <= count <= called
-    time.sleep(4.5)  # more than two periods: a live schedule would have fired again
-    assert len(out.read_text().splitlines()) == count
+    called = len(stopped["fired"][key]["fired"])
+    assert called - MAX_IN_FLIGHT <= seen["lines"] <= called
+    assert seen["later"] == seen["lines"]  # and nothing fired after the stop
