@@ -214,7 +214,19 @@ def start(*, num_cpus: float | None = None, port: int | None = None) -> HeadInfo
     _write_head(info)  # recorded at once, so that `stop` finds a head that fails to get ready
     info = replace(info, session_dir=_wait_ready(info, deadline))
     _write_head(info)
+    _revive_schedules(info, root)
     return info
+
+
+def _revive_schedules(info: HeadInfo, root: Path) -> None:
+    """A restarted head: deployed schedules fire again without waiting for a client."""
+    from .scheduler import environments_with_schedules
+
+    environments = environments_with_schedules(root)
+    if environments:
+        env = {**os.environ, **client_env(info), "MODAL_RAY_ADDRESS": info.address}
+        command = [sys.executable, "-m", "modal_ray.backends.ray.scheduler", *environments]
+        subprocess.run(command, env=env, stdin=subprocess.DEVNULL, capture_output=True)
 
 
 _PROBE = """

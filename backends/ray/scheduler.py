@@ -15,7 +15,9 @@ Invariants:
   by `registry.call` after those operations; it waits until the scheduler has re-read) and
   every `REFRESH_S` otherwise. A stopped app's schedules are forgotten, state included.
 - It is created by the first deploy or rollback of a version with schedules, and again by the
-  registry's actor when that starts (a head restart) while deployed schedules exist.
+  registry's actor when that starts while deployed schedules exist; after a head restart,
+  `modal-ray cluster start` starts them (`environments_with_schedules`, `revive_main`), so
+  schedules resume with no client connected.
 - A fired call is `Function.from_name(app, tag, version=...).remote()` with no arguments, made
   from this actor; its failure is logged in the actor's log and the schedule goes on.
 """
@@ -25,8 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -207,6 +211,30 @@ def revive(environment: str, active: list[Any]) -> None:
         ensure(environment)
 
 
+def environments_with_schedules(root: Path) -> list[str]:
+    """The environments whose registry (in the state store `root`, read in this process) has
+    deployed schedules: after a head restart, `modal-ray cluster start` revives their
+    schedulers with `revive_main` so that nothing waits for a client to come."""
+    from modal_ray.storage.registry_server import RegistryServer
+
+    found = []
+    for path in sorted((root / "registry").glob("*.sqlite")):
+        server = RegistryServer(path, environment=path.stem)
+        if server.call("active_schedules", True, ()):
+            found.append(path.stem)
+    return found
+
+
+def revive_main(environments: list[str]) -> None:
+    """Start the registry (which starts the scheduler) of each of `environments`, and wait
+    until each scheduler has read its registry (`python -m modal_ray.backends.ray.scheduler`
+    in a process connected to the head)."""
+    for environment in environments:
+        registry.call_sync(environment, "active_schedules", ())
+        handle = ensure(environment)
+        ray.get(handle.refresh.remote(), timeout=POKE_TIMEOUT_S)
+
+
 def status(environment: str) -> dict[str, Any] | None:
     """The scheduler's `status()`, or None if it does not run."""
     handle = _existing(environment)
@@ -225,4 +253,19 @@ def kill(environment: str) -> bool:
     return True
 
 
-__all__ = ["SCHEDULER_NAME", "changed", "ensure", "kill", "revive", "status"]
+__all__ = [
+    "SCHEDULER_NAME",
+    "changed",
+    "ensure",
+    "environments_with_schedules",
+    "kill",
+    "revive",
+    "revive_main",
+    "status",
+]
+
+if __name__ == "__main__":
+    # Through the module's own name: the actor class must be this module's, not `__main__`'s.
+    from modal_ray.backends.ray import scheduler as _scheduler
+
+    _scheduler.revive_main(sys.argv[1:])
