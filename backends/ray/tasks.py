@@ -113,9 +113,13 @@ def _source_path(target: Any) -> str | None:
 
 
 def _upload_local_packages(runtime_env: dict[str, Any]) -> dict[str, Any]:
-    """Ray accepts local `py_modules` / `working_dir` paths only at the job level: upload them
-    to the cluster's object store (content-addressed `gcs://` URIs) so a per-task env can use
-    them."""
+    """The runtime_env as a task or actor gets it. Ray accepts local `py_modules` /
+    `working_dir` paths only at the job level: upload them to the cluster's object store
+    (content-addressed `gcs://` URIs) so a per-task env can use them. An env that installs
+    packages gets the worker guard (`worker_guard.py`)."""
+    from .worker_guard import with_guard
+
+    runtime_env = with_guard(runtime_env)
     if runtime_env.get("py_modules"):
         from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
 
