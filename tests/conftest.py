@@ -6,6 +6,10 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 os.environ.pop("RAY_ADDRESS", None)
 os.environ.pop("MODAL_RAY_ADDRESS", None)
@@ -18,17 +22,31 @@ os.environ["MODAL_RAY_STATE"] = _STATE
 atexit.register(shutil.rmtree, _STATE, ignore_errors=True)
 
 
-def pytest_collection_modifyitems(config: object, items: list[object]) -> None:
-    """Under pytest-xdist (`--dist loadgroup`), tests that share a session resource run on one
-    worker: the integration tests share one in-process Ray, the deployed-app tests one
-    `modal-ray cluster start` head. Everything else (unit tests, the CLI's subprocesses) is
-    spread over the workers."""
-    import pytest
+_E2E = Path(__file__).parent / "e2e"
+# The deployed-app tests share one `modal-ray cluster start` head (the `cluster_head` fixture).
+_HEAD_MODULES = frozenset(
+    f"tests/e2e/{p.name}" for p in _E2E.glob("test_*.py") if "cluster_head" in p.read_text()
+)
 
-    for item in items:
-        path = str(getattr(item, "path", ""))
-        fixtures = getattr(item, "fixturenames", ())
-        if f"{os.sep}integration{os.sep}" in path:
-            item.add_marker(pytest.mark.xdist_group("ray-session"))  # type: ignore[attr-defined]
-        elif "cluster_head" in fixtures:
-            item.add_marker(pytest.mark.xdist_group("cluster-head"))  # type: ignore[attr-defined]
+
+def _scope(nodeid: str) -> str:
+    """What must run on one worker: the integration tests share one in-process Ray, the
+    deployed-app tests one cluster head. Every other test is its own unit."""
+    if nodeid.startswith("tests/integration/"):
+        return "integration"
+    if nodeid.split("::", 1)[0] in _HEAD_MODULES:
+        return "cluster-head"
+    return nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """The suite runs on two pytest-xdist workers (`-n 2` in pyproject.toml), scheduled by
+    `_scope` (xdist's own `xdist_group` marks are lost on pytest 9.2's node ids)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedResourceScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope(nodeid)
+
+    return SharedResourceScheduling(config, log)
