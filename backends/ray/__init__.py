@@ -264,6 +264,7 @@ class RayBackend:
 
         return ops.dashboard_url()
 
+
 if TYPE_CHECKING:
     # mypy holds the implementation to the seam: a method that drifts from `Backend` fails here.
     _checked: type[Backend] = RayBackend
