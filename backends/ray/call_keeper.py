@@ -200,7 +200,9 @@ class _CallKeeper:
     async def cancel_app(self, app_id: str) -> list[str]:
         await self._start()
         marked = await self._db("cancel_app", app_id)
-        self._stop_runs(marked, False)
+        # The app stopped: its calls end now (a task's worker is killed, as Modal stops a
+        # stopped app's containers; a polite cancel would not reach code running in a thread).
+        self._stop_runs(marked, True)
         return list(marked)
 
     async def graph(self, call_id: str) -> bytes:
@@ -344,7 +346,7 @@ class _CallKeeper:
                 dead = {j["JobID"] for j in jobs if j.get("IsDead")}
                 for job, app_id in owned:
                     if job in dead:
-                        self._stop_runs(await self._db("cancel_app", app_id), False)
+                        self._stop_runs(await self._db("cancel_app", app_id), True)
             except Exception:
                 _log.exception("call keeper: checking the drivers of bound calls failed")
 
