@@ -53,6 +53,8 @@ def test_a_replica_checks_tokens_of_the_store_before_anyone_made_a_table_here() 
         token_id, secret = ray.get(other.call.remote("create", ()))
         assert asyncio.run(_verify_token(token_id, secret)) is True
         assert asyncio.run(_verify_token(token_id, "ws-wrong")) is False
+        # The session's store is shared with later tests: leave no token in it.
+        assert ray.get(other.call.remote("delete", (token_id,))) is True
     finally:
         ray.kill(other)
         _kill_named_table()

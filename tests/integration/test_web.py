@@ -348,6 +348,8 @@ def test_proxy_auth_refuses_accepts_and_refuses_after_revocation(
     from modal_ray.web import proxy_tokens
 
     monkeypatch.setenv("MODAL_RAY_STATE", str(tmp_path))  # the token table's file goes here
+    with contextlib.suppress(ValueError):  # a table an earlier test made (on the session store)
+        ray.kill(ray.get_actor(TOKENS_NAME, namespace=GATEWAY_NAMESPACE))
     url = _url(private)
     try:
         assert httpx.get(url).status_code == 401
