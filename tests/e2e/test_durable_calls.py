@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import modal_cli
 
 APP = textwrap.dedent(
@@ -194,6 +196,7 @@ def _age_result(state_root: Path, call_id: str, days: float) -> None:
     db.close()
 
 
+@pytest.mark.timeout(600)
 def test_spawn_exit_then_get_by_id_from_a_third_process(
     cluster_head: dict[str, str], tmp_path: Path
 ) -> None:
@@ -206,7 +209,7 @@ def test_spawn_exit_then_get_by_id_from_a_third_process(
         ids = _result(_python(["-c", SPAWNER, str(tmp_path)], cluster_head, tmp_path))
         # The spawning process has exited. Every spawn_map input still runs to the end.
         # (A generous deadline: on a loaded 2-core machine each input may start a new worker.)
-        assert _wait_for(lambda: len(list((tmp_path / "map").glob("*.done"))) == 25, timeout=300)
+        assert _wait_for(lambda: len(list((tmp_path / "map").glob("*.done"))) == 25, timeout=240)
         assert sorted(int(p.stem) for p in (tmp_path / "map").glob("*.done")) == list(range(25))
         # The failed call's result ages past the retention before the third process reads it.
         state_root = Path(cluster_head["MODAL_RAY_STATE"])
