@@ -472,7 +472,11 @@ async def spawn(
 ) -> None:
     """Hand calls to the keeper; returns once they are recorded."""
     meta = dict(meta)
-    if meta.pop("bound", False):
+    # Only a client (a driver) binds its run's calls to itself. A call spawned inside a
+    # running function is never bound: the worker's job is whoever made the keeper, and a
+    # dead one would take the whole app's calls with it.
+    worker = ray._private.worker.global_worker
+    if meta.pop("bound", False) and worker.mode == ray._private.worker.SCRIPT_MODE:
         meta["owner_job"] = ray.get_runtime_context().get_job_id()
     key = (environment, digest)
     send = None if key in _sent else blob
