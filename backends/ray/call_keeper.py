@@ -42,7 +42,7 @@ from modal_ray.storage.calls_server import CallsServer, calls_path
 
 from . import runtime
 from .errors import translate
-from .store import _Failure
+from .store import _Failure, unpack_reply
 
 KEEPER_NAME = "modal-call-keeper"
 CALL_ATTEMPTS = 12
@@ -372,16 +372,6 @@ def _handle(environment: str) -> Any:
     return handle
 
 
-def _reply(reply: bytes) -> Any:
-    result = pickle.loads(reply)
-    if type(result) is not _Failure:
-        return result
-    cls = getattr(exception, result.name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Error)):
-        cls = Error
-    raise cls(result.message)
-
-
 async def _call(environment: str, method: str, *args: Any) -> Any:
     """One keeper operation, retried while Ray restarts the keeper."""
     for attempt in range(CALL_ATTEMPTS):
@@ -481,14 +471,14 @@ async def spawn(
     key = (environment, digest)
     send = None if key in _sent else blob
     try:
-        _reply(await _call(environment, "spawn", pickle.dumps((digest, send, meta, calls))))
+        unpack_reply(await _call(environment, "spawn", pickle.dumps((digest, send, meta, calls))))
     except NotFoundError:  # the keeper forgot the target (pruned): send it with the calls
-        _reply(await _call(environment, "spawn", pickle.dumps((digest, blob, meta, calls))))
+        unpack_reply(await _call(environment, "spawn", pickle.dumps((digest, blob, meta, calls))))
     _sent.add(key)
 
 
 async def wait(environment: str, call_id: str, timeout: float) -> tuple[str, bytes | None, str]:
-    result: tuple[str, bytes | None, str] = _reply(
+    result: tuple[str, bytes | None, str] = unpack_reply(
         await _call(environment, "wait", call_id, timeout)
     )
     return result
@@ -510,7 +500,7 @@ async def cancel_app(environment: str, app_id: str) -> None:
 
 
 async def graph(environment: str, call_id: str) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = _reply(await _call(environment, "graph", call_id))
+    result: list[dict[str, Any]] = unpack_reply(await _call(environment, "graph", call_id))
     return result
 
 

@@ -31,13 +31,13 @@ from typing import Any
 import ray
 import ray.exceptions as rex
 
-from modal_ray import config, exception
+from modal_ray import config
 from modal_ray.exception import Error, NotFoundError
 from modal_ray.storage.cluster_state import ClusterState
 
 from . import runtime
 from .errors import translate
-from .store import _Failure
+from .store import _Failure, unpack_reply
 
 STATE_NAME = "modal-cluster-state"
 STATE_NAMESPACE = "_modal_ray"
@@ -97,13 +97,7 @@ def state_call(method: str, args: tuple[Any, ...]) -> Any:
             continue
         except rex.RayError as exc:
             raise translate(exc, "the cluster's state") from exc
-        result = pickle.loads(reply)
-        if type(result) is not _Failure:
-            return result
-        cls = getattr(exception, result.name, None)
-        if not (isinstance(cls, type) and issubclass(cls, Error)):
-            cls = Error
-        raise cls(result.message)
+        return unpack_reply(reply)
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -34,7 +34,7 @@ from modal_ray.storage.registry_server import RegistryServer, registry_path
 
 from . import runtime
 from .errors import translate
-from .store import _Failure, _request
+from .store import _Failure, _request, unpack_reply
 
 REGISTRY_NAME = "modal-registry"
 CALL_ATTEMPTS = 12
@@ -78,16 +78,6 @@ def _handle(environment: str) -> Any:
     return handle
 
 
-def _result(reply: bytes) -> Any:
-    result = pickle.loads(reply)
-    if type(result) is not _Failure:
-        return result
-    cls = getattr(exception, result.name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Error)):
-        cls = Error
-    raise cls(result.message)
-
-
 def _retry_delay(exc: BaseException, method: str, attempt: int) -> float:
     if isinstance(exc, rex.ActorDiedError | rex.ActorUnavailableError) and (
         attempt < CALL_ATTEMPTS - 1
@@ -108,7 +98,7 @@ async def call(environment: str, method: str, args: tuple[Any, ...]) -> Any:
             _handles.pop(environment, None)
             await asyncio.sleep(_retry_delay(exc, method, attempt))
             continue
-        result = _result(reply)
+        result = unpack_reply(reply)
         if method in _SCHEDULE_CHANGES:
             await asyncio.to_thread(_schedules_changed, environment, method, result)
         return result
@@ -137,7 +127,7 @@ def call_sync(environment: str, method: str, args: tuple[Any, ...]) -> Any:
             _handles.pop(environment, None)
             time.sleep(_retry_delay(exc, method, attempt))
             continue
-        result = _result(reply)
+        result = unpack_reply(reply)
         if method in _SCHEDULE_CHANGES:
             _schedules_changed(environment, method, result)
         return result

@@ -77,6 +77,18 @@ class _Failure:
         self.name, self.message = name, message
 
 
+def unpack_reply(reply: bytes) -> Any:
+    """A server actor's reply: its value, or its `_Failure` raised as the Modal error it names
+    (`Error` for a name that is not one)."""
+    result = pickle.loads(reply)
+    if type(result) is not _Failure:
+        return result
+    cls = getattr(exception, result.name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Error)):
+        cls = Error
+    raise cls(result.message)
+
+
 def _request(method: str, create: bool, args: tuple[Any, ...]) -> bytes:
     # One bytes argument and one bytes reply: Ray carries bytes on its fastest path, while each
     # extra argument, tuple or list costs both sides serialisation work on every call.
