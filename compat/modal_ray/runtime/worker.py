@@ -492,22 +492,24 @@ _entered_env: str | None = None
 
 
 def enter_container(environment: str) -> None:
-    """First input in this process: it is a container now (`is_local()` is False)."""
+    """Each input: this process is a container now (`is_local()` is False), in `environment`."""
     global _entered_env
-    # Set on every input, not once: it is the user's environment variable, and user code (or a
-    # secret restored after an input) may have changed or removed it since.
-    os.environ["MODAL_ENVIRONMENT"] = environment
+    # Set on every input, not once: they are the user's environment variables, and user code (or
+    # a secret restored after an input, or another thread's input) may have changed or removed
+    # them since. `setdefault` keeps a clustered rank's own task id.
+    environ = os.environ
+    environ["MODAL_ENVIRONMENT"] = environment
+    if "MODAL_TASK_ID" not in environ:
+        environ["MODAL_TASK_ID"] = f"ta-{os.uname().nodename}-{os.getpid()}"
+    environ.setdefault("MODAL_REGION", "local")
+    environ.setdefault("MODAL_CLOUD_PROVIDER", "ray")
     if _entered_env == environment:
         return
-    _entered_env = environment
     context.mark_remote()
     # Modal's exceptions claim `modal.exception` as their home: the module must be loaded here,
     # or cloudpickle would ship them by value and `except`/`isinstance` would fail in the caller.
     homes.load()
-
-    os.environ.setdefault("MODAL_TASK_ID", f"ta-{os.uname().nodename}-{os.getpid()}")
-    os.environ.setdefault("MODAL_REGION", "local")
-    os.environ.setdefault("MODAL_CLOUD_PROVIDER", "ray")
+    _entered_env = environment  # last: a failure above is retried on the next input
 
 
 def _run_coroutine(coro: Any, timeout: float | None) -> Any:
