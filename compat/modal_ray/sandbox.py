@@ -85,13 +85,28 @@ def _image_view(image: Any) -> tuple[dict[str, str], str | None, list[tuple[str,
                 if path.is_file() and not path.is_symlink():
                     rel = path.relative_to(base).as_posix()
                     files.append((str(remote_base / rel), path.read_bytes(), path.stat().st_mode))
-        elif step.kind in _PACKAGE_STEPS:
+        elif step.kind in _PACKAGE_STEPS and not _python_packages(step):
             warn_once(
                 f"sandbox-image-{step.kind}",
-                f"`Image.{step.kind}` is not applied inside sandboxes yet: a sandbox runs the"
-                " cluster's Python (standard library) and the node's system tools.",
+                f"`Image.{step.kind}` is not applied inside sandboxes: a sandbox runs the"
+                " node's Python and system tools, with the packages of the image's pip/uv"
+                " install steps.",
             )
     return env, workdir, files
+
+
+def _python_packages(step: Any) -> bool:
+    """A step that installs Python packages by requirement (applied in sandboxes)."""
+    return step.installer in ("pip", "uv") and bool(step.packages)
+
+
+def _package_steps(image: Any) -> list[tuple[list[str], list[str]]]:
+    """The image's Python package steps, (requirements, pip options) each, in order."""
+    return [
+        (list(step.packages), list(step.options))
+        for step in getattr(image, "_steps", ())
+        if step.kind in _PACKAGE_STEPS and _python_packages(step)
+    ]
 
 
 def _resources(cpu: Any, memory: Any, gpu: Any) -> dict[str, float] | None:
@@ -384,6 +399,7 @@ class Sandbox:
             "memory_limit": None if memory_limit is None else int(memory_limit * 2**20),
             "cpu_limit": _limit(cpu, "cpu"),
             "raw_ports": [int(p) for p in unencrypted_ports],
+            "packages": _package_steps(image) if image is not None else [],
         }
         if tags and any(not isinstance(k, str) or not isinstance(v, str) for k, v in tags.items()):
             raise InvalidError("Sandbox tags must map str to str.")

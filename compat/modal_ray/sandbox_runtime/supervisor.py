@@ -49,6 +49,7 @@ from .files import File, FileOps, check_path
 from .limits import Limits, make_limits, sweep_stale_cgroups
 from .mounts import commit_volumes, volume_copies
 from .owners import OWNER_LOCK, remove_tree, sandboxes_root, sweep_dead_owners
+from .packages import PACKAGES_PATH, PackageCache, python_path
 from .relay import Relay
 from .snapshot import snapshot_tar
 
@@ -171,6 +172,7 @@ class Supervisor(FileOps):
             os.rename(pending, base / OWNER_LOCK)
             sweep_stale_cgroups()
         self._base = base
+        self._packages = PackageCache(base, node)
         self._sandboxes: dict[str, _Sandbox] = {}
         self._ids = itertools.count(1)
         self._agent = agent_module.__file__
@@ -201,11 +203,13 @@ class Supervisor(FileOps):
         on_finish: Callable[[], None] | None = None,
         deny_addresses: list[str] | None = None,
         cidr_allowlist: list[str] | None = None,
+        packages: list[tuple[list[str], list[str]]] | None = None,
     ) -> dict[str, Any]:
         """Start a sandbox; returns its description (see `describe`). `deny_addresses`: the
         cluster's node addresses, refused by the routes of a sandbox that has network access
         (this node's own addresses always are). `cidr_allowlist`: the only networks its
-        outbound traffic may reach (None: any but the refused ones)."""
+        outbound traffic may reach (None: any but the refused ones). `packages`: the image's
+        package steps (requirements, pip options), installed for the sandbox's Python."""
         bwrap = isolation.check_isolation(self._node)
         tools = None
         if bwrap is not None and not block_network:
@@ -227,6 +231,11 @@ class Supervisor(FileOps):
             )
         workdir = workdir or "/"
         _sandbox_relpath(workdir)
+        folders = await self._packages.folders([(tuple(p), tuple(o)) for p, o in packages or ()])
+        env = dict(env or {})
+        if folders:
+            env["PYTHONPATH"] = python_path(folders, bwrap is not None, env.get("PYTHONPATH"))
+        package_binds = tuple((f, f"{PACKAGES_PATH}/{n}", True) for n, f in enumerate(folders))
         cgroups = make_limits(sid, memory_limit=memory_limit, cpu_limit=cpu_limit)
         directory = Path(tempfile.mkdtemp(prefix=f"{sid}-", dir=self._base))
         root = directory / "root"
@@ -257,7 +266,7 @@ class Supervisor(FileOps):
             name=name,
             app_id=app_id,
             tags=dict(tags or {}),
-            env={**base_env, **(env or {})},
+            env={**base_env, **env},
             workdir=workdir,
             directory=directory,
             isolated=bwrap is not None,
@@ -286,7 +295,10 @@ class Supervisor(FileOps):
                     workdir=workdir,
                     block_network=block_network,
                     agent=self._agent,
-                    binds=tuple((wc.dir, wc.spec.path, wc.spec.read_only) for wc in copies),
+                    binds=(
+                        *package_binds,
+                        *((wc.dir, wc.spec.path, wc.spec.read_only) for wc in copies),
+                    ),
                     host_network=tools is None,
                 )
                 if tools is not None:
