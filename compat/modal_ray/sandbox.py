@@ -307,8 +307,6 @@ class Sandbox:
         for arg in args:
             if not isinstance(arg, str):
                 raise InvalidError(f"Sandbox entrypoint arguments must be strings, not {arg!r}.")
-        if network_file_systems:
-            raise _unsupported("network_file_systems=...", "mount a `modal.Volume` instead.")
         ports = [*encrypted_ports, *h2_ports]
         if ports or unencrypted_ports:
             warn_once("tunnel-plain", PLAIN_WARNING)
@@ -405,11 +403,11 @@ class Sandbox:
             raise InvalidError("Sandbox tags must map str to str.")
         kwargs["tags"] = {**kwargs["tags"], **({"modal.app_name": app_name} if app_name else {})}
         backend = await connect(environment)
-        if volumes:
+        if volumes or network_file_systems:
             from modal_ray.volumes import prepare_mounts
 
             mount_set = await asyncio.get_running_loop().run_in_executor(
-                None, prepare_mounts, volumes, {}, environment
+                None, prepare_mounts, volumes, network_file_systems, environment
             )
             kwargs["mounts"] = tuple(mount_set.mounts) if mount_set is not None else ()
         info = await backend.sandbox_create(environment, kwargs, _resources(cpu, memory, gpu))
