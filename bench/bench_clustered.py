@@ -9,10 +9,9 @@ On a three-node `ray.cluster_utils.Cluster` (one machine, 2 logical CPUs per nod
 2. Whole call: until the caller has rank 0's value and the gang is gone (actors killed,
    placement group removed), both sides.
 
-Sides alternate call by call. Run: `.venv/bin/python bench/bench_clustered.py [--quick] [--save]
-[--docs]`. Without `--save` nothing is written; `--save` stores the `clustered` section of
-`bench/results.json`, `--docs` also replaces the `## Clustered functions` section of
-docs/benchmarks.md.
+Sides alternate call by call. Run: `.venv/bin/python bench/bench_clustered.py [--quick]
+[--no-save] [--no-docs]`. It stores the `clustered` section of `bench/results.json` (unless
+`--no-save`) and rewrites docs/benchmarks.md from that file (unless `--no-docs`).
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ def _last_start(d: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--save", action="store_true")
-    parser.add_argument("--docs", action="store_true")
+    parser.add_argument("--no-save", action="store_true", help="print only; write nothing")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
     samples = 4 if args.quick else 12
     common.quiet_env()
@@ -154,10 +153,11 @@ def main() -> None:
     section.elapsed_s = time.perf_counter() - started
     for row in section.rows:
         print(f"{row.what}: ours {row.ours} | raw {row.raw} | {row.ratio_label}")
-    if args.save or args.docs:
-        common.save_section(section)
-    if args.docs:
-        common.write_docs_section(section, "bench_clustered.py")
+    if args.no_save:
+        return
+    common.save_section(section)
+    if not args.no_docs:
+        common.render_docs()
 
 
 if __name__ == "__main__":

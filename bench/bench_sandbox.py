@@ -8,9 +8,9 @@
 3. 100 sandboxes alive at once: created concurrently (`Sandbox.create.aio`), each then answering
    an exec, then all terminated; wall times and the node's memory growth while they live.
 
-Run: `.venv/bin/python bench/bench_sandbox.py [--quick] [--save] [--docs]`. Without `--save`
-nothing is written; `--save` stores the `sandbox` section of `bench/results.json`, `--docs` also
-replaces the `## Sandboxes` section of docs/benchmarks.md.
+Run: `.venv/bin/python bench/bench_sandbox.py [--quick] [--no-save] [--no-docs]`. It stores the
+`sandbox` section of `bench/results.json` (unless `--no-save`) and rewrites docs/benchmarks.md
+from that file (unless `--no-docs`).
 """
 
 from __future__ import annotations
@@ -188,16 +188,14 @@ def bench_many(count: int) -> Row:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--save", action="store_true")
-    parser.add_argument("--docs", action="store_true")
+    parser.add_argument("--no-save", action="store_true", help="print only; write nothing")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     parser.add_argument(
         "--only",
         choices=("first-output", "exec", "many"),
-        help="run one measurement (for a quick check; not with --save/--docs)",
+        help="run one measurement (a quick check: prints only)",
     )
     args = parser.parse_args()
-    if args.only and (args.save or args.docs):
-        parser.error("--only measures part of the section: it cannot --save or --docs")
     common.quiet_env()
     import ray
 
@@ -227,10 +225,11 @@ def main() -> None:
     section.elapsed_s = time.perf_counter() - started
     for row in section.rows:
         print(f"{row.what}: ours {row.ours} | raw {row.raw} | {row.ratio_label} {row.target}")
-    if args.save or args.docs:
-        common.save_section(section)
-    if args.docs:
-        common.write_docs_section(section, "bench_sandbox.py")
+    if args.only or args.no_save:
+        return
+    common.save_section(section)
+    if not args.no_docs:
+        common.render_docs()
 
 
 if __name__ == "__main__":
