@@ -187,6 +187,11 @@ class Backend(Protocol):
         """One operation on the cluster's proxy-auth tokens (`serve_adapters.auth.TokenTable`:
         create, list, revoke, delete, verify)."""
 
+    def server_session(self, name: str, method: str, arg: Any) -> Any:
+        """`start` (arg: idle timeout; the new token, None if the Server is not served) or
+        `terminate` (arg: the token; whether it was live) a sticky session of the sessioned
+        Server whose pool is `name` (`serve_adapters.sessions`)."""
+
     def replica_count(self, name: str) -> int:
         """Running containers of the pool `name` (0 if this process does not know it)."""
 

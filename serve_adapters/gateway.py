@@ -13,7 +13,9 @@ Invariants:
 - a route keeps its port for as long as it is open; re-opening a key with a new upstream keeps
   the port (the URL stays), and a caller may ask for a given port (URLs kept by a registry);
 - `close` stops the listener and frees the port;
-- a request body over `max_body` (Modal's 4 GiB) is refused with 413.
+- a request body over `max_body` (Modal's 4 GiB) is refused with 413;
+- a sessioned Server's route takes only requests of its live sticky sessions
+  (`sessions.SessionGate`); its sessions last as long as the route.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .proxy import HTTPProxy
+from .sessions import SessionGate
 
 # Modal accepts request bodies up to 4 GiB; larger ones get 413 here, before any replica.
 MAX_BODY = 4 * 1024**3
@@ -51,6 +54,7 @@ class _Route:
     proxy: HTTPProxy
     server: Any
     task: asyncio.Task[None]
+    gate: SessionGate | None = None  # a sessioned Server's sessions
 
 
 class Gateway:
@@ -71,14 +75,25 @@ class Gateway:
     def routes(self) -> dict[str, str]:
         return {k: self._url(r.port) for k, r in self._routes.items()}
 
-    async def open(self, key: str, upstream: str, label: str, port: int | None = None) -> str:
-        """Serve `upstream` at the root of its own port; the URL."""
+    async def open(
+        self,
+        key: str,
+        upstream: str,
+        label: str,
+        port: int | None = None,
+        session_header: str | None = None,
+    ) -> str:
+        """Serve `upstream` at the root of its own port; the URL. With `session_header`, the
+        route takes only requests of live sticky sessions (`sessions.SessionGate`), and hands
+        them on with their routing key in that header."""
         route = self._routes.get(key)
-        if route is not None and (port is None or port == route.port):
+        same_kind = route is not None and (route.gate is None) == (session_header is None)
+        if route is not None and same_kind and (port is None or port == route.port):
             route.proxy.base = upstream.rstrip("/")
             route.label = label
             return self._url(route.port)
         if route is not None:
+            port = port or route.port
             await self.close(key)
         sock = await self._bind(port)
         sock.listen(1024)
@@ -86,8 +101,9 @@ class Gateway:
         import uvicorn
 
         proxy = HTTPProxy(upstream, max_body=self.max_body)
+        gate = SessionGate(proxy, session_header) if session_header is not None else None
         config = uvicorn.Config(
-            proxy,
+            gate or proxy,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -103,8 +119,19 @@ class Gateway:
         if task.done():
             task.result()  # raises why it could not start
         bound = sock.getsockname()[1]
-        self._routes[key] = _Route(int(bound), label, proxy, server, task)
+        self._routes[key] = _Route(int(bound), label, proxy, server, task, gate)
         return self._url(int(bound))
+
+    def session_start(self, key: str, idle_timeout: float) -> str | None:
+        """A new sticky session on the sessioned route `key`: its token (None: no such route)."""
+        route = self._routes.get(key)
+        if route is None or route.gate is None:
+            return None
+        return route.gate.table.start(idle_timeout)
+
+    def session_terminate(self, key: str, token: str) -> bool:
+        route = self._routes.get(key)
+        return route is not None and route.gate is not None and route.gate.table.terminate(token)
 
     async def _bind(self, port: int | None, wait_s: float = 10.0) -> socket.socket:
         """A listening socket on `port`; a wanted port that stays busy for `wait_s` (a

@@ -62,6 +62,7 @@ class WebSpec:
     requires_proxy_auth: bool = False
     port: int | None = None
     startup_timeout: float = 5.0
+    sessioned: bool = False  # a `@modal.sessioned()` Server: sticky sessions at the gateway
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,11 @@ class RayBackend:
 
         return web_backend.proxy_token_call(method, args)
 
+    def server_session(self, name: str, method: str, arg: Any) -> Any:
+        from . import web as web_backend
+
+        return web_backend.server_session(name, method, arg)
+
     def replica_count(self, name: str) -> int:
         from . import serve as serve_backend
 

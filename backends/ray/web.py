@@ -10,7 +10,8 @@ and forwards to that route; the URL of an endpoint is its gateway port.
 `max_ongoing_requests` is the container's `@modal.concurrent(max_inputs=)` (1 by default, as on
 Modal: more requests wait in Serve's queue or go to new replicas; a Server's `max_concurrency`).
 A `web_server` or Server pool puts one replica per node, since its replicas listen on the same
-port.
+port. A `@modal.sessioned()` Server's deployment routes with `session_router.StickySessionRouter`
+(each session on one replica); the gateway keeps its session tokens.
 """
 
 from __future__ import annotations
@@ -147,8 +148,22 @@ class _GatewayActor:
     def __init__(self) -> None:
         self._gateway = Gateway()
 
-    async def open(self, key: str, upstream: str, label: str, port: int | None = None) -> str:
-        return await self._gateway.open(key, upstream, label, port)
+    async def open(
+        self,
+        key: str,
+        upstream: str,
+        label: str,
+        port: int | None = None,
+        session_header: str | None = None,
+    ) -> str:
+        return await self._gateway.open(key, upstream, label, port, session_header)
+
+    async def session_call(self, method: str, key: str, arg: Any) -> Any:
+        if method == "start":
+            return self._gateway.session_start(key, float(arg))
+        if method == "terminate":
+            return self._gateway.session_terminate(key, str(arg))
+        raise ValueError(f"unknown session operation {method!r}")
 
     async def close_prefix(self, prefix: str) -> list[str]:
         return await self._gateway.close_prefix(prefix)
@@ -299,6 +314,8 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
         options["max_ongoing_requests"] = max(1, e.container.max_inputs)
         if any(x.web.kind in ("web_server", "server") for x in group):
             options["max_replicas_per_node"] = 1  # its replicas listen on the same port
+        if any(x.web.sessioned for x in group):
+            options["request_router_config"] = _sticky_router()
         deployment = serve_backend._versioned(serve.deployment(_WebReplica, **options))
         app = deployment.bind(e.container, [(x.sub, x.web, x.method) for x in group])
         targets.append(
@@ -330,9 +347,40 @@ def serve_web(endpoints: Sequence[WebEndpoint]) -> list[str]:
         upstream = f"http://127.0.0.1:{port}{route_prefix(e.service)}"
         if e.sub:
             upstream += f"/{e.sub}"
-        refs.append(gateway.open.remote(e.key, upstream, e.label, e.port))
+        header = _session_header() if e.web.sessioned else None
+        refs.append(gateway.open.remote(e.key, upstream, e.label, e.port, header))
     urls: list[str] = ray.get(refs)
     return urls
+
+
+# -- sticky sessions of `@modal.sessioned()` Servers (`serve_adapters.sessions`) ----------------
+
+
+def _sticky_router() -> Any:
+    """Serve's router config for a sessioned Server: each session stays on one replica. Named
+    by path, so Serve's proxy imports it (no copy of the class pickled by value)."""
+    from ray.serve.config import RequestRouterConfig
+
+    path = "modal_ray.backends.ray.session_router.StickySessionRouter"
+    # Ray's pydantic-v1 shim types this field wrongly for mypy; it takes a dotted path.
+    return RequestRouterConfig(request_router_class=path)  # type: ignore[arg-type]
+
+
+def _session_header() -> str:
+    """The header Serve's proxy reads a request's session id from (cluster-wide setting)."""
+    from ray.serve._private.constants import SERVE_SESSION_ID
+
+    return str(SERVE_SESSION_ID)
+
+
+def server_session(key: str, method: str, arg: Any) -> Any:
+    """`start` (arg: idle timeout; the new token) or `terminate` (arg: token; whether it was
+    live) a sticky session of the sessioned Server served under `key`. `start` gives None when
+    the Server is not being served."""
+    gateway = _gateway(create=False)
+    if gateway is None:
+        return None if method == "start" else False
+    return ray.get(gateway.session_call.remote(method, key, arg))
 
 
 def web_url(key: str) -> str | None:
@@ -356,4 +404,4 @@ def close_routes(prefix: str) -> None:
         pass
 
 
-__all__ = ["close_routes", "proxy_token_call", "serve_web", "web_url"]
+__all__ = ["close_routes", "proxy_token_call", "serve_web", "server_session", "web_url"]

@@ -344,8 +344,9 @@ def clustered(*, size: int, rdma: bool = False) -> _FunctionOrClassDecorator:
 
 
 def sessioned() -> Callable[[Any], Any]:
-    """Sticky sessions on a Server (only with `@app.server()`): marks the class; `@app.server`
-    says that modal-ray does not provide them yet, and other decorators refuse the mark."""
+    """Sticky sessions on a Server (only with `@app.server()`): marks the class, which
+    `@app.server` serves with sticky sessions (`Server.sessions`); other decorators refuse the
+    mark."""
 
     def wrapper(f: Any) -> Any:
         return _add(f, sessioned=True)

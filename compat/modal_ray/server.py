@@ -7,7 +7,9 @@ web endpoint forwards every request and websocket to `port` inside the container
 answers 503 with `Retry-After`, as Modal does while a Server starts. Unlike a function's
 endpoint, a Server container takes many requests at once (`max_concurrency`, default
 `DEFAULT_MAX_CONCURRENCY`) and scales on `target_concurrency` requests per container; it
-requires proxy auth (`Modal-Key` / `Modal-Secret`) unless `unauthenticated=True`.
+requires proxy auth (`Modal-Key` / `Modal-Secret`) unless `unauthenticated=True`. Under
+`@modal.sessioned()` it takes only requests of live sticky sessions (`Server.sessions`,
+`server_sessions`), each session's requests on one container.
 
 Its pool and URL follow the app: started with the app's other web endpoints
 (`web.start_endpoints`), removed when the app stops; `get_url()` works in the running app's
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from .app import App
     from .cls import Cls
     from .records import ClassRecord, PoolSpec
+    from .server_sessions import ServerSessions
     from .specs import FunctionSpec
 
 # Requests one Server container takes at once when `max_concurrency=` is not given.
@@ -162,11 +165,6 @@ class Server:
         if not isinstance(user_cls, type):
             raise InvalidError(f"`@app.server` decorates a class, not {type(user_cls).__name__}.")
         sessioned = bool(marks.pop("sessioned", False))
-        if sessioned:
-            raise UnimplementedError(
-                f"Server {user_cls.__qualname__}: sticky sessions (`@modal.sessioned()`) are not"
-                " supported by modal-ray yet; remove the decorator to serve it without them."
-            )
         kw = dict(kwargs)
         # `@modal.concurrent(max_inputs=, target_inputs=)` on the class: Modal's older spelling.
         if kw.get("max_concurrency") is None:
@@ -221,6 +219,7 @@ class Server:
             port=port,
             startup_timeout=float(startup_timeout),
             requires_proxy_auth=not unauthenticated,
+            sessioned=sessioned,
         )
         settings = ServerAutoscalerSettings(
             target_concurrency=float(target) if target is not None else None,
@@ -388,11 +387,11 @@ class Server:
         return self._platform_only("metrics")
 
     @property
-    def sessions(self) -> Any:
-        raise UnimplementedError(
-            "`Server.sessions` (sticky sessions of `@modal.sessioned()` Servers) is not"
-            " supported by modal-ray yet."
-        )
+    def sessions(self) -> ServerSessions:
+        """Start and terminate sticky sessions of a `@modal.sessioned()` Server."""
+        from .server_sessions import ServerSessions
+
+        return ServerSessions(self)
 
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "Server", "ServerAutoscalerSettings", "ServerRecord"]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import modal
-from modal.exception import InvalidError, UnimplementedError
+from modal.exception import InvalidError
 
 APP_SOURCE = """
 import os
@@ -198,12 +198,12 @@ def test_server_decorator_input_is_checked() -> None:
             def get(self) -> str:
                 return "x"
 
-    with pytest.raises(UnimplementedError, match="sticky sessions"):
+    @bad.server()
+    @modal.sessioned()
+    class Sticky:
+        pass
 
-        @bad.server()
-        @modal.sessioned()
-        class Sticky:
-            pass
+    assert Sticky._web.sessioned
 
     with pytest.raises(InvalidError, match="max_concurrency"):
         bad.server(max_concurrency=0)(type("Zero", (), {}))
