@@ -71,22 +71,6 @@ def list_(json: bool = typer.Option(False, "--json")) -> None:
     display_table(columns, rows, json_output=json, title="Environments")
 
 
-def _no_deployed_apps(name: str, what: str) -> None:
-    """`InvalidError` if apps are deployed in environment `name` (on a cluster)."""
-    from modal_ray.operations import cluster_backend, deployed_apps
-
-    backend = cluster_backend()
-    if backend is None:
-        return  # no cluster: nothing can be deployed
-    apps = deployed_apps(backend, name)
-    if apps:
-        listed = ", ".join(repr(a) for a in apps)
-        raise InvalidError(
-            f"Cannot {what} environment {name!r}: apps are deployed in it ({listed}). Stop them"
-            f" first with `modal app stop APP -e {name}`."
-        )
-
-
 @environment_cli.command("create")
 def create(
     name: str = typer.Argument(..., help="Name of the new Environment."),
@@ -111,13 +95,14 @@ def delete(
     yes: bool = typer.Option(False, "-y", "--yes", help="Don't ask for confirmation."),
 ) -> None:
     """Delete an Environment in the current Workspace."""
-    from modal_ray.operations import cluster_backend, state_call
+    from modal_ray.environment import delete_environment, no_apps_deployed
+    from modal_ray.operations import state_call
 
     if not state_call("env_exists", name):
         from modal.exception import NotFoundError
 
         raise NotFoundError(f"Environment {name!r} not found; see `modal environment list`.")
-    _no_deployed_apps(name, "delete")
+    no_apps_deployed(name, "delete")
     if not yes:
         try:
             confirmed = typer.confirm(
@@ -132,10 +117,7 @@ def delete(
             ) from None
         if not confirmed:
             raise typer.Abort()
-    backend = cluster_backend()
-    if backend is not None:
-        backend.stop_environment(name)
-    state_call("env_delete", name)
+    delete_environment(name)
     print(f"Environment deleted: {name}")
 
 
@@ -162,7 +144,9 @@ def update(
     if set_name is None:
         raise InvalidError("Nothing to update: pass `--set-name NEW_NAME`.")
     if set_name is not None and set_name != current_name:
-        _no_deployed_apps(current_name, "rename")
+        from modal_ray.environment import no_apps_deployed
+
+        no_apps_deployed(current_name, "rename")
         backend = cluster_backend()
         if backend is not None:
             backend.stop_environment(current_name)

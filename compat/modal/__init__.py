@@ -31,6 +31,7 @@ from .cloud_bucket_mount import CloudBucketMount
 from .cls import Cls
 from .cluster import Cluster
 from .dict import Dict
+from .environments import Environment
 from .exception import Error
 from .file_pattern_matcher import FilePatternMatcher
 from .functions import Function, FunctionCall
@@ -68,7 +69,6 @@ _LATER = "not supported by this version of modal-ray yet (see docs/compat.md)."
 Proxy = placeholder(
     "Proxy", "Proxies are a Modal platform feature; egress is the cluster's.", "modal.proxy"
 )
-Environment = placeholder("Environment", "Environment objects are " + _LATER, "modal.environments")
 Workspace = placeholder("Workspace", "Workspaces are a Modal platform feature.", "modal.workspace")
 SchedulerPlacement = placeholder(
     "SchedulerPlacement",
