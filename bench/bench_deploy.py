@@ -3,13 +3,17 @@
 On a head started by `modal-ray cluster start` (4 CPUs, a temporary state store):
 
 1. `modal deploy` of a 3-function app, wall time of the whole command (a fresh process each
-   time, as users run it), median of 3.
+   time, as users run it), median of 3, against a raw Ray process that only connects to the
+   same head and exits (`python -c "import ray; ray.init(address=...)"`), the floor of any
+   command that talks to the cluster.
 2. The round trip of `.remote(1)` on a task-backed function looked up by name
    (`modal.Function.from_name` once, then `.remote`) against the same function called in a
    process that runs the app (`with app.run():`), alternating sides in one process. Target: the
    call by name within 1.2x.
 
-Run: `.venv/bin/python bench/bench_deploy.py [--samples N]` (prints; saves nothing).
+Run: `.venv/bin/python bench/bench_deploy.py [--quick] [--samples N] [--no-docs] [--no-save]`.
+It stores the `deploy` section of `bench/results.json` (unless `--no-save`) and rewrites
+docs/benchmarks.md from that file (unless `--no-docs`).
 """
 
 from __future__ import annotations
@@ -28,9 +32,25 @@ import time
 from pathlib import Path
 
 import common
+from common import Latency, Row, Section, fmt_ms, fmt_s
 
 BIN = Path(sys.executable).parent
 TARGET = 1.2
+SECTION_TITLE = "Deployed apps"
+DESCRIPTION = (
+    "On a head started by `modal-ray cluster start --num-cpus 4` (token authentication on, a"
+    " temporary state store), not the `ray.init` above. **Call by name**: `.remote(1)` of a"
+    " trivial task-backed function of a deployed app, looked up once with"
+    " `modal.Function.from_name`, against the same function called in a process that runs the"
+    ' app (`with app.run():`, the "raw Ray" column), alternating in rounds in one process.'
+    " **Deploy**: the wall time of `modal deploy` of a 3-function app (a fresh process each"
+    " time, as users run it; a redeploy after the first) against a raw Ray process that only"
+    " connects to the head and exits."
+)
+RAW_CONNECT = (
+    "import ray, sys;"
+    " ray.init(address=sys.argv[1], logging_level='ERROR', _node_ip_address='127.0.0.1')"
+)
 
 APP = textwrap.dedent(
     """
@@ -56,10 +76,57 @@ APP = textwrap.dedent(
 )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--samples", type=int, default=500)
-    args = parser.parse_args()
+def _wall(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True, timeout=300)
+    return time.perf_counter() - t0
+
+
+def _section(
+    deploys: list[float], connects: list[float], ours: Latency, base: Latency, elapsed: float
+) -> Section:
+    ratio = ours.median_s / base.median_s
+    deploy, connect = statistics.median(deploys), statistics.median(connects)
+    rows = [
+        Row(
+            what="call by name (`from_name` once, then `.remote(1)`) vs the same call in the app",
+            metric="latency",
+            unit="ms",
+            ours=f"{fmt_ms(ours.median_s)} (p99 {fmt_ms(ours.p99_s)})",
+            raw=f"{fmt_ms(base.median_s)} (p99 {fmt_ms(base.p99_s)})",
+            ratio=ratio,
+            ratio_label=f"{ratio:.2f}x latency",
+            target=f"<= {TARGET:.2f}x",
+            passed=ratio <= TARGET,
+            note=f'{ours.n} calls per side; "raw Ray" is the call in the deploying process',
+        ),
+        Row(
+            what="`modal deploy` of a 3-function app vs a raw Ray process connecting",
+            metric="wall",
+            unit="s",
+            ours=f"{fmt_s(deploy)} ({', '.join(f'{t:.2f}' for t in deploys)})",
+            raw=f"{fmt_s(connect)} ({', '.join(f'{t:.2f}' for t in connects)})",
+            ratio=deploy / connect,
+            ratio_label=f"{deploy / connect:.2f}x wall",
+            note=f"median of {len(deploys)} run(s) per side, alternating",
+        ),
+    ]
+    return Section(
+        key="deploy", title=SECTION_TITLE, description=DESCRIPTION, rows=rows, elapsed_s=elapsed
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument("--samples", type=int, default=0, help="calls per side (default 500)")
+    parser.add_argument("--repeats", type=int, default=0, help="deploys (default 3)")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
+    parser.add_argument("--no-save", action="store_true", help="print only; write nothing")
+    args = parser.parse_args(argv)
+    samples = args.samples or (100 if args.quick else 500)
+    repeats = args.repeats or (1 if args.quick else 3)
+    started_at = time.perf_counter()
     common.quiet_env()
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     os.environ["MODAL_RAY_STATE"] = str(work / "state")
@@ -75,19 +142,29 @@ def main() -> None:
     os.environ["MODAL_RAY_ADDRESS"] = address
     try:
         (work / "bench_app.py").write_text(APP)
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            subprocess.run(
-                [str(BIN / "modal"), "deploy", "bench_app.py"],
-                cwd=work,
-                check=True,
-                capture_output=True,
-            )
-            times.append(time.perf_counter() - t0)
+        deploy = [str(BIN / "modal"), "deploy", "bench_app.py"]
+        connect = [sys.executable, "-c", RAW_CONNECT, address]
+        # What a raw Ray client of this head needs (docs/operations.md): its token, and the
+        # single-machine mode that keeps the client's node address on loopback.
+        raw_env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(work / "state" / "cluster" / "auth_token"),
+            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        }
+        deploys: list[float] = []
+        connects: list[float] = []
+        for i in range(repeats):
+            if i % 2 == 0:
+                deploys.append(_wall(deploy, work))
+                connects.append(_wall(connect, work, raw_env))
+            else:
+                connects.append(_wall(connect, work, raw_env))
+                deploys.append(_wall(deploy, work))
         common.log(
-            f"modal deploy (3 functions): median {statistics.median(times):.2f} s"
-            f" ({', '.join(f'{t:.2f}' for t in times)})"
+            f"modal deploy (3 functions): median {statistics.median(deploys):.2f} s"
+            f" ({', '.join(f'{t:.2f}' for t in deploys)}); raw connect"
+            f" {statistics.median(connects):.2f} s"
         )
 
         import modal
@@ -101,7 +178,7 @@ def main() -> None:
             assert by_name.remote(1) == 1
             lat = common.interleaved_latency(
                 {"by_name": lambda: by_name.remote(1), "in_app": lambda: local.remote(1)},
-                samples=args.samples,
+                samples=samples,
                 rounds=10,
                 warmup=50,
             )
@@ -116,7 +193,8 @@ def main() -> None:
         print(
             json.dumps(
                 {
-                    "deploy_s": times,
+                    "deploy_s": deploys,
+                    "raw_connect_s": connects,
                     "by_name_p50_ms": ours.median_s * 1e3,
                     "in_app_p50_ms": base.median_s * 1e3,
                     "ratio": ratio,
@@ -129,7 +207,14 @@ def main() -> None:
         ray.shutdown()  # before the head goes: its processes' last words are not ours to print
         subprocess.run([str(BIN / "modal-ray"), "cluster", "stop"], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
+    section = _section(deploys, connects, ours, base, time.perf_counter() - started_at)
+    if not args.no_save:
+        common.save_section(section)
+        if not args.no_docs:
+            common.render_docs()
+            common.log(f"rewrote {common.DOCS_MD}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

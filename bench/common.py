@@ -257,11 +257,12 @@ HOW_TO_RUN = """\
 ## How to run
 
 ```bash
-.venv/bin/python bench/run_all.py            # .remote/.map, `modal run`, classes; rewrites docs
+.venv/bin/python bench/run_all.py            # .remote/.map, `modal run`, classes, deployed apps
 .venv/bin/python bench/run_all.py --all      # also every other bench/bench_*.py (Dict, Queue, ...)
 .venv/bin/python bench/run_all.py --only bench_functions.py   # one benchmark, then rewrite
 .venv/bin/python bench/bench_functions.py    # .remote / .map only (updates its sections)
 .venv/bin/python bench/bench_modal_run.py    # `modal run` vs a raw Ray script only
+.venv/bin/python bench/bench_deploy.py       # deploy time, call by name (on its own cluster head)
 .venv/bin/python bench/run_all.py --render   # rewrite this file from bench/results.json
 .venv/bin/python bench/bench_functions.py --profile   # cProfile of modal-ray's driver side
 ```

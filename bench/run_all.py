@@ -1,11 +1,12 @@
 """Run every benchmark, one after another, then rewrite docs/benchmarks.md.
 
 `.venv/bin/python bench/run_all.py [--quick] [--render] [--all] [--only SCRIPT]`. By default it
-runs the `.remote`/`.map`, `modal run` and class benchmarks (about 6 minutes on 2 cores);
-`--all` adds every other `bench_*.py` (e.g. Dict/Queue). Each benchmark runs in its own process
-(with its own private local Ray, shut down at its end) and stores its section in
-`bench/results.json`; `--render` only rewrites the docs from that file. The machine should be
-otherwise idle: both sides of every comparison share it, but a busy machine widens the spread.
+runs the `.remote`/`.map`, `modal run`, class and deployed-app benchmarks (about 8 minutes on 2
+cores); `--all` adds every other `bench_*.py` (e.g. Dict/Queue). Each benchmark runs in its own
+process (with its own private local Ray or cluster head, shut down at its end) and stores its
+section in `bench/results.json`; `--render` only rewrites the docs from that file. The machine
+should be otherwise idle: both sides of every comparison share it, but a busy machine widens the
+spread.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import common
 from common import log
 
-CORE = ["bench_functions.py", "bench_modal_run.py", "bench_classes.py"]
+CORE = ["bench_functions.py", "bench_modal_run.py", "bench_classes.py", "bench_deploy.py"]
 SCRIPT_TIMEOUT_S = 600
 
 
