@@ -16,6 +16,7 @@ from modal_ray.exception import (
     ResourceExhaustedError,
     SerializationError,
 )
+from modal_ray.image.runtime_requirements import RUNTIME_NOTE
 
 
 def _serialization_cause(exc: BaseException) -> bool:
@@ -31,9 +32,7 @@ def translate(exc: BaseException, what: str) -> BaseException:
         return TimeoutError(f"{what} did not finish in time")
     if isinstance(exc, rex.RuntimeEnvSetupError):
         return ImageBuildError(
-            f"Could not set up the image (Ray runtime_env) for {what}: {exc}. If the cluster's "
-            "image already has the packages, set MODAL_RAY_PACKAGES=check to verify instead of"
-            " install."
+            f"Could not set up the image (Ray runtime_env) for {what}: {exc}. {RUNTIME_NOTE}"
         )
     if isinstance(exc, rex.TaskCancelledError):
         return ExecutionError(f"{what} was cancelled")

@@ -44,6 +44,7 @@ from modal_ray.serve_adapters.replica import Replica
 from modal_ray.specs import Resources, ServiceSpec
 from modal_ray.synchronizer import get_loop
 
+from . import image_env
 from .errors import translate
 from .tasks import (
     EnginePending,
@@ -209,6 +210,8 @@ def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str
     runtime_env = with_source(dict(spec.runtime_env), container.target, spec.include_source)
     if runtime_env:
         actor["runtime_env"] = _upload_local_packages(runtime_env)
+        # Installer errors reach the deployer as ImageBuildError, not as a failed deployment.
+        image_env.build(actor["runtime_env"], f"the containers of {spec.tag}")
     return {
         "name": _deployment_name(spec),
         "ray_actor_options": actor,

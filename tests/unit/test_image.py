@@ -9,6 +9,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cloudpickle
 import pytest
@@ -20,6 +21,7 @@ from modal.exception import ImageBuildError, InvalidError, ModuleNotMountable
 from modal.file_pattern_matcher import NON_PYTHON_FILES, FilePatternMatcher
 from modal.image import Image
 from modal_ray.image import ImageSetup, default_image
+from modal_ray.image.runtime_requirements import runtime_requirements
 from modal_ray.warn import reset_for_tests
 
 # A copy of the real client's public surface (shared/modal-api-surface.json), kept with the tests.
@@ -51,6 +53,14 @@ def _no_warnings(fn: object) -> None:
         fn()  # type: ignore[operator]
 
 
+def _own(installer: dict[str, Any]) -> list[str]:
+    """The image's own packages: the list minus the worker runtime's lines that follow them."""
+    packages: list[str] = installer["packages"]
+    lines = runtime_requirements()
+    assert tuple(packages[len(packages) - len(lines) :]) == lines
+    return packages[: len(packages) - len(lines)]
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
@@ -69,7 +79,7 @@ def test_chain_is_immutable_and_ids_are_deterministic() -> None:
     with_pkg = base.pip_install("requests")
     assert with_pkg is not base
     assert base._runtime_env() == {}
-    assert with_pkg._runtime_env()["pip"]["packages"] == ["requests"]
+    assert _own(with_pkg._runtime_env()["pip"]) == ["requests"]
     assert base.object_id != with_pkg.object_id
     assert with_pkg.object_id == Image.debian_slim().pip_install("requests").object_id
     assert with_pkg.object_id.startswith("im-")
@@ -126,7 +136,7 @@ def test_pip_steps_merge_in_order_with_options() -> None:
         .pip_install("flash-attn", extra_options="--no-build-isolation", index_url="https://i")
     )
     pip = image._runtime_env()["pip"]
-    assert pip["packages"] == ["numpy", "pandas>=2", "scipy", "flash-attn"]
+    assert _own(pip) == ["numpy", "pandas>=2", "scipy", "flash-attn"]
     assert pip["pip_install_options"] == [
         "--disable-pip-version-check",
         "--no-cache-dir",
@@ -141,14 +151,14 @@ def test_pip_steps_merge_in_order_with_options() -> None:
 def test_uv_pip_install() -> None:
     image = Image.debian_slim().uv_pip_install("torch==2.7.1", pre=True, uv_version="0.8.0")
     assert image._runtime_env()["uv"] == {
-        "packages": ["torch==2.7.1"],
+        "packages": ["torch==2.7.1", *runtime_requirements()],
         "uv_pip_install_options": ["--no-cache", "--prerelease=allow"],
         "uv_version": "==0.8.0",
     }
     mixed = Image.debian_slim().pip_install("a").uv_pip_install("b")
     env = mixed._runtime_env()
     assert "pip" not in env  # a runtime_env holds only one of pip/uv
-    assert env["uv"]["packages"] == ["a", "b"]
+    assert _own(env["uv"]) == ["a", "b"]
 
 
 @pytest.mark.parametrize("flag", ["--upgrade", "-U"])
@@ -177,14 +187,14 @@ def test_requirements_file(tmp_path: Path) -> None:
         "  >=13\n"
     )
     env = Image.debian_slim().pip_install_from_requirements(str(req))._runtime_env()
-    assert env["pip"]["packages"] == [
+    assert _own(env["pip"]) == [
         "httpx~=0.27",
         "click==8.1.7",
         "--extra-index-url https://extra",
         "rich   >=13",
     ]
     uv = Image.debian_slim().uv_pip_install(requirements=[str(tmp_path / "base.txt")])
-    assert uv._runtime_env()["uv"]["packages"] == ["click==8.1.7"]
+    assert _own(uv._runtime_env()["uv"]) == ["click==8.1.7"]
     with pytest.raises(FileNotFoundError):
         Image.debian_slim().pip_install_from_requirements(str(tmp_path / "missing.txt"))
 
@@ -197,9 +207,9 @@ def test_pyproject_dependencies(tmp_path: Path) -> None:
         '[dependency-groups]\ndev = ["ruff", {include-group = "lint"}]\nlint = ["mypy"]\n'
     )
     image = Image.debian_slim().pip_install_from_pyproject(str(pyproject), ["test"])
-    assert image._runtime_env()["pip"]["packages"] == ["httpx>=0.27", "pytest"]
+    assert _own(image._runtime_env()["pip"]) == ["httpx>=0.27", "pytest"]
     synced = Image.debian_slim().uv_sync(str(tmp_path), groups=["dev"], extras=["docs"])
-    assert synced._runtime_env()["uv"]["packages"] == ["httpx>=0.27", "mkdocs", "ruff", "mypy"]
+    assert _own(synced._runtime_env()["uv"]) == ["httpx>=0.27", "mkdocs", "ruff", "mypy"]
     (tmp_path / "poetry.toml").write_text('[tool.poetry.dependencies]\npython = "^3.11"\n')
     with pytest.raises(InvalidError, match="poetry_install_from_file"):
         Image.debian_slim().pip_install_from_pyproject(str(tmp_path / "poetry.toml"))

@@ -4,8 +4,10 @@ An `Image` is an immutable chain of recorded steps (one per builder call); every
 returns a new `Image`. There is no image build: the base is always the cluster's own Python
 environment, and when a function using the image is prepared the chain is compiled into
 
-- `Image._runtime_env()`: `pip` or `uv` (all package steps merged, in order), `env_vars`,
-  `py_modules`. Never secrets. Deterministic for a given chain and local files.
+- `Image._runtime_env()`: `pip` or `uv` (all package steps merged, in order, followed by the
+  worker runtime's own requirements, `runtime_requirements.py`, so that no image package
+  replaces a version Ray or modal-ray needs), `env_vars`, `py_modules`. Never secrets.
+  Deterministic for a given chain, local files and installed environment.
 - `Image._worker_setup()`: a picklable `ImageSetup` (see `setup.py`) carrying the packed local
   files (`packing.py`), the `run_function` steps and the `workdir`.
 - `Image._emit_warnings()`: steps that Ray cannot perform (`apt_install`, `run_commands`,
@@ -43,6 +45,7 @@ from modal_ray.synchronizer import dual, dual_static
 from modal_ray.warn import deprecation, warn_once
 
 from .packing import _ignore_key, _matcher, _pack_dir, _zip
+from .runtime_requirements import runtime_requirements
 from .setup import ImageSetup
 from .sources import _module_path, _pyproject_dependencies, _read_requirements
 
@@ -813,6 +816,9 @@ class Image(metaclass=_ImageMeta):
         steps = [s for s in self._steps if s.installer]
         packages = list(dict.fromkeys(p for s in steps for p in s.packages))
         if packages and packages_mode() == "install":
+            # Resolved together with the worker runtime's own requirements, so that no image
+            # package replaces one that Ray or modal-ray needs (runtime_requirements.py).
+            packages += runtime_requirements()
             options = [o for opts in dict.fromkeys(s.options for s in steps) for o in opts]
             # One runtime_env holds either pip or uv; uv accepts pip's requirement syntax.
             if any(s.installer == "uv" for s in steps):

@@ -1,0 +1,153 @@
+"""The worker runtime's own requirements, installed together with every image's packages.
+
+Ray installs an image's packages into a copy of the workers' environment (one virtualenv per
+distinct package list), and the Ray worker, Serve's replica and modal-ray's runtime then run from
+that copy. So a package the image installs must never replace one of theirs with a version they
+do not accept: `streamlit~=1.35` wants `protobuf<5`, while Ray's `grpcio-reflection` and
+`opentelemetry-proto` need a newer protobuf, and a worker whose protobuf was downgraded cannot
+import Ray at all.
+
+`runtime_requirements()` walks the installed requirement closure of modal-ray and of
+`ray[default,serve]` and returns one requirement line per distribution that combines every
+version range its requirers declare (`protobuf<8,>=7.35.1`), plus `ray==<installed>`. The image's
+package list gets these lines appended, so pip or uv resolves the image's packages together with
+them: a compatible request installs as before (the runtime's packages are installed already and
+stay as they are, or move within the ranges the runtime accepts, as `numpy<2` does), and a
+conflicting one fails the install with the resolver naming both sides, which surfaces as
+`ImageBuildError` (see `RUNTIME_NOTE`).
+
+Invariants: computed from this process's environment, which is the workers' (the cluster's
+nodes run the same environment as the driver), once per process; sorted by name, so the
+runtime_env (and Ray's cache key for it) is deterministic; a distribution whose requirers declare
+no version range does not appear (a bare name constrains nothing); a line never excludes the
+version installed now (where the installed set already breaks a declared range, the line pins
+the installed version: installing an image must not change the runtime it runs on).
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # `packaging` is imported when an image with packages is first used
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import Version
+
+__all__ = ["RUNTIME_NOTE", "runtime_requirements"]
+
+# The roots of the closure: modal-ray itself, and Ray with the extras modal-ray runs (also when
+# modal-ray runs from a source tree without installed metadata).
+_ROOTS: tuple[tuple[str, frozenset[str]], ...] = (
+    ("modal-ray", frozenset()),
+    ("ray", frozenset({"default", "serve"})),
+)
+_PINNED = ("ray",)  # kept at exactly the installed version
+
+RUNTIME_NOTE = (
+    "modal-ray installs an image's packages together with the versions that Ray and modal-ray "
+    "need in the worker (requirement lines such as `protobuf<8,>=7.35.1` follow the image's own "
+    "packages in the list); if the installer reports a conflict with one of them, ask the image "
+    "for a version of its package that accepts the worker's (often a newer release). If the "
+    "cluster's nodes already have the image's packages, set MODAL_RAY_PACKAGES=check to verify "
+    "them instead of installing."
+)
+
+
+def _applies(req: Requirement, extras: frozenset[str]) -> bool:
+    if req.marker is None:
+        return True
+    return any(req.marker.evaluate({"extra": extra}) for extra in (extras or {""}))
+
+
+def _installed(name: str) -> metadata.Distribution | None:
+    try:
+        return metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _simplify(spec: SpecifierSet) -> SpecifierSet:
+    """Keep the tightest lower and upper bound (`>=5.0,>=7.35.1` is `>=7.35.1`)."""
+    from packaging.specifiers import Specifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    lower: dict[str, Specifier] = {}
+    upper: dict[str, Specifier] = {}
+    rest: list[Specifier] = []
+    for item in spec:
+        try:
+            version = Version(item.version)
+        except InvalidVersion:
+            rest.append(item)
+            continue
+        if item.operator in (">=", ">"):
+            best = lower.get(item.operator)
+            if best is None or version > Version(best.version):
+                lower[item.operator] = item
+        elif item.operator in ("<", "<="):
+            best = upper.get(item.operator)
+            if best is None or version < Version(best.version):
+                upper[item.operator] = item
+        else:
+            rest.append(item)
+    return SpecifierSet(",".join(str(s) for s in [*lower.values(), *upper.values(), *rest]))
+
+
+def _closure() -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
+    """(installed versions, combined declared ranges), by canonical distribution name."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+    from packaging.version import InvalidVersion, Version
+
+    versions: dict[str, Version] = {}
+    ranges: dict[str, SpecifierSet] = {}
+    seen: set[tuple[str, frozenset[str]]] = set()
+    stack = list(_ROOTS)
+    while stack:
+        name, extras = stack.pop()
+        key = (canonicalize_name(name), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        dist = _installed(name)
+        if dist is None:
+            continue
+        try:
+            versions[key[0]] = Version(dist.version)
+        except InvalidVersion:
+            continue
+        for line in dist.requires or []:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if not _applies(req, extras):
+                continue
+            dep = canonicalize_name(req.name)
+            if req.specifier:
+                ranges[dep] = ranges.get(dep, SpecifierSet()) & req.specifier
+            stack.append((req.name, frozenset(req.extras)))
+    return versions, ranges
+
+
+@functools.cache
+def runtime_requirements() -> tuple[str, ...]:
+    """Requirement lines that keep the worker runtime's packages at versions it accepts."""
+    versions, ranges = _closure()
+    lines: list[str] = []
+    for name in sorted(versions):
+        installed = versions[name]
+        if name in _PINNED:
+            lines.append(f"{name}=={installed}")
+            continue
+        spec = ranges.get(name)
+        if spec is None:
+            continue
+        if spec.contains(installed, prereleases=True):
+            lines.append(f"{name}{_simplify(spec)}")
+        else:
+            lines.append(f"{name}=={installed}")
+    return tuple(lines)
