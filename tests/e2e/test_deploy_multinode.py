@@ -96,20 +96,19 @@ CALLER = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A head (2 CPUs, its own state store) and a worker node (3 CPUs, three fake T4s, another
-    state store, as on another machine)."""
+HOLDER = textwrap.dedent(
+    """
+    import json, sys
     from ray.cluster_utils import Cluster
 
-    tmp = tmp_path_factory.mktemp("multinode")
+    tmp = sys.argv[1]
     common = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cluster: Any = Cluster(
+    cluster = Cluster(
         initialize_head=True,
         connect=False,
         head_node_args={
             "num_cpus": 2,
-            "env_vars": {**common, "MODAL_RAY_STATE": str(tmp / "head-state")},
+            "env_vars": {**common, "MODAL_RAY_STATE": tmp + "/head-state"},
         },
     )
     try:
@@ -117,17 +116,52 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
             num_cpus=3,
             num_gpus=3,
             resources={"accelerator_type:T4": 3},
-            env_vars={**common, "MODAL_RAY_STATE": str(tmp / "worker-state")},
+            env_vars={**common, "MODAL_RAY_STATE": tmp + "/worker-state"},
         )
         cluster.wait_for_nodes()
-        yield {
+        ready = {
             "address": cluster.address,
             "head": cluster.head_node.node_id,
             "worker": worker.node_id,
-            "tmp": tmp,
         }
+        print("READY " + json.dumps(ready), flush=True)
+        sys.stdin.read()  # until the test closes it
     finally:
         cluster.shutdown()
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A head (2 CPUs, its own state store) and a worker node (3 CPUs, three fake T4s, another
+    state store, as on another machine), held by a subprocess (the pytest process may hold an
+    integration Ray, and stopping a `Cluster` resets process-wide Ray state)."""
+    tmp = tmp_path_factory.mktemp("multinode")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MODAL_RAY_ADDRESS")}
+    env.update(RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+    with (tmp / "holder.log").open("w") as log:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(tmp)],
+            env=env,
+            cwd=tmp,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+    assert holder.stdout is not None
+    try:
+        line = holder.stdout.readline()
+        assert line.startswith("READY "), (tmp / "holder.log").read_text()[-3000:]
+        yield {**json.loads(line.removeprefix("READY ")), "tmp": tmp}
+    finally:
+        try:
+            holder.communicate(timeout=120)  # closes its stdin: it stops the cluster
+        except subprocess.TimeoutExpired:
+            holder.kill()
+            holder.communicate()
+        assert holder.returncode == 0, (tmp / "holder.log").read_text()[-3000:]
 
 
 def test_deploy_then_call_by_name_on_the_worker_node_and_stop(two_nodes: dict[str, Any]) -> None:
