@@ -267,6 +267,10 @@ class Backend(Protocol):
     def stop_deployment(self, environment: str, app_id: str) -> None:
         """Remove every container pool of a deployed app (its `@exit` hooks run)."""
 
+    def deployed_version(self, environment: str, app_id: str) -> int | None:
+        """The current version of a deployed app as the registry published it (None: stopped or
+        unpublished); a cheap read, for handles looked up by name (`modal_ray.freshness`)."""
+
     # -- Operations (cluster-wide state, containers, output; see backends/ray/ops.py) --
 
     def cluster_state_call(self, method: str, args: tuple[Any, ...]) -> Any:

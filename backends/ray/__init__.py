@@ -237,6 +237,11 @@ class RayBackend:
         serve_backend.stop_services(prefix)
         registry.forget_deployment(prefix)
 
+    def deployed_version(self, environment: str, app_id: str) -> int | None:
+        from . import app_versions
+
+        return app_versions.read(environment, app_id)
+
     def cluster_state_call(self, method: str, args: tuple[Any, ...]) -> Any:
         from . import ops
 

@@ -32,7 +32,7 @@ from modal_ray import config, exception, naming, storage
 from modal_ray.exception import Error
 from modal_ray.storage.registry_server import RegistryServer, registry_path
 
-from . import runtime
+from . import app_versions, runtime
 from .errors import translate
 from .store import _Failure, _request, unpack_reply
 
@@ -48,9 +48,11 @@ class _RegistryHost:
     def __init__(self, environment: str) -> None:
         path = registry_path(config.state_root(), environment)
         self._server = RegistryServer(path, environment=environment, sync=storage.store_sync())
+        self._environment = environment
         from . import scheduler  # deployed schedules fire again after a head restart
 
         scheduler.revive(environment, self._server.call("active_schedules", True, ()))
+        app_versions.publish_all(environment, self._server.call("list_apps", True, ()))
 
     def call(self, request: bytes) -> bytes:
         method, create, args = pickle.loads(request)
@@ -58,6 +60,8 @@ class _RegistryHost:
             result = self._server.call(method, create, args)
         except Error as exc:
             result = _Failure(type(exc).__name__, str(exc))
+        else:  # handles looked up by name see the new version (`app_versions`)
+            app_versions.publish(self._environment, method, result)
         return pickle.dumps(result, protocol=5)
 
 

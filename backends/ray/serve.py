@@ -35,9 +35,10 @@ from typing import Any
 import ray
 import ray.exceptions as rex
 from ray import serve
-from ray.serve.exceptions import RayServeException
+from ray.serve.exceptions import DeploymentUnavailableError, RayServeException
 
 from modal_ray.exception import ExecutionError
+from modal_ray.freshness import PoolGoneError
 from modal_ray.naming import run_prefix_of
 from modal_ray.runtime.container import ContainerSpec
 from modal_ray.serve_adapters.replica import Replica
@@ -228,14 +229,28 @@ def _deployment_name(spec: ServiceSpec) -> str:
     return spec.tag.replace(".", "_")
 
 
+def _pool_gone(service: Service | None, what: str) -> PoolGoneError:
+    """A call found its pool deleted: this process forgets its handle on it (a retry attaches
+    again, or deploys it again), and the caller gets `PoolGoneError`, which a handle looked up
+    by name answers by following its app's current version (`modal_ray.freshness`)."""
+    if service is not None and _services.get(service.spec.name) is service:
+        _services.pop(service.spec.name).close()
+    return PoolGoneError(
+        f"The containers of {what} are gone: its app was redeployed or stopped (or the pool"
+        " failed to start). Look it up again (`modal.Function.from_name` /"
+        " `modal.Cls.from_name`) to call the app's current version."
+    )
+
+
 class ServePending(EnginePending):
     """A call in flight on a deployment; the value is an outcome or a `RemoteFailure`."""
 
-    __slots__ = ("_fut", "_resp", "what")
+    __slots__ = ("_fut", "_resp", "service", "what")
 
-    def __init__(self, response: Any, what: str) -> None:
+    def __init__(self, response: Any, what: str, service: Service | None = None) -> None:
         self._resp = response
         self.what = what
+        self.service = service
         self._fut: asyncio.Future[Any] | None = None
 
     async def _await(self) -> Any:
@@ -252,6 +267,8 @@ class ServePending(EnginePending):
             return self._resp.result(timeout_s=timeout)
         except TimeoutError:
             raise TimeoutError(f"{self.what} is not finished yet") from None
+        except DeploymentUnavailableError:
+            raise _pool_gone(self.service, self.what) from None
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
@@ -263,6 +280,8 @@ class ServePending(EnginePending):
     async def result_async(self) -> Any:
         try:
             return await self._future()
+        except DeploymentUnavailableError:
+            raise _pool_gone(self.service, self.what) from None
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
@@ -281,13 +300,16 @@ class ServePending(EnginePending):
 class ServeStream:
     """A generator call on a deployment: items as the container yields them."""
 
-    def __init__(self, response: Any, what: str) -> None:
+    def __init__(self, response: Any, what: str, service: Service | None = None) -> None:
         self._resp = response
         self.what = what
+        self.service = service
 
     def __iter__(self) -> Iterator[Any]:
         try:
             yield from self._resp
+        except DeploymentUnavailableError:
+            raise _pool_gone(self.service, self.what) from None
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
@@ -295,6 +317,8 @@ class ServeStream:
         try:
             async for item in self._resp:
                 yield item
+        except DeploymentUnavailableError:
+            raise _pool_gone(self.service, self.what) from None
         except rex.RayError as exc:
             raise translate(exc, self.what) from None
 
@@ -323,7 +347,7 @@ class ServeMethod:
     ) -> ServePending:
         self.service.note_call()
         return ServePending(
-            self.service.handle.remote(self.method, args, kwargs, call_id), self.what
+            self.service.handle.remote(self.method, args, kwargs, call_id), self.what, self.service
         )
 
     def submit_chunk(
@@ -331,20 +355,23 @@ class ServeMethod:
     ) -> ServePending:
         self.service.note_call()
         return ServePending(
-            self._chunk.remote(self.method, args_list, kwargs, call_id, first), self.what
+            self._chunk.remote(self.method, args_list, kwargs, call_id, first),
+            self.what,
+            self.service,
         )
 
     def submit_pickled(self, blob: bytes, call_id: str) -> ServePending:
         """One call whose arguments and outcome stay pickled (see `_Replica.pickled`)."""
         self.service.note_call()
         handle = self.service.handle.options(method_name="pickled")
-        return ServePending(handle.remote(self.method, blob, call_id), self.what)
+        return ServePending(handle.remote(self.method, blob, call_id), self.what, self.service)
 
     def submit_stream(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], call_id: str
     ) -> ServeStream:
         self.service.note_call()
-        return ServeStream(self._stream.remote(self.method, args, kwargs, call_id), self.what)
+        stream = self._stream.remote(self.method, args, kwargs, call_id)
+        return ServeStream(stream, self.what, self.service)
 
 
 def _versioned(deployment: Any) -> Any:

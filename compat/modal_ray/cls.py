@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config, context
 from .exception import ExecutionError, InvalidError
+from .freshness import PoolGoneError, follow
 from .function import Function
 from .function_options import FunctionOptions
 from .records import (
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from modal_ray.backends import Backend, Prepared, PreparedService
 
     from .app import App
+    from .freshness import Watch
     from .run_context import RunContext
 
 _PARAM_TYPES = (str, int, bool, bytes)
@@ -141,6 +143,22 @@ class _MethodFunction(Function[..., Any]):
         super().__init__(raw_f, options, cls._app, f"{cls._tag}.{name}")
         self._obj = obj
         self._method = name
+        self._prepared_from: ClassRecord | None = None  # the class record `_prepared` is of
+
+    def _follow_due(self) -> bool:
+        """A class looked up by name: is its version to be checked, or did it move on?"""
+        cls = self._obj._cls
+        watch = cls._watch
+        return watch is not None and (watch.due() or self._prepared_from is not cls._compiled)
+
+    def _follow(self, gone: PoolGoneError | None = None) -> None:
+        """The class follows its app's redeploys (`freshness`); this method's pool with it."""
+        cls = self._obj._cls
+        follow(cls, gone)
+        if self._prepared is not None and self._prepared_from is not cls._compiled:
+            self._prepared = None
+            self._kept_target = None
+            self._obj._service_handle = None
 
     def __repr__(self) -> str:
         return f"Method({self._tag!r})"
@@ -154,7 +172,9 @@ class _MethodFunction(Function[..., Any]):
     def _make_prepared(self, backend: Backend, ctx: RunContext) -> Prepared:
         """Only what a method call uses: the class's pool for this parameter set, made from the
         class's record (compiled once per class and run)."""
-        self._spec = self._obj._cls._compile(ctx).method_spec(self._method)
+        record = self._obj._cls._compile(ctx)
+        self._spec = record.method_spec(self._method)
+        self._prepared_from = record
         return self._obj._service(backend, ctx).method(self._method)
 
     def _call_target(self, ctx: RunContext) -> tuple[Any, str | None, dict[str, Any] | None]:
@@ -294,6 +314,7 @@ class Cls:
     """A Modal class: `@app.cls(...)` on a class with `@modal.method`s."""
 
     __module__ = "modal.cls"
+    _watch: Watch | None = None  # a class looked up by name follows redeploys (`freshness`)
 
     def __init__(
         self,
@@ -476,6 +497,8 @@ class Cls:
             assert self._compiled is not None
             variant = Cls._from_record(derive_record(self._compiled, derivation))
             variant._object_id = self._object_id
+            if self._watch is not None:  # the variant follows redeploys too
+                variant._watch = self._watch.derived(DerivedLookup(self._watch.lookup, derivation))
             return variant
         if kind == "options":
             options = self._options.override(**arguments)

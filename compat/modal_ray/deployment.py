@@ -30,7 +30,7 @@ import cloudpickle
 
 from modal_ray.exception import InvalidError, NotFoundError
 
-from . import config, naming
+from . import config, freshness, naming
 from .ids import new_id
 from .records import ClassRecord, FunctionRecord, PoolSpec
 from .runtime.worker import FunctionRef
@@ -239,6 +239,7 @@ def lookup(
     what = "Function" if kind == "function" else "Cls"
     backend = _lookup_backend(environment, f"{what}.from_name({app_name!r}, {tag!r})")
     info = backend.registry_call_sync(environment, "lookup", (app_name, tag, kind, version))
+    freshness.note(environment, info["app_id"], info["version"], version is not None)
     record = pickle.loads(info["record"])
     _restore(backend, environment, record)
     return record, str(info["object_id"])
@@ -276,6 +277,7 @@ def lookup_id(object_id: str, environment_name: str | None = None) -> tuple[Any,
     environment = config.environment_name(environment_name)
     backend = _lookup_backend(environment, f"Function.from_id({object_id!r})")
     info = backend.registry_call_sync(environment, "lookup_id", (object_id,))
+    freshness.note(environment, info["app_id"], info["version"], False)
     record = pickle.loads(info["record"])
     _restore(backend, environment, record)
     return record, str(info["kind"])

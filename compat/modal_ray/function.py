@@ -33,6 +33,7 @@ from modal_ray.exception import ExecutionError, InvalidError
 
 from . import config, context, naming
 from .errors import RemoteFailure, is_failure
+from .freshness import PoolGoneError, follow
 from .function_call import FunctionCall
 from .ids import new_id
 from .map_frontend import Mapper, map_async, map_inputs
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from modal_ray.backends import Backend, Prepared
 
     from .app import App
+    from .freshness import Watch
     from .function_options import FunctionOptions
     from .run_context import RunContext
 
@@ -75,6 +77,7 @@ class Function(Generic[P, R, LocalR]):
     __module__ = "modal.functions"
     _served = False  # methods of a Cls always run in a container pool
     _web_url: str | None = None  # set while the app runs this web endpoint
+    _watch: Watch | None = None  # a handle looked up by name follows redeploys (`freshness`)
 
     def __init__(
         self, raw_f: Callable[..., Any], options: FunctionOptions, app: App | None, tag: str
@@ -215,9 +218,10 @@ class Function(Generic[P, R, LocalR]):
 
     def _ensure_prepared(self) -> Prepared:
         prepared = self._prepared
-        if prepared is not None:
+        if prepared is not None and not self._follow_due():
             return prepared
         with self._lock:
+            self._follow()
             if self._prepared is not None:
                 return self._prepared
             ctx = self._run_context()
@@ -228,6 +232,15 @@ class Function(Generic[P, R, LocalR]):
             if ctx.tasks is not None:
                 ctx.tasks.add_prepared(self)
             return self._prepared
+
+    def _follow_due(self) -> bool:
+        """Is this a handle looked up by name whose app's version is to be checked?"""
+        watch = self._watch
+        return watch is not None and watch.due()
+
+    def _follow(self, gone: PoolGoneError | None = None) -> None:
+        """Move a handle looked up by name to its app's current version (`freshness.follow`)."""
+        follow(self, gone)
 
     def _check_running(self, ctx: RunContext, what: str) -> None:
         if context.is_local() and not ctx.running:
@@ -335,6 +348,7 @@ class Function(Generic[P, R, LocalR]):
         retries = self._spec.retries
         call_id = fc.object_id if fc is not None else None
         attempt = 0
+        followed = False
         while True:
             pending = prepared.submit(args, kwargs, call_id)
             if fc is not None:
@@ -348,6 +362,13 @@ class Function(Generic[P, R, LocalR]):
             except asyncio.CancelledError:
                 pending.cancel(force=False)
                 raise
+            except PoolGoneError as exc:  # redeployed: once more, on the current version
+                if followed:
+                    raise
+                self._follow(exc)
+                followed = True
+                prepared = self._ensure_prepared()
+                continue
             except ExecutionError as exc:
                 error = exc
             finally:
@@ -367,7 +388,10 @@ class Function(Generic[P, R, LocalR]):
         if self._spec.retries is not None:
             return run_sync(self._call_async(args, kwargs), f"{self._tag}.remote")
         check_blocking_call(f"{self._tag}.remote")
-        value = prepared.submit(args, kwargs).result()
+        try:
+            value = prepared.submit(args, kwargs).result()
+        except PoolGoneError:  # the retry loop follows the app's redeploy
+            return run_sync(self._call_async(args, kwargs), f"{self._tag}.remote")
         if type(value) is RemoteFailure:
             raise value.to_exception(self._tag)
         return value
@@ -379,12 +403,16 @@ class Function(Generic[P, R, LocalR]):
     async def _remote_aio(self, /, *args: P.args, **kwargs: P.kwargs) -> R:
         self._check_not_generator("remote")
         prepared, spec = self._prepared, self._spec
-        if prepared is None or spec is None or spec.retries is not None:
-            # First call (preparing may block) or a retry loop: run on the private loop.
+        if prepared is None or spec is None or spec.retries is not None or self._follow_due():
+            # First call (preparing may block), a retry loop, or a version check of a handle
+            # looked up by name (it may look up again): run on the private loop.
             return await run_async(self._call_async(args, kwargs))  # type: ignore[no-any-return]
         # Without retries, await the engine's result on the caller's own loop: no hop to the
         # private loop thread (which costs two cross-thread wake-ups per call).
-        value = await prepared.submit(args, kwargs).result_async()
+        try:
+            value = await prepared.submit(args, kwargs).result_async()
+        except PoolGoneError:  # the retry loop follows the app's redeploy
+            return await run_async(self._call_async(args, kwargs))  # type: ignore[no-any-return]
         if type(value) is RemoteFailure:
             raise value.to_exception(self._tag)
         return value  # type: ignore[no-any-return]

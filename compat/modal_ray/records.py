@@ -26,6 +26,7 @@ from typing import Any
 
 from . import naming
 from .exception import ExecutionError
+from .freshness import watched
 from .run_context import RunContext
 from .runtime.container import ContainerSpec
 from .runtime.worker import Invocation
@@ -180,7 +181,8 @@ class DeferredLookup:
 
     The lookup runs when the object is first used (any attribute it does not have yet: a call,
     `.hydrate()`, `object_id`): it fetches the record and fills the object in as `_from_record`
-    would. Until then it pickles as its lookup, so it is looked up again where it is used.
+    would. Until then it pickles as its lookup, so it is looked up again where it is used. Once
+    filled, it follows redeploys of its app (`freshness.Watch`).
     """
 
     _label = ""  # "Function" / "Cls", for the repr
@@ -201,9 +203,9 @@ class DeferredLookup:
             return parent(name)
         if name.startswith("__"):
             raise AttributeError(name)
-        record, object_id = lookup()
+        record, object_id, watch = watched(lookup)  # the watch follows redeploys (`freshness`)
         self.__dict__.update(self._rebuild(record).__dict__)
-        self.__dict__.update(_object_id=object_id, _lookup=None)
+        self.__dict__.update(_object_id=object_id, _lookup=None, _watch=watch)
         return getattr(self, name)
 
     def __repr__(self) -> str:

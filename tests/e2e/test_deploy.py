@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -122,17 +123,45 @@ IN_FLIGHT = textwrap.dedent(
     import json, sys, time
     from concurrent.futures import ThreadPoolExecutor
     import modal
+    from modal.exception import NotFoundError
 
     f = modal.Function.from_name("deployed-demo", "slow")
     g = modal.Cls.from_name("deployed-demo", "Greeter")
+    square = modal.Function.from_name("deployed-demo", "square")
+    hi = g(greeting="hi")
     assert f.remote(0) == g().slow.remote(0) == "v1"  # looked up and warm
+    last = {"square": square.remote(3), "greet": hi.greet.remote("bob")}
     with ThreadPoolExecutor(2) as pool:
         calls = [pool.submit(f.remote, 12), pool.submit(g().slow.remote, 12)]
         time.sleep(2)
         print("STARTED", flush=True)
         old = [c.result() for c in calls]
-    sys.stdin.readline()  # the test says when the redeploy is done
-    print("RESULT", json.dumps({"old": old}))
+    print("RESULT", json.dumps({"old": old, "before": list(last.values())}), flush=True)
+
+
+    def call_old_handles(which):
+        calls = {"square": lambda: square.remote(3), "greet": lambda: hi.greet.remote("bob")}
+        out = {}
+        for name in which:
+            try:
+                out[name] = calls[name]()
+            except NotFoundError as exc:
+                out[name] = f"NotFoundError: {exc}"
+        return out
+
+
+    # The test says when a redeploy, a rollback or a stop is done, and which handles to call.
+    # They were looked up before it: a new call follows the app's current version within the
+    # handles' staleness bound (a version check per second), so poll until the results changed.
+    for line in sys.stdin:
+        which = line.split()
+        deadline = time.monotonic() + 60
+        got = call_old_handles(which)
+        while any(got[k] == last[k] for k in which) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            got = call_old_handles(which)
+        last.update(got)
+        print("RESULT", json.dumps(list(got.values())), flush=True)
     """
 )
 
@@ -230,24 +259,56 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
     assert _result(_python(CALLER, head, tmp_path))["square"] == 1009
 
     # Redeploy while long calls (a function's and a class method's) are in flight: they finish
-    # on the old version; new lookups get the new code.
-    in_flight = subprocess.Popen(
-        [sys.executable, "-c", IN_FLIGHT],
-        env=head,
-        cwd=tmp_path,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # on the old version; new lookups get the new code, and so do new calls on handles looked
+    # up before the redeploy (a Function, an instance of a Cls).
+    with (tmp_path / "in_flight.err").open("w+") as err:
+        in_flight = subprocess.Popen(
+            [sys.executable, "-c", IN_FLIGHT],
+            env=head,
+            cwd=tmp_path,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        try:
+            _redeploy_rollback_stop(head, tmp_path, in_flight, err, first)
+        finally:
+            in_flight.kill()
+            in_flight.wait(timeout=60)
+
+
+def _told(proc: subprocess.Popen[str], err: IO[str], *calls: str) -> Any:
+    """Tell the IN_FLIGHT process that the app changed and which old handles to call now; its
+    next RESULT line."""
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    if calls:
+        proc.stdin.write(" ".join(calls) + "\n")
+        proc.stdin.flush()
+    for line in proc.stdout:
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    err.seek(0)
+    raise AssertionError(err.read()[-3000:])
+
+
+def _redeploy_rollback_stop(
+    head: dict[str, str],
+    tmp_path: Path,
+    in_flight: subprocess.Popen[str],
+    err: IO[str],
+    first: dict,
+) -> None:
     assert in_flight.stdout is not None
-    assert in_flight.stdout.readline().strip() == "STARTED", in_flight.stderr.read()[-3000:]
+    started = in_flight.stdout.readline().strip()
+    err.seek(0)
+    assert started == "STARTED", err.read()[-3000:]
     _write_app(tmp_path, 2000, "v2")
     redeployed = modal_cli("deploy", "demo_app.py", env=head, cwd=tmp_path)
     assert redeployed.returncode == 0, redeployed.stderr[-3000:]
-    out, err = in_flight.communicate("redeployed\n", timeout=240)
-    assert in_flight.returncode == 0, err[-3000:]
-    assert json.loads(out.split("RESULT ", 1)[1]) == {"old": ["v1", "v1"]}
+    assert _told(in_flight, err) == {"old": ["v1", "v1"], "before": [1009, "hi bob v1"]}
+    assert _told(in_flight, err, "square", "greet") == [2009, "hi bob v2"]
     second = _result(_python(CALLER, head, tmp_path))
     assert second["app_id"] == first["app_id"]
     assert second["square"] == 2009
@@ -306,10 +367,14 @@ def test_deploy_call_by_name_redeploy_and_stop(head: dict[str, str], tmp_path: P
         """
     )
     assert _result(_python(rolled_back, head, tmp_path)) == [1009, "hello x v1"]
+    assert _told(in_flight, err, "square") == [1009]  # so does a rollback (a Function's call)
 
     stopped = modal_cli("app", "stop", "deployed-demo", env=head, cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stderr
     assert _result(_python(serve_apps, head, tmp_path)) == []
+    # The handles looked up before say that the app is gone (the class method's pool is, too).
+    for message in _told(in_flight, err, "square", "greet"):
+        assert message.startswith("NotFoundError: App 'deployed-demo' not found"), message
     gone = textwrap.dedent(
         """
         import json, modal
