@@ -3,11 +3,10 @@ worker node on this machine; only the worker node has a (fake) T4 GPU, so `gpu="
 function and a class there.
 
 `modal deploy` runs and exits; a second process calls the function and the class method by name
-(both run on the worker node, and their results are right), and a function on the worker node
-that looks both up by name itself; then it runs `modal app stop` and
-waits until no actor of the app is left. The registry lives in the head's state store (the head
-node's `MODAL_RAY_STATE`), not in the clients' or the worker node's. One cluster for the module,
-stopped at the end.
+(both run on the worker node, and their results are right) and a function on the worker node
+that looks both up by name itself, then runs `modal app stop` and waits until no actor of the
+app is left. The registry lives in the head's state store (the head node's `MODAL_RAY_STATE`),
+not in the clients' or the worker node's. One cluster for the module, stopped at the end.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import modal_cli
+from tests.e2e.conftest import MODAL, modal_cli
 
 APP = textwrap.dedent(
     """
@@ -84,7 +83,7 @@ CALLER = textwrap.dedent(
 
     out["actors_before"] = actors_of_app()
     stop = subprocess.run(
-        [sys.argv[1], "app", "stop", "multinode-demo"], capture_output=True, text=True
+        [sys.argv[1], "app", "stop", "multinode-demo"], capture_output=True, text=True, timeout=120
     )
     out["stop"] = [stop.returncode, stop.stderr[-2000:]]
     deadline = time.monotonic() + 90
@@ -183,9 +182,8 @@ def test_deploy_then_call_by_name_on_the_worker_node_and_stop(two_nodes: dict[st
     assert deployed.returncode == 0, deployed.stderr[-3000:]
 
     # The deploying process has exited; another process calls by name, then stops the app.
-    modal = str(Path(sys.executable).parent / "modal")
     caller = subprocess.run(
-        [sys.executable, "-c", CALLER, modal],
+        [sys.executable, "-c", CALLER, str(MODAL)],
         env=env,
         cwd=tmp,
         capture_output=True,
