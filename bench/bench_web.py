@@ -7,9 +7,12 @@ The same FastAPI app (`GET /` -> a small JSON object) is served three ways:
 - modal-ray direct: the same endpoint's Serve route, skipping the gateway (what the gateway
   costs).
 Each is driven by 32 concurrent keep-alive connections (httpx, one event loop) for a fixed
-time, in interleaved rounds. Prints requests/s and median/p99 latency per side.
+time, in interleaved rounds. Targets (the web issue): throughput at least 0.8x raw Serve's,
+p50 latency at most 1.25x.
 
-Run: `.venv/bin/python bench/bench_web.py [--seconds 8] [--rounds 2]`.
+Run: `.venv/bin/python bench/bench_web.py [--quick] [--seconds 8] [--rounds 2] [--no-save]
+[--no-docs]`. It stores the `web` section of `bench/results.json` (unless `--no-save`) and
+rewrites docs/benchmarks.md from that file (unless `--no-docs`).
 """
 
 import argparse
@@ -22,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common
+from common import Row, Section
 
 common.quiet_env()
 
@@ -74,9 +78,14 @@ async def drive(url: str, seconds: float, connections: int = 32) -> tuple[float,
 
 def main() -> None:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="shorter rounds (smoke run)")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-save", action="store_true", help="print only; write nothing")
+    parser.add_argument("--no-docs", action="store_true", help="do not touch docs/benchmarks.md")
     args = parser.parse_args()
+    seconds = 3.0 if args.quick else args.seconds
+    started = time.perf_counter()
 
     import ray
     from ray import serve
@@ -104,21 +113,64 @@ def main() -> None:
         results: dict[str, list[tuple[float, list[float]]]] = {k: [] for k in sides}
         for _ in range(args.rounds):
             for label, url in sides.items():
-                results[label].append(asyncio.run(drive(url, args.seconds)))
+                results[label].append(asyncio.run(drive(url, seconds)))
         serve.delete("raw-web")
-    print(f"{'side':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    base = None
+    summary: dict[str, tuple[float, float, float]] = {}
     for label, runs in results.items():
         rate = statistics.fmean(r for r, _ in runs)
         lat = [x for _, lats in runs for x in lats]
-        p50 = statistics.median(lat) * 1000
-        p99 = common.percentile(lat, 99) * 1000
-        base = base or (rate, p50)
-        print(
-            f"{label:<18} {rate:8.1f} {p50:8.1f} {p99:8.1f}"
-            f"   ({rate / base[0]:.2f}x req/s, {p50 / base[1]:.2f}x p50 of raw)"
-        )
+        summary[label] = (rate, statistics.median(lat), common.percentile(lat, 99))
     ray.shutdown()
+    section = Section(
+        key="web",
+        title="Web endpoints vs raw Ray Serve",
+        description=(
+            "The same FastAPI app (`GET /` returning a small JSON object) as a raw Serve"
+            " deployment (`serve.ingress`, `max_ongoing_requests=64`) through Serve's proxy,"
+            " and as `@modal.asgi_app` with `@modal.concurrent(max_inputs=64)` through its own"
+            " origin (the gateway, then Serve's proxy); 32 concurrent keep-alive connections"
+            f" (httpx, one event loop) for {seconds:.0f} s per side, {args.rounds} interleaved"
+            " rounds. 'direct' is the endpoint's Serve route without the gateway."
+        ),
+    )
+    raw_rate, raw_p50, raw_p99 = summary["raw Serve"]
+    for label in ("modal-ray", "modal-ray direct"):
+        rate, p50, p99 = summary[label]
+        gated = label == "modal-ray"
+        section.rows.append(
+            Row(
+                what=f"{label}: requests/s (32 connections)",
+                metric="throughput",
+                unit="req/s",
+                ours=f"{rate:,.0f} req/s",
+                raw=f"{raw_rate:,.0f} req/s",
+                ratio=rate / raw_rate,
+                ratio_label=f"{rate / raw_rate:.2f}x raw Serve",
+                target=">= 0.8x raw Serve" if gated else "",
+                passed=(rate / raw_rate >= 0.8) if gated else None,
+            )
+        )
+        section.rows.append(
+            Row(
+                what=f"{label}: p50 latency (32 connections)",
+                metric="latency",
+                unit="ms",
+                ours=f"{p50 * 1e3:.1f} ms (p99 {p99 * 1e3:.1f} ms)",
+                raw=f"{raw_p50 * 1e3:.1f} ms (p99 {raw_p99 * 1e3:.1f} ms)",
+                ratio=p50 / raw_p50,
+                ratio_label=f"{p50 / raw_p50:.2f}x raw Serve",
+                target="<= 1.25x raw Serve" if gated else "",
+                passed=(p50 / raw_p50 <= 1.25) if gated else None,
+            )
+        )
+    section.elapsed_s = time.perf_counter() - started
+    for row in section.rows:
+        print(f"{row.what}: ours {row.ours} | raw {row.raw} | {row.ratio_label} {row.target}")
+    if args.no_save:
+        return
+    common.save_section(section)
+    if not args.no_docs:
+        common.render_docs()
 
 
 if __name__ == "__main__":
