@@ -106,3 +106,17 @@ def test_check_mode_adds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     setup = image._worker_setup()
     assert setup is not None
     assert setup.requirements == ("six",)
+
+
+def test_a_task_keeps_ray_core_worker_requirements_a_container_also_serves() -> None:
+    task = {canonicalize_name(Requirement(line).name) for line in runtime_requirements(False)}
+    pool = {canonicalize_name(Requirement(line).name) for line in runtime_requirements(True)}
+    assert {"ray", "protobuf", "msgpack"} <= task < pool
+    # A task's image may pin a FastAPI that Ray Serve refuses (its worker does not run Serve).
+    assert "fastapi" in pool
+    assert "fastapi" not in task
+    image = Image.debian_slim().pip_install("six")
+    assert image._runtime_env(serve=False)["pip"]["packages"] == [
+        "six",
+        *runtime_requirements(False),
+    ]

@@ -7,9 +7,12 @@ do not accept: `streamlit~=1.35` wants `protobuf<5`, while Ray's `grpcio-reflect
 `opentelemetry-proto` need a newer protobuf, and a worker whose protobuf was downgraded cannot
 import Ray at all.
 
-`runtime_requirements()` walks the installed requirement closure of modal-ray and of
-`ray[default,serve]` and returns one requirement line per distribution that combines every
-version range its requirers declare (`protobuf<8,>=7.35.1`), plus `ray==<installed>`. The image's
+`runtime_requirements()` walks the installed requirement closure of modal-ray and of Ray with
+the extras that the function's worker runs (`ray[default]` for a task; `ray[default,serve]` for
+a container pool, which runs in a Serve replica) and returns one requirement line per
+distribution that combines every version range its requirers declare (`protobuf<8,>=7.35.1`),
+plus `ray==<installed>`. (A task's image may so pin e.g. `fastapi==0.115.4`, which Ray Serve
+2.60 refuses: that worker does not run Serve.) The image's
 package list gets these lines appended, so pip or uv resolves the image's packages together with
 them: a compatible request installs as before (the runtime's packages are installed already and
 stay as they are, or move within the ranges the runtime accepts, as `numpy<2` does), and a
@@ -37,12 +40,13 @@ if TYPE_CHECKING:  # `packaging` is imported when an image with packages is firs
 
 __all__ = ["RUNTIME_NOTE", "runtime_requirements"]
 
-# The roots of the closure: modal-ray itself, and Ray with the extras modal-ray runs (also when
-# modal-ray runs from a source tree without installed metadata).
-_ROOTS: tuple[tuple[str, frozenset[str]], ...] = (
-    ("modal-ray", frozenset()),
-    ("ray", frozenset({"default", "serve"})),
-)
+# The closure starts at modal-ray (also when it runs from a source tree without installed
+# metadata, through Ray itself). Ray is walked with the extras the worker kind runs: a task's
+# worker is Ray's core worker (with `ray[default]`'s metrics libraries, which it imports); a
+# container's replica is also Ray Serve's (FastAPI, Starlette, uvicorn, gRPC...).
+_ROOT = "modal-ray"
+_TASK_EXTRAS = frozenset({"default"})
+_SERVE_EXTRAS = frozenset({"default", "serve"})
 _PINNED = ("ray",)  # kept at exactly the installed version
 
 RUNTIME_NOTE = (
@@ -95,7 +99,7 @@ def _simplify(spec: SpecifierSet) -> SpecifierSet:
     return SpecifierSet(",".join(str(s) for s in [*lower.values(), *upper.values(), *rest]))
 
 
-def _closure() -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
+def _closure(ray_extras: frozenset[str]) -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
     """(installed versions, combined declared ranges), by canonical distribution name."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.specifiers import SpecifierSet
@@ -105,7 +109,7 @@ def _closure() -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
     versions: dict[str, Version] = {}
     ranges: dict[str, SpecifierSet] = {}
     seen: set[tuple[str, frozenset[str]]] = set()
-    stack = list(_ROOTS)
+    stack = [(_ROOT, frozenset[str]()), ("ray", ray_extras)]
     while stack:
         name, extras = stack.pop()
         key = (canonicalize_name(name), extras)
@@ -129,14 +133,16 @@ def _closure() -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
             dep = canonicalize_name(req.name)
             if req.specifier:
                 ranges[dep] = ranges.get(dep, SpecifierSet()) & req.specifier
-            stack.append((req.name, frozenset(req.extras)))
+            extras_wanted = ray_extras if dep == "ray" else frozenset(req.extras)
+            stack.append((req.name, extras_wanted))
     return versions, ranges
 
 
 @functools.cache
-def runtime_requirements() -> tuple[str, ...]:
-    """Requirement lines that keep the worker runtime's packages at versions it accepts."""
-    versions, ranges = _closure()
+def runtime_requirements(serve: bool = True) -> tuple[str, ...]:
+    """Requirement lines that keep the worker runtime's packages at versions it accepts: of a
+    container's replica (Ray Serve's too) with `serve`, else of a task's worker."""
+    versions, ranges = _closure(_SERVE_EXTRAS if serve else _TASK_EXTRAS)
     lines: list[str] = []
     for name in sorted(versions):
         installed = versions[name]
