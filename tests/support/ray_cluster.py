@@ -23,3 +23,8 @@ def ray_session() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+    # The session's sandbox supervisor died with its Ray: remove what it left in $TMPDIR, as a
+    # `modal run` does at exit.
+    from modal_ray.sandbox_runtime.owners import sweep_dead_owners
+
+    sweep_dead_owners()

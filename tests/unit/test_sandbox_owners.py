@@ -4,13 +4,20 @@ away once empty (an embedded run leaves nothing behind in $TMPDIR)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from modal_ray.sandbox_runtime.owners import OWNER_LOCK, sandboxes_root, sweep_dead_owners
+from modal_ray.sandbox_runtime.owners import (
+    OWNER_LOCK,
+    SETUP_GRACE_S,
+    sandboxes_root,
+    sweep_dead_owners,
+)
 from modal_ray.sandbox_runtime.supervisor import Supervisor
 
 
@@ -45,10 +52,15 @@ def test_only_dead_supervisors_folders_are_swept(tmp_path: Path) -> None:
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     (root / "unlocked").mkdir()  # no lock file: being set up right now, not ours to judge
+    # ...unless it has been empty and unlocked for longer than any set-up takes.
+    (root / "abandoned").mkdir()
+    old = time.time() - 2 * SETUP_GRACE_S
+    os.utime(root / "abandoned", (old, old))
 
     sweep_dead_owners(base)
 
     assert not (root / "killed").exists()
+    assert not (root / "abandoned").exists()
     assert (root / "alive" / OWNER_LOCK).exists()
     assert (root / "unlocked").is_dir()
     # A supervisor that shuts down removes its own folder; an empty root goes with the sweep.

@@ -11,10 +11,12 @@ import fcntl
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 OWNER_LOCK = ".owner.lock"
+SETUP_GRACE_S = 60.0  # longer than any supervisor takes from making its folder to locking it
 
 
 def sandboxes_root(base_dir: str | None = None) -> Path:
@@ -28,7 +30,8 @@ def sweep_dead_owners(base_dir: str | None = None) -> None:
 
     A live supervisor holds an exclusive lock on `<folder>/.owner.lock` (the lock goes with its
     process), so a folder whose lock can be taken is dead; one without a lock file is a
-    supervisor being set up right now, or one of an older version: left alone.
+    supervisor being set up right now (left alone), unless it is empty and older than
+    `SETUP_GRACE_S` (a supervisor killed while it was being set up, or an older version's).
     """
     root = sandboxes_root(base_dir)
     try:
@@ -39,6 +42,7 @@ def sweep_dead_owners(base_dir: str | None = None) -> None:
         try:
             lock = os.open(folder / OWNER_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
+            _remove_if_abandoned(folder)
             continue
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -50,6 +54,12 @@ def sweep_dead_owners(base_dir: str | None = None) -> None:
             os.close(lock)
     with contextlib.suppress(OSError):
         root.rmdir()  # only if empty; a supervisor starting now makes it again
+
+
+def _remove_if_abandoned(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        if time.time() - folder.lstat().st_mtime > SETUP_GRACE_S:
+            folder.rmdir()  # only if empty
 
 
 def remove_tree(path: Path) -> None:
