@@ -120,3 +120,18 @@ def test_a_task_keeps_ray_core_worker_requirements_a_container_also_serves() -> 
         "six",
         *runtime_requirements(False),
     ]
+
+
+def test_a_runtime_package_the_image_pins_itself_is_installed_as_asked_with_a_warning() -> None:
+    lines = runtime_requirements(True)
+    image = Image.debian_slim().pip_install("fastapi==0.116.0", "numpy~=1.26.4")
+    with pytest.warns(UserWarning, match=r"'fastapi==0.116.0', outside what Ray and modal-ray"):
+        packages = image._runtime_env()["pip"]["packages"]
+    fastapi = [line for line in lines if Requirement(line).name == "fastapi"]
+    # numpy~=1.26.4 meets Ray's numpy range: that line stays; fastapi's is left out.
+    assert packages == [
+        "fastapi==0.116.0",
+        "numpy~=1.26.4",
+        *(x for x in lines if x not in fastapi),
+    ]
+    assert fastapi

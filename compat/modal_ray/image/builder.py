@@ -45,7 +45,7 @@ from modal_ray.synchronizer import dual, dual_static
 from modal_ray.warn import deprecation, warn_once
 
 from .packing import _ignore_key, _matcher, _pack_dir, _zip
-from .runtime_requirements import runtime_requirements
+from .runtime_requirements import for_image
 from .setup import ImageSetup
 from .sources import _module_path, _pyproject_dependencies, _read_requirements
 
@@ -821,7 +821,10 @@ class Image(metaclass=_ImageMeta):
         if packages and packages_mode() == "install":
             # Resolved together with the worker runtime's own requirements, so that no image
             # package replaces one that Ray or modal-ray needs (runtime_requirements.py).
-            packages += runtime_requirements(serve)
+            runtime, clashes = for_image(packages, serve)
+            for text in clashes:
+                warn_once(f"image.runtime.{text}", text)
+            packages += runtime
             options = [o for opts in dict.fromkeys(s.options for s in steps) for o in opts]
             # One runtime_env holds either pip or uv; uv accepts pip's requirement syntax.
             if any(s.installer == "uv" for s in steps):

@@ -17,7 +17,10 @@ package list gets these lines appended, so pip or uv resolves the image's packag
 them: a compatible request installs as before (the runtime's packages are installed already and
 stay as they are, or move within the ranges the runtime accepts, as `numpy<2` does), and a
 conflicting one fails the install with the resolver naming both sides, which surfaces as
-`ImageBuildError` (see `RUNTIME_NOTE`).
+`ImageBuildError` (see `RUNTIME_NOTE`). The one exception is a runtime distribution that the
+image names itself with a range that cannot meet the runtime's (`fastapi==0.116.0` against Ray
+Serve's `fastapi>=0.133.0`): the user pinned it on purpose, so `for_image()` leaves that line
+out and the image warns, naming the range the worker was declared to need.
 
 Invariants: computed from this process's environment, which is the workers' (the cluster's
 nodes run the same environment as the driver), once per process; sorted by name, so the
@@ -30,6 +33,7 @@ the installed version: installing an image must not change the runtime it runs o
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from importlib import metadata
 from typing import TYPE_CHECKING
 
@@ -38,7 +42,7 @@ if TYPE_CHECKING:  # `packaging` is imported when an image with packages is firs
     from packaging.specifiers import SpecifierSet
     from packaging.version import Version
 
-__all__ = ["RUNTIME_NOTE", "runtime_requirements"]
+__all__ = ["RUNTIME_NOTE", "for_image", "runtime_requirements"]
 
 # The closure starts at modal-ray (also when it runs from a source tree without installed
 # metadata, through Ray itself). Ray is walked with the extras the worker kind runs: a task's
@@ -157,3 +161,60 @@ def runtime_requirements(serve: bool = True) -> tuple[str, ...]:
         else:
             lines.append(f"{name}=={installed}")
     return tuple(lines)
+
+
+def _may_overlap(a: SpecifierSet, b: SpecifierSet, installed: Version) -> bool:
+    """Could some version satisfy both? Tried: the installed version, every version either
+    range names, and the next micro release after each (inside open intervals)."""
+    from packaging.version import InvalidVersion, Version
+
+    candidates = {installed}
+    for item in [*a, *b]:
+        try:
+            v = Version(item.version.rstrip(".*"))
+        except InvalidVersion:
+            return True  # a form this check does not read: leave it to the installer
+        major, minor, micro = (*v.release, 0, 0)[:3]
+        candidates |= {v, Version(f"{major}.{minor}.{micro + 1}")}
+    return any(
+        a.contains(c, prereleases=True) and b.contains(c, prereleases=True) for c in candidates
+    )
+
+
+def for_image(packages: Sequence[str], serve: bool = True) -> tuple[list[str], list[str]]:
+    """The runtime's lines to install with an image's `packages`, and a warning per line left out.
+
+    An image that names a runtime distribution itself with a range that cannot meet the
+    runtime's (`fastapi==0.116.0` where Ray Serve declares `fastapi>=0.133.0`) gets what it asks
+    for: the user pinned it on purpose, so that line is left out and a warning says what the
+    worker was declared to need. What the image does not name stays in the runtime's ranges."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    asked: dict[str, list[Requirement]] = {}
+    for line in packages:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue  # an option line, a URL or a path
+        if req.marker is None or req.marker.evaluate():
+            asked.setdefault(canonicalize_name(req.name), []).append(req)
+    lines: list[str] = []
+    warnings: list[str] = []
+    for line in runtime_requirements(serve):
+        ours = Requirement(line)
+        name = canonicalize_name(ours.name)
+        mine = [r for r in asked.get(name, []) if r.specifier]
+        installed = Version(metadata.version(name))
+        clash = [r for r in mine if not _may_overlap(r.specifier, ours.specifier, installed)]
+        if not clash:
+            lines.append(line)
+            continue
+        warnings.append(
+            f"The image asks for {', '.join(repr(str(r)) for r in clash)}, outside what Ray and "
+            f"modal-ray declare for the worker ({ours.specifier}, installed: {installed}); it is "
+            "installed as the image asks. If the worker then fails to start, ask the image for "
+            f"a {ours.name} in that range."
+        )
+    return lines, warnings
