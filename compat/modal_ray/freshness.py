@@ -101,7 +101,8 @@ class Watch:
         self.found = found
         self._read = read
         self._clock = clock
-        self._next = clock() + CHECK_INTERVAL_S
+        self.interval = CHECK_INTERVAL_S
+        self._checked = clock()  # when the version was last known to be current
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -113,7 +114,7 @@ class Watch:
 
     def due(self) -> bool:
         """Is the version to be checked before the next call?"""
-        return self._clock() >= self._next
+        return self._clock() >= self._checked + self.interval
 
     def check(self, obj: Any, gone: BaseException | None = None) -> None:
         """Rebuild `obj` from the current version if its app's version changed (checked at most
@@ -126,17 +127,19 @@ class Watch:
                     return  # another thread checked meanwhile
                 found = self.found
                 if self._read(found.environment, found.app_id) == found.version:
-                    self._next = self._clock() + CHECK_INTERVAL_S
+                    self._checked = self._clock()
                     return
             record, object_id, found_now = run_lookup(self.lookup)
             rebuild(obj, record, object_id)
             if found_now is not None:
                 self.found = found_now
-            self._next = self._clock() + CHECK_INTERVAL_S
+            self._checked = self._clock()
 
     def derived(self, lookup: Callable[[], tuple[Any, str]]) -> Watch:
         """A watch of the same version for an object whose lookup is `lookup` (a variant)."""
-        return Watch(lookup, self.found, read=self._read, clock=self._clock)
+        watch = Watch(lookup, self.found, read=self._read, clock=self._clock)
+        watch.interval, watch._checked = self.interval, self._checked
+        return watch
 
 
 def run_lookup(lookup: Callable[[], tuple[Any, str]]) -> tuple[Any, str, Found | None]:

@@ -129,8 +129,17 @@ IN_FLIGHT = textwrap.dedent(
     g = modal.Cls.from_name("deployed-demo", "Greeter")
     square = modal.Function.from_name("deployed-demo", "square")
     hi = g(greeting="hi")
+    # A second handle that checks no version (test-only setting): only a call that finds its
+    # pool removed moves it, and that call is retried on the current version.
+    g_pool = modal.Cls.from_name("deployed-demo", "Greeter")
+    hi_pool = g_pool(greeting="hi")
+    g_pool._watch.interval = float("inf")
     assert f.remote(0) == g().slow.remote(0) == "v1"  # looked up and warm
-    last = {"square": square.remote(3), "greet": hi.greet.remote("bob")}
+    last = {
+        "square": square.remote(3),
+        "greet": hi.greet.remote("bob"),
+        "pool_gone": hi_pool.greet.remote("bob"),
+    }
     with ThreadPoolExecutor(2) as pool:
         calls = [pool.submit(f.remote, 12), pool.submit(g().slow.remote, 12)]
         time.sleep(2)
@@ -140,7 +149,11 @@ IN_FLIGHT = textwrap.dedent(
 
 
     def call_old_handles(which):
-        calls = {"square": lambda: square.remote(3), "greet": lambda: hi.greet.remote("bob")}
+        calls = {
+            "square": lambda: square.remote(3),
+            "greet": lambda: hi.greet.remote("bob"),
+            "pool_gone": lambda: hi_pool.greet.remote("bob"),
+        }
         out = {}
         for name in which:
             try:
@@ -307,8 +320,9 @@ def _redeploy_rollback_stop(
     _write_app(tmp_path, 2000, "v2")
     redeployed = modal_cli("deploy", "demo_app.py", env=head, cwd=tmp_path)
     assert redeployed.returncode == 0, redeployed.stderr[-3000:]
-    assert _told(in_flight, err) == {"old": ["v1", "v1"], "before": [1009, "hi bob v1"]}
-    assert _told(in_flight, err, "square", "greet") == [2009, "hi bob v2"]
+    before = [1009, "hi bob v1", "hi bob v1"]
+    assert _told(in_flight, err) == {"old": ["v1", "v1"], "before": before}
+    assert _told(in_flight, err, "square", "greet", "pool_gone") == [2009, "hi bob v2", "hi bob v2"]
     second = _result(_python(CALLER, head, tmp_path))
     assert second["app_id"] == first["app_id"]
     assert second["square"] == 2009
@@ -373,7 +387,7 @@ def _redeploy_rollback_stop(
     assert stopped.returncode == 0, stopped.stderr
     assert _result(_python(serve_apps, head, tmp_path)) == []
     # The handles looked up before say that the app is gone (the class method's pool is, too).
-    for message in _told(in_flight, err, "square", "greet"):
+    for message in _told(in_flight, err, "square", "greet", "pool_gone"):
         assert message.startswith("NotFoundError: App 'deployed-demo' not found"), message
     gone = textwrap.dedent(
         """

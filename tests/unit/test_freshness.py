@@ -147,3 +147,15 @@ def test_watch_pickles_as_its_lookup(setup: Any) -> None:
 
 def _lookup() -> tuple[Any, str]:
     return "record", "fu-1"
+
+
+def test_a_variant_follows_from_where_its_class_is(setup: Any) -> None:
+    handle, registry, clock, _ = setup
+    clock.now += CHECK_INTERVAL_S / 2
+    variant = Handle("variant of record v1")
+    variant._watch = handle._watch.derived(registry.lookup)
+    registry.version = 2
+    clock.now += CHECK_INTERVAL_S / 2  # due for both: the variant's clock is its class's
+    freshness.follow(variant)
+    assert variant.record == "record v2"
+    assert handle.record == "record v1"  # until its own call
