@@ -285,16 +285,13 @@ class FunctionOptions:
             or self.web is not None  # a web function always runs on a container pool
         )
 
-    def _environment(
-        self, ctx: RunContext, serve: bool = True
-    ) -> tuple[Any, dict[str, Any], dict[str, str]]:
-        """(image, runtime_env, env) shared by tasks and containers (`serve`: a container's,
-        whose image keeps Ray Serve's requirements too)."""
+    def _environment(self, ctx: RunContext) -> tuple[Any, dict[str, Any], dict[str, str]]:
+        """(image, runtime_env, env) shared by tasks and containers."""
         from .image import default_image
 
         image = self.image or ctx.image or default_image()
         image._emit_warnings()
-        runtime_env = dict(image._runtime_env(serve))
+        runtime_env = dict(image._runtime_env())
         secrets = list(ctx.secrets)
         secrets += list(self.secrets)
         env = merge_secrets(secrets)
@@ -439,7 +436,7 @@ class FunctionOptions:
         container semantics. The image is packed once, for what the function uses."""
         self.check_supported(tag)
         self._warn_pool_options(False)
-        environment = self._environment(ctx, serve=self.needs_container())
+        environment = self._environment(ctx)
         image, runtime_env, env = environment
         spec = self._spec(tag, ctx, runtime_env)
         app = AppIdentity(ctx.environment, ctx.app_id, ctx.app_name)

@@ -108,30 +108,31 @@ def test_check_mode_adds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert setup.requirements == ("six",)
 
 
-def test_a_task_keeps_ray_core_worker_requirements_a_container_also_serves() -> None:
-    task = {canonicalize_name(Requirement(line).name) for line in runtime_requirements(False)}
-    pool = {canonicalize_name(Requirement(line).name) for line in runtime_requirements(True)}
-    assert {"ray", "protobuf", "msgpack"} <= task < pool
-    # A task's image may pin a FastAPI that Ray Serve refuses (its worker does not run Serve).
-    assert "fastapi" in pool
-    assert "fastapi" not in task
-    image = Image.debian_slim().pip_install("six")
-    assert image._runtime_env(serve=False)["pip"]["packages"] == [
-        "six",
-        *runtime_requirements(False),
-    ]
+def test_the_runtime_is_ray_serve_and_modal_ray_less_the_users_asgi_stack() -> None:
+    names = {canonicalize_name(Requirement(line).name) for line in runtime_requirements()}
+    assert {"ray", "protobuf", "msgpack", "pydantic", "grpcio"} <= names
+    # A web app pins its own FastAPI/Starlette (P12: fastapi 0.116; Serve 2.60 serves with it).
+    assert not {"fastapi", "starlette", "uvicorn"} & names
 
 
 def test_a_runtime_package_the_image_pins_itself_is_installed_as_asked_with_a_warning() -> None:
-    lines = runtime_requirements(True)
-    image = Image.debian_slim().pip_install("fastapi==0.116.0", "numpy~=1.26.4")
-    with pytest.warns(UserWarning, match=r"'fastapi==0.116.0', outside what Ray and modal-ray"):
+    lines = runtime_requirements()
+    image = Image.debian_slim().pip_install("pydantic==1.10.13", "protobuf>=5")
+    with pytest.warns(UserWarning, match=r"'pydantic==1.10.13', outside what Ray and modal-ray"):
         packages = image._runtime_env()["pip"]["packages"]
-    fastapi = [line for line in lines if Requirement(line).name == "fastapi"]
-    # numpy~=1.26.4 meets Ray's numpy range: that line stays; fastapi's is left out.
-    assert packages == [
-        "fastapi==0.116.0",
-        "numpy~=1.26.4",
-        *(x for x in lines if x not in fastapi),
-    ]
-    assert fastapi
+    names = [Requirement(line).name for line in packages]
+    # protobuf>=5 meets the runtime's protobuf range: that line stays; pydantic's is left out.
+    assert packages[:2] == ["pydantic==1.10.13", "protobuf>=5"]
+    assert names.count("pydantic") == 1
+    assert names.count("protobuf") == 2
+    assert any(Requirement(line).name == "pydantic" for line in lines)
+
+
+def test_an_image_replacing_a_runtime_package_drops_the_ranges_only_that_package_declared() -> None:
+    # The installed pydantic pins its pydantic-core exactly; an image's older pydantic (inside
+    # the runtime's pydantic range) brings its own pydantic-core instead.
+    assert any(line.startswith("pydantic-core==") for line in runtime_requirements())
+    older = "pydantic==2.7.4"
+    packages = Image.debian_slim().pip_install(older)._runtime_env()["pip"]["packages"]
+    assert not any(line.startswith("pydantic-core") for line in packages)
+    assert any(line.startswith("pydantic<3") for line in packages)

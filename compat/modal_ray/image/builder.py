@@ -810,18 +810,15 @@ class Image(metaclass=_ImageMeta):
 
     # -- the interface used by the function layer ------------------------------------------
 
-    def _runtime_env(self, serve: bool = True) -> dict[str, Any]:
-        """Ray runtime_env keys contributed by this image: pip/uv, env_vars, py_modules.
-
-        `serve`: the function runs in a container pool (a Serve replica), whose worker also
-        needs Ray Serve's requirements; a task's worker needs Ray's core worker's."""
+    def _runtime_env(self) -> dict[str, Any]:
+        """Ray runtime_env keys contributed by this image: pip/uv, env_vars, py_modules."""
         out: dict[str, Any] = {}
         steps = [s for s in self._steps if s.installer]
         packages = list(dict.fromkeys(p for s in steps for p in s.packages))
         if packages and packages_mode() == "install":
             # Resolved together with the worker runtime's own requirements, so that no image
             # package replaces one that Ray or modal-ray needs (runtime_requirements.py).
-            runtime, clashes = for_image(packages, serve)
+            runtime, clashes = for_image(packages)
             for text in clashes:
                 warn_once(f"image.runtime.{text}", text)
             packages += runtime

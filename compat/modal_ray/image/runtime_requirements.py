@@ -1,26 +1,25 @@
 """The worker runtime's own requirements, installed together with every image's packages.
 
 Ray installs an image's packages into a copy of the workers' environment (one virtualenv per
-distinct package list), and the Ray worker, Serve's replica and modal-ray's runtime then run from
-that copy. So a package the image installs must never replace one of theirs with a version they
-do not accept: `streamlit~=1.35` wants `protobuf<5`, while Ray's `grpcio-reflection` and
-`opentelemetry-proto` need a newer protobuf, and a worker whose protobuf was downgraded cannot
-import Ray at all.
+distinct package list), and the Ray worker and modal-ray's runtime then run from that copy (for
+tasks and Serve replicas alike). So a package the image installs must never replace one of
+theirs with a version they do not accept: `streamlit~=1.35` wants `protobuf<5`, while the Google
+libraries of `ray[default]` and Serve's gRPC and OpenTelemetry packages need
+`protobuf>=7.35.1`, and a worker whose protobuf was downgraded cannot start a Serve replica.
 
-`runtime_requirements()` walks the installed requirement closure of modal-ray and of Ray with
-the extras that the function's worker runs (`ray[default]` for a task; `ray[default,serve]` for
-a container pool, which runs in a Serve replica) and returns one requirement line per
-distribution that combines every version range its requirers declare (`protobuf<8,>=7.35.1`),
-plus `ray==<installed>`. (A task's image may so pin e.g. `fastapi==0.115.4`, which Ray Serve
-2.60 refuses: that worker does not run Serve.) The image's
-package list gets these lines appended, so pip or uv resolves the image's packages together with
-them: a compatible request installs as before (the runtime's packages are installed already and
-stay as they are, or move within the ranges the runtime accepts, as `numpy<2` does), and a
-conflicting one fails the install with the resolver naming both sides, which surfaces as
-`ImageBuildError` (see `RUNTIME_NOTE`). The one exception is a runtime distribution that the
-image names itself with a range that cannot meet the runtime's (`fastapi==0.116.0` against Ray
-Serve's `fastapi>=0.133.0`): the user pinned it on purpose, so `for_image()` leaves that line
-out and the image warns, naming the range the worker was declared to need.
+`runtime_requirements()` walks the installed requirement closure of modal-ray and of
+`ray[default,serve]` (less the ASGI stack that the user's web app shares, `_USER_WEB_STACK`)
+and returns one requirement line per distribution that combines every version range its
+requirers declare (`protobuf<8,>=7.35.1`), plus `ray==<installed>`. The image's package list
+gets these lines appended, so pip or uv resolves the image's packages together with them: a
+compatible request installs as before (the runtime's packages are installed already and stay
+as they are, or move within the ranges the runtime accepts), and a conflicting one fails the
+install with the resolver naming both sides, which surfaces as `ImageBuildError` (see
+`RUNTIME_NOTE`). What the image names itself is its own choice (`for_image()`): a runtime
+distribution it pins outside the runtime's range (`pydantic==1.10.13` against
+`pydantic<3,>=2.5.0`) is installed as asked, with a warning naming the range the worker was
+declared to need, and the ranges that a distribution it replaces declared are dropped (its
+replacement brings its own).
 
 Invariants: computed from this process's environment, which is the workers' (the cluster's
 nodes run the same environment as the driver), once per process; sorted by name, so the
@@ -45,12 +44,13 @@ if TYPE_CHECKING:  # `packaging` is imported when an image with packages is firs
 __all__ = ["RUNTIME_NOTE", "for_image", "runtime_requirements"]
 
 # The closure starts at modal-ray (also when it runs from a source tree without installed
-# metadata, through Ray itself). Ray is walked with the extras the worker kind runs: a task's
-# worker is Ray's core worker (with `ray[default]`'s metrics libraries, which it imports); a
-# container's replica is also Ray Serve's (FastAPI, Starlette, uvicorn, gRPC...).
+# metadata, through Ray itself), with Ray's extras that modal-ray runs. The ASGI stack that Ray
+# Serve shares with the user's web app (FastAPI, Starlette, uvicorn) is not walked: the user's app
+# runs on it, Modal images pin it themselves (`fastapi[standard]==0.116.0`), and Serve 2.60 serves
+# with older releases than it declares; other requirers' ranges on their dependencies still hold.
 _ROOT = "modal-ray"
-_TASK_EXTRAS = frozenset({"default"})
-_SERVE_EXTRAS = frozenset({"default", "serve"})
+_RAY_EXTRAS = frozenset({"default", "serve"})
+_USER_WEB_STACK = frozenset({"fastapi", "starlette", "uvicorn"})
 _PINNED = ("ray",)  # kept at exactly the installed version
 
 RUNTIME_NOTE = (
@@ -103,17 +103,18 @@ def _simplify(spec: SpecifierSet) -> SpecifierSet:
     return SpecifierSet(",".join(str(s) for s in [*lower.values(), *upper.values(), *rest]))
 
 
-def _closure(ray_extras: frozenset[str]) -> tuple[dict[str, Version], dict[str, SpecifierSet]]:
-    """(installed versions, combined declared ranges), by canonical distribution name."""
+@functools.cache
+def _closure() -> tuple[dict[str, Version], tuple[tuple[str, str, SpecifierSet], ...]]:
+    """Installed versions by canonical name, and the declared ranges as (requirer, dependency,
+    range) edges."""
     from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.specifiers import SpecifierSet
     from packaging.utils import canonicalize_name
     from packaging.version import InvalidVersion, Version
 
     versions: dict[str, Version] = {}
-    ranges: dict[str, SpecifierSet] = {}
+    edges: list[tuple[str, str, SpecifierSet]] = []
     seen: set[tuple[str, frozenset[str]]] = set()
-    stack = [(_ROOT, frozenset[str]()), ("ray", ray_extras)]
+    stack = [(_ROOT, frozenset[str]()), ("ray", _RAY_EXTRAS)]
     while stack:
         name, extras = stack.pop()
         key = (canonicalize_name(name), extras)
@@ -135,29 +136,42 @@ def _closure(ray_extras: frozenset[str]) -> tuple[dict[str, Version], dict[str, 
             if not _applies(req, extras):
                 continue
             dep = canonicalize_name(req.name)
+            if dep in _USER_WEB_STACK:
+                continue
             if req.specifier:
-                ranges[dep] = ranges.get(dep, SpecifierSet()) & req.specifier
-            extras_wanted = ray_extras if dep == "ray" else frozenset(req.extras)
+                edges.append((key[0], dep, req.specifier))
+            extras_wanted = _RAY_EXTRAS if dep == "ray" else frozenset(req.extras)
             stack.append((req.name, extras_wanted))
-    return versions, ranges
+    return versions, tuple(edges)
+
+
+def runtime_requirements() -> tuple[str, ...]:
+    """Requirement lines that keep the worker runtime's packages at versions it accepts."""
+    return _lines(frozenset())
 
 
 @functools.cache
-def runtime_requirements(serve: bool = True) -> tuple[str, ...]:
-    """Requirement lines that keep the worker runtime's packages at versions it accepts: of a
-    container's replica (Ray Serve's too) with `serve`, else of a task's worker."""
-    versions, ranges = _closure(_SERVE_EXTRAS if serve else _TASK_EXTRAS)
+def _lines(replaced: frozenset[str]) -> tuple[str, ...]:
+    """The lines, without the ranges that `replaced` distributions declare (the image installs
+    other versions of them, which bring their own requirements)."""
+    from packaging.specifiers import SpecifierSet
+
+    versions, edges = _closure()
+    ranges: dict[str, SpecifierSet] = {}
+    for requirer, dep, spec in edges:
+        if requirer not in replaced:
+            ranges[dep] = ranges.get(dep, SpecifierSet()) & spec
     lines: list[str] = []
     for name in sorted(versions):
         installed = versions[name]
         if name in _PINNED:
             lines.append(f"{name}=={installed}")
             continue
-        spec = ranges.get(name)
-        if spec is None:
+        declared = ranges.get(name)
+        if declared is None:
             continue
-        if spec.contains(installed, prereleases=True):
-            lines.append(f"{name}{_simplify(spec)}")
+        if declared.contains(installed, prereleases=True):
+            lines.append(f"{name}{_simplify(declared)}")
         else:
             lines.append(f"{name}=={installed}")
     return tuple(lines)
@@ -181,13 +195,15 @@ def _may_overlap(a: SpecifierSet, b: SpecifierSet, installed: Version) -> bool:
     )
 
 
-def for_image(packages: Sequence[str], serve: bool = True) -> tuple[list[str], list[str]]:
+def for_image(packages: Sequence[str]) -> tuple[list[str], list[str]]:
     """The runtime's lines to install with an image's `packages`, and a warning per line left out.
 
     An image that names a runtime distribution itself with a range that cannot meet the
-    runtime's (`fastapi==0.116.0` where Ray Serve declares `fastapi>=0.133.0`) gets what it asks
+    runtime's (`pydantic==1.10.13` where Ray declares `pydantic<3,>=2.5.0`) gets what it asks
     for: the user pinned it on purpose, so that line is left out and a warning says what the
-    worker was declared to need. What the image does not name stays in the runtime's ranges."""
+    worker was declared to need. What the image does not name stays in the runtime's ranges,
+    except those that only a distribution the image replaces declared (an image's `pydantic==2.8`
+    brings its own pydantic-core, which the installed pydantic pins otherwise)."""
     from packaging.requirements import InvalidRequirement, Requirement
     from packaging.utils import canonicalize_name
     from packaging.version import Version
@@ -202,7 +218,15 @@ def for_image(packages: Sequence[str], serve: bool = True) -> tuple[list[str], l
             asked.setdefault(canonicalize_name(req.name), []).append(req)
     lines: list[str] = []
     warnings: list[str] = []
-    for line in runtime_requirements(serve):
+    versions, _ = _closure()
+    replaced = frozenset(
+        name
+        for name, reqs in asked.items()
+        if name in versions
+        and name not in _PINNED
+        and any(not r.specifier.contains(versions[name], prereleases=True) for r in reqs)
+    )
+    for line in _lines(replaced):
         ours = Requirement(line)
         name = canonicalize_name(ours.name)
         mine = [r for r in asked.get(name, []) if r.specifier]
