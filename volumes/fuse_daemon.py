@@ -103,6 +103,19 @@ def main() -> int:
             f.write(data)
             return len(data)
 
+        def flush(self, path: str, fh: int) -> int:
+            # The kernel calls `flush` inside the user's close() and `release` after it has
+            # returned: uploading here makes a closed file readable from the bucket at once,
+            # and an upload error reach close() (EIO) instead of being lost.
+            f = self.cache.get(fh)
+            if f is not None and getattr(f, "mode", "") == "wb" and not f.closed:
+                try:
+                    f.close()
+                except Exception as exc:
+                    print(f"upload of {path} failed: {exc!r}", file=sys.stderr, flush=True)
+                    raise FuseOSError(errno.EIO) from exc
+            return 0
+
         def truncate(self, path: str, length: int, fh: Any = None) -> Any:
             if length != 0:
                 raise FuseOSError(errno.EPERM)

@@ -1,8 +1,9 @@
-"""`modal.Environment` over this machine's state store (no cluster configured): the objects API
-agrees with `modal environment ...`."""
+"""`modal.Environment` over the state this process uses (this machine's store here; the cluster's
+when another test of the process connected one): the objects API agrees with `modal environment`."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,27 +18,36 @@ def _own_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODAL_ENVIRONMENT", raising=False)
 
 
+def _names() -> list[str]:
+    return [e.name for e in modal.Environment.objects.list()]
+
+
 def test_create_list_look_up_and_delete() -> None:
-    assert [e.name for e in modal.Environment.objects.list()] == ["main"]
-    modal.Environment.objects.create("staging")
+    name = f"staging-{uuid.uuid4().hex[:8]}"
+    before = _names()
+    assert before[0] == "main"
+    modal.Environment.objects.create(name)
     with pytest.raises(AlreadyExistsError):
-        modal.Environment.objects.create("staging")
-    assert [e.name for e in modal.Environment.objects.list()] == ["main", "staging"]
-    staging = modal.Environment.from_name("staging").hydrate()
-    assert staging.object_id == "en-staging"
-    assert staging == modal.Environment.objects.list()[1]
-    modal.Environment.objects.delete("staging")
-    with pytest.raises(NotFoundError, match="'staging' not found"):
-        modal.Environment.from_name("staging").hydrate()
+        modal.Environment.objects.create(name)
+    assert set(_names()) == {*before, name}
+    staging = modal.Environment.from_name(name).hydrate()
+    assert staging.object_id == f"en-{name}"
+    assert staging in modal.Environment.objects.list()
+    modal.Environment.objects.delete(name)
+    assert _names() == before
+    with pytest.raises(NotFoundError, match=f"'{name}' not found"):
+        modal.Environment.from_name(name).hydrate()
     with pytest.raises(NotFoundError):
-        modal.Environment.objects.delete("staging")
+        modal.Environment.objects.delete(name)
 
 
 def test_from_name_is_lazy_and_can_create() -> None:
-    env = modal.Environment.from_name("later", create_if_missing=True)  # nothing made yet
-    assert [e.name for e in modal.Environment.objects.list()] == ["main"]
-    assert env.hydrate().name == "later"
-    assert "later" in [e.name for e in modal.Environment.objects.list()]
+    name = f"later-{uuid.uuid4().hex[:8]}"
+    env = modal.Environment.from_name(name, create_if_missing=True)  # nothing made yet
+    assert name not in _names()
+    assert env.hydrate().name == name
+    assert name in _names()
+    modal.Environment.objects.delete(name)
 
 
 def test_context_and_bad_input(monkeypatch: pytest.MonkeyPatch) -> None:
