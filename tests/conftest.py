@@ -41,10 +41,9 @@ def _scope(nodeid: str) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """With `pytest -n 2`, the workers are scheduled by `_scope` (xdist's own `xdist_group`
-    marks are lost on pytest 9.2's node ids). The default run is serial: on two cores, two
-    workers each running a Ray slow the timing-sensitive tests (Ctrl-C exit, call
-    cancellation) past their limits."""
+    """With `pytest -n 2` (the README's and CI's command), the workers are scheduled by `_scope`
+    (xdist's own `xdist_group` marks are lost on pytest 9.2's node ids): the integration tests
+    share one worker's Ray, the deployed-app tests one cluster head."""
     from xdist.scheduler import LoadScopeScheduling
 
     class SharedResourceScheduling(LoadScopeScheduling):  # type: ignore[misc]
