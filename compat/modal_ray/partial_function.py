@@ -238,7 +238,17 @@ def fastapi_endpoint(
     )
 
 
-def web_endpoint(
+def web_endpoint(*args: Any, **kwargs: Any) -> Callable[[Any], PartialFunction[..., Any, Any]]:
+    """Deprecated alias of `@modal.fastapi_endpoint` (same arguments; Modal 1.6.4 takes
+    `*args, **kwargs` here)."""
+    deprecation(
+        "web_endpoint",
+        "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint` instead.",
+    )
+    return _web_endpoint(*args, **kwargs)
+
+
+def _web_endpoint(
     _warn_parentheses_missing: Any = None,
     *,
     method: str = "GET",
@@ -247,11 +257,6 @@ def web_endpoint(
     docs: bool = False,
     requires_proxy_auth: bool = False,
 ) -> Callable[[Any], PartialFunction[..., Any, Any]]:
-    """Deprecated alias of `@modal.fastapi_endpoint`."""
-    deprecation(
-        "web_endpoint",
-        "`@modal.web_endpoint` is deprecated; use `@modal.fastapi_endpoint` instead.",
-    )
     _no_bare_use("web_endpoint", _warn_parentheses_missing)
     return _web(
         "fastapi_endpoint",
