@@ -446,7 +446,7 @@ def target_blob(
             " (its kind of function has no durable calls yet). Call it with `.remote(...)`."
         )
     if isinstance(record, FunctionRecord) and isinstance(prepared, RayPrepared):
-        env = dict(prepared._options.get("runtime_env") or {})
+        env = dict(prepared.declared_env)
         spec = replace(record.spec, runtime_env=env, include_source=False)
         record = replace(record, spec=spec)
     blob = bytes(cloudpickle.dumps((record, method, params)))

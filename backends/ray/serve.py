@@ -211,8 +211,11 @@ def _deployment_options(spec: ServiceSpec, container: ContainerSpec) -> dict[str
     runtime_env = with_source(dict(spec.runtime_env), container.target, spec.include_source)
     if runtime_env:
         actor["runtime_env"] = _upload_local_packages(runtime_env)
-        # Installer errors reach the deployer as ImageBuildError, not as a failed deployment.
-        image_env.build(actor["runtime_env"], f"the containers of {spec.tag}")
+        # Installer errors reach the deployer as ImageBuildError, not as a failed deployment;
+        # packages that cannot live beside the worker runtime go to a layer (image_env).
+        actor["runtime_env"], container.setup = image_env.prepare(
+            actor["runtime_env"], container.setup, f"the containers of {spec.tag}"
+        )
     return {
         "name": _deployment_name(spec),
         "ray_actor_options": actor,

@@ -29,6 +29,7 @@ from modal_ray.runtime.worker import Invocation
 from modal_ray.specs import FunctionSpec, Resources
 from modal_ray.warn import warn_once
 
+from . import image_env
 from .errors import translate
 
 if TYPE_CHECKING:
@@ -398,8 +399,27 @@ class RayPrepared:
         self._chunk: Any = None
         self._stream: Any = None
         self._pickled: Any = None
+        self._image_ready = False
+        # The runtime_env as declared (before `_prepare_image` may move its packages to a layer),
+        # for whoever prepares this function again elsewhere (the call keeper).
+        self.declared_env: dict[str, Any] = dict(self._options.get("runtime_env") or {})
+
+    def _prepare_image(self) -> None:
+        """Before the first remote function: install the image's packages, or switch them to
+        a layer of their own where they cannot live beside the worker runtime (`image_env`)."""
+        if self._image_ready:
+            return
+        env = self._options.get("runtime_env")
+        if env:
+            setup = self.invocation.setup
+            env, layered = image_env.prepare(env, setup, self.what)
+            if layered is not setup:
+                self._options["runtime_env"] = env
+                self.invocation = replace(self.invocation, setup=layered)
+        self._image_ready = True
 
     def _remote(self, kind: str) -> Any:
+        self._prepare_image()
         inv = self.invocation
         if kind == "one":
             # Same shape as a raw `ray.remote` function: Ray ships the user's args as they are.

@@ -869,9 +869,11 @@ class Image(metaclass=_ImageMeta):
                 ops.append(("run", s.shown, s.blob, s.digest, what))
         check = packages_mode() == "check"
         requirements = tuple(p for s in self._steps for p in s.packages) if check else ()
-        if not ops and not requirements:
+        # Kept for a layer of their own, if the installer refuses them beside the runtime.
+        steps = _layer_steps(self._steps) if packages_mode() == "install" else ()
+        if not ops and not requirements and not steps:
             return None
-        return ImageSetup(tuple(ops), requirements)
+        return ImageSetup(tuple(ops), requirements, steps)
 
     def _emit_warnings(self) -> None:
         """Once-per-kind warnings for the steps Ray cannot perform or options it ignores."""
@@ -905,6 +907,11 @@ class Image(metaclass=_ImageMeta):
 
 
 Image.__module__ = "modal.image"
+
+
+def _layer_steps(steps: Sequence[_Step]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """The package steps as a layer installs them (`layer.py`): (packages, options) each."""
+    return tuple((tuple(s.packages), tuple(s.options)) for s in steps if s.installer and s.packages)
 
 
 def default_image() -> Image:

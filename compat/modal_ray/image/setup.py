@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ from modal_ray.exception import ImageBuildError, InvalidError
 _apply_lock = threading.Lock()
 # (ImageSetup.key, host_files claim) -> absolute workdir ("" for none), per process
 _workdirs: dict[tuple[str, str], str] = {}
+# ImageSetup.key -> the folders of its package layer on this node (`layer.py`), per process
+_layers: dict[str, list[str]] = {}
 
 
 def _cache_dir() -> Path:
@@ -179,21 +181,49 @@ class ImageSetup:
     """Worker-side part of an image; `apply()` runs before every input (cheap after the first).
 
     Files and directories it writes belong to the running input's run (`host_files`): they
-    are removed when the run ends, so the work is done once per process and run."""
+    are removed when the run ends, so the work is done once per process and run.
 
-    __slots__ = ("key", "ops", "requirements")
+    `steps` are the image's package steps, kept for the case where they cannot be installed
+    beside the worker runtime: `layered(root)` (set by the backend) installs them in a layer of
+    their own under `root()` on each node, and `apply()` then returns the undo of putting that
+    layer on the input's paths (`layer.py`)."""
+
+    __slots__ = ("key", "ops", "requirements", "root", "steps")
 
     def __init__(
-        self, ops: tuple[tuple[str, str, bytes, str, str], ...], requirements: tuple[str, ...]
+        self,
+        ops: tuple[tuple[str, str, bytes, str, str], ...],
+        requirements: tuple[str, ...],
+        steps: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (),
+        root: Callable[[], str] | None = None,
     ):
         self.ops = ops  # (kind, target, payload, digest, what), in step order
         self.requirements = requirements
+        self.steps = steps
+        self.root = root  # where this node's package layers live; None: no layer
         h = hashlib.sha256(repr(requirements).encode())
         for kind, target, _, digest, _ in ops:
             h.update(repr((kind, target, digest)).encode())
+        if root is not None:
+            h.update(repr(("layer", steps)).encode())
         self.key = h.hexdigest()
 
-    def apply(self) -> None:
+    def layered(self, root: Callable[[], str]) -> ImageSetup:
+        """This setup with its package steps in a layer of their own under `root()`."""
+        return ImageSetup(self.ops, self.requirements, self.steps, root)
+
+    def install_layer(self) -> list[str]:
+        """This node's layer folders (installed now if missing); [] when not layered."""
+        if self.root is None or not self.steps:
+            return []
+        folders = _layers.get(self.key)
+        if folders is None:
+            from . import layer
+
+            folders = _layers[self.key] = layer.install(self.steps, self.root())
+        return folders
+
+    def apply(self) -> Callable[[], None] | None:
         memo = (self.key, host_files.current_claim())
         workdir = _workdirs.get(memo)
         if workdir is None:
@@ -203,6 +233,13 @@ class ImageSetup:
                     workdir = _workdirs[memo] = self._first_apply()
         if workdir:
             os.chdir(workdir)
+        if self.root is None or not self.steps:
+            return None
+        from . import layer
+
+        with _apply_lock:
+            folders = self.install_layer()
+        return layer.enter(folders)
 
     def _first_apply(self) -> str:
         if self.requirements:
@@ -219,4 +256,6 @@ class ImageSetup:
         return workdir
 
     def __repr__(self) -> str:
-        return f"ImageSetup({[op[0] for op in self.ops]}, requirements={len(self.requirements)})"
+        layer = f", layer={len(self.steps)} steps" if self.root is not None else ""
+        ops = [op[0] for op in self.ops]
+        return f"ImageSetup({ops}, requirements={len(self.requirements)}{layer})"

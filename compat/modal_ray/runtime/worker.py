@@ -348,9 +348,10 @@ class Invocation:
         # inputs run in the folder that holds the app's module, as Modal's containers do.
         by_ref = isinstance(self.target, FunctionRef)
         cwd = _cwd() if self.setup is not None or by_ref else None
+        undo_setup = None  # what the setup undoes after the input (an image's package layer)
         try:
             if self.setup is not None:
-                self.setup.apply()
+                undo_setup = self.setup.apply()
             if by_ref:
                 self.function()
                 if self._home is not None and _cwd() == cwd:
@@ -363,6 +364,8 @@ class Invocation:
             if cwd is not None:
                 with contextlib.suppress(OSError):
                     os.chdir(cwd)
+            if callable(undo_setup):
+                undo_setup()
             if mounted:
                 self.mounts.task_end()
             if alarm:

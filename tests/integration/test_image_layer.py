@@ -1,0 +1,106 @@
+"""An image whose packages cannot live beside the worker runtime still runs, in a layer.
+
+The image pins (through a local, offline index of wheels made here) a package that needs
+`croniter<2`, while modal-ray's runtime needs `croniter>=2.0`. Installed together they conflict,
+so the image's packages go to a separate layer: a process the function starts gets the image's
+croniter (and the layer's console script, on PATH), while the function itself keeps the runtime's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import modal
+
+
+def _wheel(folder: Path, name: str, version: str, files: dict[str, str], extra: str = "") -> None:
+    """A minimal pure-Python wheel: `files` plus metadata (`extra` is appended to METADATA)."""
+    stem = name.replace("-", "_")
+    info = f"{stem}-{version}.dist-info"
+    files = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{extra}",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    record = []
+    with zipfile.ZipFile(folder / f"{stem}-{version}-py3-none-any.whl", "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
+            record.append(f"{path},sha256={digest.rstrip(b'=').decode()},{len(text.encode())}")
+        zf.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+
+
+def test_conflicting_image_packages_run_in_their_own_layer(tmp_path: Path) -> None:
+    links = tmp_path / "links"
+    links.mkdir()
+    # An old croniter, which the runtime (croniter>=2.0) cannot run with.
+    _wheel(
+        links,
+        "croniter",
+        "1.0",
+        {"croniter.py": "FAKE = 'image-1.0'\n"},
+    )
+    _wheel(
+        links,
+        "wants-old-croniter",
+        "1.0",
+        {
+            "wants_old_croniter.py": (
+                "import croniter\ndef main():\n    print(croniter.FAKE, croniter.__file__)\n"
+            ),
+            "wants_old_croniter-1.0.dist-info/entry_points.txt": (
+                "[console_scripts]\nold-croniter = wants_old_croniter:main\n"
+            ),
+        },
+        "Requires-Dist: croniter<2\n",
+    )
+    image = modal.Image.debian_slim().pip_install(
+        "wants-old-croniter==1.0", find_links=str(links), extra_options="--no-index"
+    )
+    app = modal.App("test-image-layer")
+
+    @app.function(image=image, serialized=True)
+    def probe() -> dict[str, str]:
+        import os
+
+        import croniter  # the runtime's, ahead of the layer
+
+        script = subprocess.run(["old-croniter"], capture_output=True, text=True, check=True)
+        child = subprocess.run(
+            [sys.executable, "-c", "import croniter; print(croniter.FAKE)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return {
+            "own": getattr(croniter, "FAKE", "runtime"),
+            "script": script.stdout.strip(),
+            "child": child.stdout.strip(),
+            "pythonpath": os.environ.get("PYTHONPATH", ""),
+        }
+
+    @app.function(serialized=True)
+    def after() -> str:
+        import os
+
+        return os.environ.get("PYTHONPATH", "")
+
+    with app.run():
+        with pytest.warns(UserWarning, match="croniter<2.*separate layer"):
+            seen = probe.remote()
+        assert seen["own"] == "runtime"
+        assert seen["child"] == "image-1.0"
+        assert seen["script"].startswith("image-1.0 ")
+        assert "modal-ray-layers" in seen["script"]
+        layer = seen["pythonpath"].split(":")[0]
+        assert "modal-ray-layers" in layer
+        assert layer not in after.remote()  # restored after the input
