@@ -74,7 +74,7 @@ def layer_root() -> str:
 
 def _conflict(report: str) -> str:
     found = [ln for ln in report.splitlines() if _CONFLICT.search(ln)]
-    lines = [ln.strip(_FRAME) for ln in found]
+    lines = [re.sub(r"^(cause|error):\s*", "", ln.strip(_FRAME)).rstrip(".") for ln in found]
     text = "; ".join(dict.fromkeys(ln for ln in lines if ln)) or report.strip().splitlines()[-1]
     return text if len(text) <= 600 else text[:600] + "..."
 
@@ -127,7 +127,7 @@ def _check(env: dict[str, Any], setup: Any, what: str) -> bool:
         raise ImageBuildError(f"{joint}\n\nInstalled on their own, they fail too: {failure}")
     warn_once(
         f"image.layer.{hash(report)}",
-        f"The image of {what} asks for packages that cannot be installed beside the worker "
+        f"The image used by {what} asks for packages that cannot be installed beside the worker "
         f"runtime's (Ray and modal-ray): {_conflict(report)}. They are installed as the image "
         "asks in a separate layer on each node: processes the function starts (such as "
         "`streamlit run`) see the image's versions first, while the function itself imports "
