@@ -9,8 +9,14 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
+    import os
+
     import ray
 
+    # One attempt at a runtime_env that fails (Ray's default: three), for tests about images
+    # whose packages the installer refuses; read by Ray's runtime_env agent as it starts.
+    saved = os.environ.get("RUNTIME_ENV_RETRY_TIMES")
+    os.environ["RUNTIME_ENV_RETRY_TIMES"] = "1"
     ray.init(
         address="local",
         num_cpus=4,
@@ -21,6 +27,10 @@ def ray_session() -> Iterator[None]:
         logging_level="ERROR",
         namespace="modal-main",
     )
+    if saved is None:
+        os.environ.pop("RUNTIME_ENV_RETRY_TIMES")
+    else:
+        os.environ["RUNTIME_ENV_RETRY_TIMES"] = saved
     yield
     ray.shutdown()
     # The session's sandbox supervisor died with its Ray: remove what it left in $TMPDIR, as a
