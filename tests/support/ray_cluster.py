@@ -27,6 +27,7 @@ def ray_session() -> Iterator[None]:
         logging_level="ERROR",
         namespace="modal-main",
     )
+    session_dir = ray._private.worker._global_node.get_session_dir_path()
     if saved is None:
         os.environ.pop("RUNTIME_ENV_RETRY_TIMES")
     else:
@@ -38,3 +39,7 @@ def ray_session() -> Iterator[None]:
     from modal_ray.sandbox_runtime.owners import sweep_dead_owners
 
     sweep_dead_owners()
+    # Ray keeps every session's folder (logs, sockets, runtime envs) under its temp root.
+    import shutil
+
+    shutil.rmtree(session_dir, ignore_errors=True)
