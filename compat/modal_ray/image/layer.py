@@ -65,13 +65,18 @@ def _pip_argv(step: Step, target: Path) -> list[str]:
     ]
 
 
-def _install_into(steps: Sequence[Step], scratch: Path) -> None:
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True, mode=0o755)
+def install_steps(steps: Sequence[Step], folder: Path, where: str) -> list[str]:
+    """Install each step as asked, unconstrained, into `folder/<n>/site-packages` (emptied
+    first); returns those folders in step order. `where` ends the error messages ("into their
+    own layer", "for sandboxes on node x")."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True, mode=0o755)
+    out = []
     for n, step in enumerate(steps):
+        target = folder / str(n) / _SITE
         try:
             done = subprocess.run(
-                _pip_argv(step, scratch / str(n) / _SITE),
+                _pip_argv(step, target),
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
@@ -79,15 +84,17 @@ def _install_into(steps: Sequence[Step], scratch: Path) -> None:
             )
         except subprocess.TimeoutExpired:
             raise ImageBuildError(
-                f"Installing the image's packages {list(step[0])} into their own layer took "
-                f"more than {INSTALL_TIMEOUT_S:.0f} s."
+                f"Installing the image's packages {list(step[0])} {where} took more than"
+                f" {INSTALL_TIMEOUT_S:.0f} s."
             ) from None
         if done.returncode != 0:
             tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
             raise ImageBuildError(
-                f"Installing the image's packages {list(step[0])} into their own layer failed "
-                f"(pip exited with {done.returncode}):\n{tail}"
+                f"Installing the image's packages {list(step[0])} {where} failed (pip exited"
+                f" with {done.returncode}):\n{tail}"
             )
+        out.append(str(target))
+    return out
 
 
 def install(steps: Sequence[Step], root: str) -> list[str]:
@@ -101,7 +108,7 @@ def install(steps: Sequence[Step], root: str) -> list[str]:
             if not folder.is_dir():
                 scratch = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
                 try:
-                    _install_into(steps, scratch)
+                    install_steps(steps, scratch, "into their own layer")
                     scratch.rename(folder)
                 finally:
                     shutil.rmtree(scratch, ignore_errors=True)
@@ -132,4 +139,4 @@ def enter(folders: Sequence[str]) -> Callable[[], None]:
     return undo
 
 
-__all__ = ["Step", "enter", "install", "layer_key"]
+__all__ = ["Step", "enter", "install", "install_steps", "layer_key"]

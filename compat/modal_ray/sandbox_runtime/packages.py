@@ -1,77 +1,29 @@
 """The Python packages of a sandbox's image (`Image.pip_install` and its kin).
 
 A sandbox runs the node's interpreter without its virtual environment, so an image's packages
-are installed for it: `pip install --target` into a folder of the supervisor, one folder per
-package step, which its sandboxes see read-only at `PACKAGES_PATH/<n>` on their `PYTHONPATH`
-(later steps first, as later layers of an image shadow earlier ones).
+are installed for it as asked (`modal_ray.image.layer.install_steps`: `pip install --target`,
+one folder per package step) into a folder of the supervisor, which its sandboxes see read-only
+at `PACKAGES_PATH/<n>` on their `PYTHONPATH` (later steps first, as later layers of an image
+shadow earlier ones).
 
 Invariants: one set of steps is installed once per supervisor (keyed by the steps, under a
-per-key lock, marked complete only after every step succeeded), so a failed install is retried
-by the next sandbox; the folders live in the supervisor's own directory and go with it.
+per-key lock, remembered only after every step succeeded), so a failed install is retried by
+the next sandbox; the folders live in the supervisor's own directory and go with it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import shutil
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from modal_ray.exception import ImageBuildError
+from modal_ray.image.layer import Step, install_steps, layer_key
 
 PACKAGES_PATH = "/opt/modal-ray/packages"  # where a sandbox sees its image's packages
-INSTALL_TIMEOUT_S = 1800.0
-_DONE = ".complete"
-
-# One package step: (requirements, installer options such as `--index-url URL`).
-Step = tuple[tuple[str, ...], tuple[str, ...]]
 
 
-def _pip_argv(step: Step, target: Path) -> list[str]:
-    packages, options = step
-    return [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--target",
-        str(target),
-        "--disable-pip-version-check",
-        "--no-input",
-        "--quiet",
-        *options,
-        *packages,
-    ]
-
-
-def _install(steps: Sequence[Step], folder: Path, node: str) -> None:
-    shutil.rmtree(folder, ignore_errors=True)  # what a failed attempt left
-    folder.mkdir(parents=True, mode=0o755)
-    for n, step in enumerate(steps):
-        argv = _pip_argv(step, folder / str(n))
-        try:
-            done = subprocess.run(
-                argv,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            raise ImageBuildError(
-                f"Installing the sandbox image's packages {list(step[0])} on {node} took more"
-                f" than {INSTALL_TIMEOUT_S:.0f} s."
-            ) from None
-        if done.returncode != 0:
-            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-            raise ImageBuildError(
-                f"Installing the sandbox image's packages {list(step[0])} on {node} failed"
-                f" (pip exited with {done.returncode}):\n{tail}"
-            )
-    (folder / _DONE).touch()
+def _install(steps: Sequence[Step], folder: Path, node: str) -> list[str]:
+    return install_steps(steps, folder, f"for sandboxes on {node}")
 
 
 class PackageCache:
@@ -81,20 +33,22 @@ class PackageCache:
         self._base = base / "packages"
         self._node = node
         self._locks: dict[str, asyncio.Lock] = {}
+        self._done: dict[str, list[str]] = {}
 
     async def folders(self, steps: Sequence[Step]) -> list[str]:
         """The node folders holding `steps`' packages, one per step, in step order (installed
         now unless an earlier sandbox installed the same steps)."""
         if not steps:
             return []
-        key = hashlib.sha256(repr([tuple(s) for s in steps]).encode()).hexdigest()[:24]
-        folder = self._base / key
+        key = layer_key(steps)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if not (folder / _DONE).exists():
+            if key not in self._done:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(None, _install, steps, folder, self._node)
-        return [str(folder / str(n)) for n in range(len(steps))]
+                self._done[key] = await loop.run_in_executor(
+                    None, _install, steps, self._base / key, self._node
+                )
+        return self._done[key]
 
 
 def python_path(folders: Sequence[str], inside: bool, existing: str | None) -> str:
