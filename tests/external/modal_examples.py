@@ -26,8 +26,10 @@ Host prerequisites (issue 13 item 2):
   function lists only `inflect` but imports FastAPI and takes a file upload (FastAPI comes with
   Ray Serve, `python-multipart` is a modal-ray dependency for such forms). Offline, install the
   images' packages here and run with `MODAL_RAY_PACKAGES=check`: scikit-learn (P3);
-  fastapi[standard] (P8, P9, P11, P12); flask (P10); opencv-python<4.11, numpy<2, inflect (P11);
-  streamlit~=1.35, numpy, pandas (P13).
+  fastapi[standard] (P8, P9, P11, P12); flask (P10); opencv-python<4.11, numpy<2, inflect (P11).
+  P13's streamlit~=1.35 needs protobuf<5, which Ray's worker cannot run with: in `install` mode
+  modal-ray puts it in a package layer of its own (a warning says so); in `check` mode it cannot
+  be installed here without breaking Ray.
 - System libraries: libGL and glib (`libgl1`, `libglib2.0-0` on Debian/Ubuntu) for opencv (P11);
   `apt_install(...)` steps are not run by modal-ray, the host provides them. `libgomp1` (P3).
 - Sandboxes (P15): bubblewrap (`bwrap`) able to create namespaces, or an operator's
