@@ -41,6 +41,9 @@ def test_rdma_true_warns_that_it_has_no_effect(monkeypatch: pytest.MonkeyPatch) 
     from modal_ray import warn
 
     monkeypatch.setattr(warn, "_seen", set())  # the warning fires once per process
+    from modal_ray import warn
+
+    warn.reset_for_tests()  # once per process: another test of this worker may have warned
     with pytest.warns(UserWarning, match=r"rdma=True"):
         modal.experimental.clustered(size=2, rdma=True)
 

@@ -118,6 +118,9 @@ def test_the_runtime_is_ray_serve_and_modal_ray_less_the_users_asgi_stack() -> N
 def test_a_runtime_package_the_image_pins_itself_is_installed_as_asked_with_a_warning() -> None:
     lines = runtime_requirements()
     image = Image.debian_slim().pip_install("pydantic==1.10.13", "protobuf>=5")
+    from modal_ray import warn
+
+    warn.reset_for_tests()  # once per process: another test of this worker may have warned
     with pytest.warns(UserWarning, match=r"'pydantic==1.10.13', outside what Ray and modal-ray"):
         packages = image._runtime_env()["pip"]["packages"]
     names = [Requirement(line).name for line in packages]

@@ -46,6 +46,9 @@ def test_gpu_fallback_list_maps_to_label_selectors() -> None:
 
 
 def test_cpu_and_memory() -> None:
+    from modal_ray import warn
+
+    warn.reset_for_tests()  # these warnings are once per process: another test may have had them
     res = parse_resources(cpu=2.5, memory=1024)
     assert res.num_cpus == 2.5
     assert res.memory_bytes == 1024 * 1024 * 1024
