@@ -8,49 +8,28 @@ croniter (and the layer's console script, on PATH), while the function itself ke
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import shutil
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
 import modal
-
-
-def _wheel(folder: Path, name: str, version: str, files: dict[str, str], extra: str = "") -> None:
-    """A minimal pure-Python wheel: `files` plus metadata (`extra` is appended to METADATA)."""
-    stem = name.replace("-", "_")
-    info = f"{stem}-{version}.dist-info"
-    files = {
-        **files,
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{extra}",
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    record = []
-    with zipfile.ZipFile(folder / f"{stem}-{version}-py3-none-any.whl", "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
-            record.append(f"{path},sha256={digest.rstrip(b'=').decode()},{len(text.encode())}")
-        zf.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+from tests.support.wheels import make_wheel
 
 
 def test_conflicting_image_packages_run_in_their_own_layer(tmp_path: Path) -> None:
     links = tmp_path / "links"
     links.mkdir()
     # An old croniter, which the runtime (croniter>=2.0) cannot run with.
-    _wheel(
+    make_wheel(
         links,
         "croniter",
         "1.0",
         {"croniter.py": "FAKE = 'image-1.0'\n"},
     )
-    _wheel(
+    make_wheel(
         links,
         "wants-old-croniter",
         "1.0",
@@ -62,7 +41,7 @@ def test_conflicting_image_packages_run_in_their_own_layer(tmp_path: Path) -> No
                 "[console_scripts]\nold-croniter = wants_old_croniter:main\n"
             ),
         },
-        "Requires-Dist: croniter<2\n",
+        requires=["croniter<2"],
     )
     image = modal.Image.debian_slim().pip_install(
         "wants-old-croniter==1.0", find_links=str(links), extra_options="--no-index"

@@ -5,12 +5,9 @@ from wheels made in the test), as Ray's runtime_env installs it; nothing is inst
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import subprocess
 import sys
-import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -20,26 +17,11 @@ from packaging.utils import canonicalize_name
 
 from modal.image import Image
 from modal_ray.image.runtime_requirements import runtime_requirements
+from tests.support.wheels import make_wheel
 
 
 def _wheel(folder: Path, name: str, version: str, requires: list[str]) -> None:
-    """A minimal pure-Python wheel whose metadata requires `requires`."""
-    stem = name.replace("-", "_")
-    info = f"{stem}-{version}.dist-info"
-    files = {
-        f"{stem}/__init__.py": "",
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-        + "".join(f"Requires-Dist: {r}\n" for r in requires),
-        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-        "Tag: py3-none-any\n",
-    }
-    record = []
-    with zipfile.ZipFile(folder / f"{stem}-{version}-py3-none-any.whl", "w") as zf:
-        for path, text in files.items():
-            zf.writestr(path, text)
-            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest())
-            record.append(f"{path},sha256={digest.rstrip(b'=').decode()},{len(text.encode())}")
-        zf.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    make_wheel(folder, name, version, requires=requires)
 
 
 def _resolve(image: Image, links: Path) -> tuple[int, str, set[str]]:
